@@ -1,0 +1,173 @@
+//! Image references (`name:tag`) in the Docker reference grammar.
+
+use crate::error::{Error, Result};
+
+fn is_alnum(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// `[a-z0-9]+ ((\.|_|__|-+) [a-z0-9]+)*`
+fn valid_path_component(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: '.', '_', '__' or one or more '-'.
+        let start = i;
+        while i < b.len() && !is_alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &s[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// A registry host, optionally with a port.
+fn valid_domain(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => (h, Some(p)),
+        _ => (s, None),
+    };
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) {
+            return false;
+        }
+    }
+    if host.starts_with('[') && host.ends_with(']') {
+        let inner = &host[1..host.len() - 1];
+        return !inner.is_empty() && inner.bytes().all(|c| c.is_ascii_hexdigit() || c == b':');
+    }
+    !host.is_empty()
+        && host.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+}
+
+/// `[\w][\w.-]{0,127}`
+fn valid_tag_part(t: &str) -> bool {
+    let b = t.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
+}
+
+/// Checks `reference` (`name` or `name:tag`) and returns it as `name:tag`,
+/// adding `:latest` when the tag is missing.
+pub fn validate_tag(reference: &str) -> Result<String> {
+    let bad = |why: &str| Error::invalid_argument(format!("tag '{reference}': {why}"));
+    if reference.contains('@') {
+        return Err(bad("digests cannot name an image being built"));
+    }
+    // The tag is after the last ':' that follows the last '/'.
+    let last_slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match reference[last_slash..].rfind(':') {
+        Some(i) => (&reference[..last_slash + i], Some(&reference[last_slash + i + 1..])),
+        None => (reference, None),
+    };
+    if name.is_empty() {
+        return Err(bad("empty name"));
+    }
+    if name.len() > 255 {
+        return Err(bad("name longer than 255 characters"));
+    }
+    let mut components: Vec<&str> = name.split('/').collect();
+    let first = components[0];
+    if components.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost") {
+        if !valid_domain(first) {
+            return Err(bad(&format!("'{first}' is not a valid registry host")));
+        }
+        components.remove(0);
+    }
+    for c in &components {
+        if c.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad("repository names must be lowercase"));
+        }
+        if !valid_path_component(c) {
+            return Err(bad(&format!(
+                "'{c}' is not a valid name component (lowercase letters, digits, and '.', '_', '__' or '-' between them)"
+            )));
+        }
+    }
+    let tag = tag.unwrap_or("latest");
+    if !valid_tag_part(tag) {
+        return Err(bad(&format!(
+            "'{tag}' is not a valid tag (letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-')"
+        )));
+    }
+    Ok(format!("{name}:{tag}"))
+}
+
+/// The repository Guix derives from a name: lowercased, with every
+/// character outside `[a-z0-9._-]` mapped to `.`; separator runs the
+/// grammar forbids become one `.`, and separators at either end go.
+pub fn repository_from_name(name: &str) -> String {
+    let mapped: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' { c } else { '.' })
+        .collect();
+    let is_sep = |c: char| c == '.' || c == '_' || c == '-';
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in mapped.chars() {
+        if is_sep(c) {
+            run.push(c);
+            continue;
+        }
+        if !run.is_empty() && !out.is_empty() {
+            let valid = run == "." || run == "_" || run == "__" || run.chars().all(|c| c == '-');
+            out.push_str(if valid { &run } else { "." });
+        }
+        run.clear();
+        out.push(c);
+    }
+    if out.is_empty() {
+        "image".to_string()
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_tags() {
+        assert_eq!(validate_tag("hello").unwrap(), "hello:latest");
+        assert_eq!(validate_tag("hello:2.12").unwrap(), "hello:2.12");
+        assert_eq!(validate_tag("guix/hello-world:v1_0").unwrap(), "guix/hello-world:v1_0");
+        assert_eq!(validate_tag("localhost:5000/a/b:c").unwrap(), "localhost:5000/a/b:c");
+        assert_eq!(validate_tag("registry.example.org/x__y").unwrap(), "registry.example.org/x__y:latest");
+    }
+
+    #[test]
+    fn bad_tags() {
+        for bad in ["Hello", "hello:", ":x", "a//b", "-a", "a-", "a..b", "hello:.x", "a@sha256:00", "a:b:c", "héllo"] {
+            let err = validate_tag(bad).unwrap_err();
+            assert!(err.message.contains(bad), "{bad}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn repositories_from_names_are_valid() {
+        for (name, repo) in [("hello-2.12", "hello-2.12"), ("Guile+GnuTLS", "guile.gnutls"), ("a..b", "a.b"), ("+++", "image"), ("x__y", "x__y"), ("-a-", "a")] {
+            let r = repository_from_name(name);
+            assert_eq!(r, repo, "{name}");
+            validate_tag(&r).unwrap();
+        }
+    }
+}
