@@ -17,6 +17,8 @@ pub struct OutputFile {
     pub file: File,
     /// `Some` for a file output: the temporary file and the final path.
     temp: Option<(tempfile::TempPath, PathBuf)>,
+    /// The name to give in errors.
+    name: PathBuf,
 }
 
 impl OutputFile {
@@ -30,7 +32,7 @@ impl OutputFile {
                     let err = std::io::Error::last_os_error();
                     return Err(Error::output(Path::new("-"), &err));
                 }
-                Ok(OutputFile { file: unsafe { File::from_raw_fd(fd) }, temp: None })
+                Ok(OutputFile { file: unsafe { File::from_raw_fd(fd) }, temp: None, name: PathBuf::from("-") })
             }
             Output::Path(path) => open_beside(path),
         }
@@ -43,10 +45,7 @@ impl OutputFile {
 
     /// The name to give in errors.
     pub fn display_path(&self) -> PathBuf {
-        match &self.temp {
-            Some((_, path)) => path.clone(),
-            None => PathBuf::from("-"),
-        }
+        self.name.clone()
     }
 
     /// Makes the output appear at its final path.
@@ -83,6 +82,16 @@ fn open_beside(path: &Path) -> Result<OutputFile> {
     if path.is_dir() {
         return Err(bad("is a directory"));
     }
+    // A device or FIFO (`-o /dev/null`, a named pipe) is written as it is:
+    // there is nothing to replace atomically.
+    if let Ok(meta) = fs::metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        let ft = meta.file_type();
+        if ft.is_char_device() || ft.is_fifo() || ft.is_block_device() {
+            let file = fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::output(path, &e))?;
+            return Ok(OutputFile { file, temp: None, name: path.to_path_buf() });
+        }
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -97,7 +106,7 @@ fn open_beside(path: &Path) -> Result<OutputFile> {
         .tempfile_in(&dir)
         .map_err(|e| Error::output(path, &e))?;
     let (file, temp_path) = temp.into_parts();
-    Ok(OutputFile { file, temp: Some((temp_path, path.to_path_buf())) })
+    Ok(OutputFile { file, temp: Some((temp_path, path.to_path_buf())), name: path.to_path_buf() })
 }
 
 #[cfg(test)]
@@ -130,5 +139,13 @@ mod tests {
         let err = OutputFile::open(&Output::Path(missing)).err().unwrap();
         assert!(err.message.contains("does not exist"), "{}", err.message);
         assert_eq!(err.kind, ErrorKind::Output);
+    }
+
+    #[test]
+    fn devices_are_written_in_place() {
+        let out = OutputFile::open(&Output::Path("/dev/null".into())).unwrap();
+        assert!(!out.is_seekable());
+        out.commit().unwrap();
+        assert!(Path::new("/dev/null").exists());
     }
 }
