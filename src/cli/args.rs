@@ -80,7 +80,9 @@ Errors are printed on standard error as `guix-docker-native: error: ...`.";
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP,
     after_help = "See --help for examples and exit codes.",
-    max_term_width = 100
+    max_term_width = 100,
+    // As with guix pack, an option given twice takes the last value.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Store items to put in the image; the first is the main one (entry
