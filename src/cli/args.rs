@@ -59,13 +59,13 @@ Exit status (the library's result codes):
     2  invalid command line or option value (unknown option, bad tag,
        --max-layers 0, ...)
     3  an item or closure path is not a store item (relative, outside the
-       store, not named <hash>-<name>)
+       store, not named <hash>-<name>, missing)
     4  the closure lacks an item or an item it refers to
     5  the closure holds what an image cannot carry (socket, FIFO, device
        node, a name starting with .wh.)
     6  reading the store failed (a missing or unreadable file)
     7  the output could not be written (no such directory, a directory in
-       the way, disk full)
+       the way, disk full, a terminal for -o -)
     8  the store database could not be read
    10  internal error (a bug; please report it)
   129, 130, 143  interrupted by SIGHUP, SIGINT or SIGTERM
