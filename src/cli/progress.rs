@@ -100,7 +100,7 @@ pub fn human_duration(seconds: u64) -> String {
 
 /// One line of progress, at most `width - 1` characters (a line as wide as
 /// the terminal would wrap on some terminals and break the redraw):
-/// `12.0 MiB / 40.0 MiB  30% [######..............] 3/10 items  6.0 MiB/s  0:04 left`.
+/// `  12.0 MiB / 40.0 MiB  30% [######........]  3/10 items    6.0 MiB/s  0:05 left`.
 pub fn render_line(p: Progress, elapsed: Duration, width: usize) -> String {
     let fraction = if p.bytes_total > 0 { (p.bytes_done as f64 / p.bytes_total as f64).min(1.0) } else { 1.0 };
     let seconds = elapsed.as_secs_f64();
@@ -112,14 +112,17 @@ pub fn render_line(p: Progress, elapsed: Duration, width: usize) -> String {
     } else {
         "--:-- left".to_string()
     };
+    // Fields padded to their widest, so that the bar keeps its width and
+    // nothing jumps from one redraw to the next.
     let head = format!(
-        "{} / {} {:>4.0}%",
+        "{:>10} / {} {:>3.0}%",
         human_bytes(p.bytes_done),
         human_bytes(p.bytes_total),
         (fraction * 100.0).floor()
     );
+    let digits = p.items_total.to_string().len();
     let tail = format!(
-        "{}/{} items  {}/s  {}",
+        "{:>digits$}/{} items {:>10}/s {:>10}",
         p.items_done,
         p.items_total,
         human_bytes(rate as u64),
@@ -161,8 +164,8 @@ mod tests {
     #[test]
     fn a_line_shows_bytes_percent_items_rate_and_time_left() {
         let line = render_line(progress(12 << 20, 40 << 20, 3, 10), Duration::from_secs(2), 120);
-        assert!(line.starts_with("12.0 MiB / 40.0 MiB   30% ["), "{line}");
-        assert!(line.ends_with("] 3/10 items  6.0 MiB/s  0:05 left"), "{line}");
+        assert!(line.starts_with("  12.0 MiB / 40.0 MiB  30% ["), "{line}");
+        assert!(line.ends_with("]  3/10 items    6.0 MiB/s  0:05 left"), "{line}");
         assert!(line.chars().count() <= 119);
         let bar: String = line.chars().skip_while(|&c| c != '[').skip(1).take_while(|&c| c != ']').collect();
         assert_eq!(bar.chars().filter(|&c| c == '#').count() * 10, bar.len() * 3);
@@ -181,6 +184,10 @@ mod tests {
     fn start_and_end() {
         let start = render_line(progress(0, 100, 0, 1), Duration::ZERO, 100);
         assert!(start.contains("   0%") && start.ends_with("--:-- left"), "{start}");
+        // The bar keeps its place and width while the numbers change.
+        let later = render_line(progress(77, 100, 1, 1), Duration::from_secs(3), 100);
+        assert_eq!(start.find('['), later.find('['), "{start}\n{later}");
+        assert_eq!(start.find(']'), later.find(']'), "{start}\n{later}");
         let end = render_line(progress(100, 100, 1, 1), Duration::from_secs(1), 100);
         assert!(end.contains(" 100%") && end.ends_with("done"), "{end}");
         let empty = render_line(progress(0, 0, 0, 0), Duration::ZERO, 100);
