@@ -51,6 +51,16 @@ for program in "$item"/bin/*; do
     fi
 done
 
+# The library exports exactly the functions the header declares.
+declared=$(grep -oE '\b(gdn_[a-z_]+|build_docker_image)\(' include/guix_docker_native.h | tr -d '(' | sort -u)
+exported=$(nm -D --defined-only "$lib_dir/libguix_docker_native.so" | awk '$2 == "T" {print $3}' | sort -u)
+if [ "$declared" != "$exported" ]; then
+    echo "run.sh: the library's exports differ from the header's functions:" >&2
+    diff <(echo "$declared") <(echo "$exported") >&2 || true
+    exit 1
+fi
+echo "ok - libguix_docker_native.so exports exactly the $(echo "$declared" | wc -l) functions of the header"
+
 "$cc" -std=c11 -Wall -Wextra -Werror -Iinclude tests/c/test_abi.c -o "$tmp/test_abi" \
     -pthread -L"$lib_dir" -lguix_docker_native -Wl,-rpath,"$lib_dir"
 
