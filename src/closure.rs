@@ -5,10 +5,53 @@
 //! database, a scan of file contents for the hash parts of store items, as
 //! the daemon does when it registers an item.
 
+mod database;
+mod scan;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::store::{StoreDir, StoreItem};
+
+use database::StoreDatabase;
+
+/// The tables of a store database as the Guix daemon creates them (its
+/// `schema.sql`).  This crate only reads them; the sample store generator
+/// and the tests create databases with it.
+pub const STORE_DATABASE_SCHEMA: &str = "
+create table if not exists ValidPaths (
+    id               integer primary key autoincrement not null,
+    path             text unique not null,
+    hash             text not null,
+    registrationTime integer not null,
+    deriver          text,
+    narSize          integer
+);
+create table if not exists Refs (
+    referrer  integer not null,
+    reference integer not null,
+    primary key (referrer, reference),
+    foreign key (referrer) references ValidPaths(id) on delete cascade,
+    foreign key (reference) references ValidPaths(id) on delete restrict
+);
+create index if not exists IndexReferrer on Refs(referrer);
+create index if not exists IndexReference on Refs(reference);
+create trigger if not exists DeleteSelfRefs before delete on ValidPaths
+  begin
+    delete from Refs where referrer = old.id and reference = old.id;
+  end;
+create table if not exists DerivationOutputs (
+    drv  integer not null,
+    id   text not null,
+    path text not null,
+    primary key (drv, id),
+    foreign key (drv) references ValidPaths(id) on delete cascade
+);
+create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
+";
 
 /// A closure: its items sorted by path, and, where known, what each
 /// references (indices into `items`, sorted, without the item itself).
@@ -18,21 +61,230 @@ pub struct Closure {
     pub references: Option<Vec<Vec<usize>>>,
 }
 
+impl Closure {
+    /// The closure made of `references`' keys, each referencing its set.
+    /// Every referenced item must be a key.
+    fn from_references(references: BTreeMap<StoreItem, BTreeSet<StoreItem>>) -> Closure {
+        let items: Vec<StoreItem> = references.keys().cloned().collect();
+        let index = |item: &StoreItem| items.binary_search(item).expect("references within the closure");
+        let indices = references.values().map(|set| set.iter().map(index).collect()).collect();
+        Closure { items, references: Some(indices) }
+    }
+
+    /// The position of `item` in `items`, if it is a member.
+    pub fn index_of(&self, item: &StoreItem) -> Option<usize> {
+        self.items.binary_search(item).ok()
+    }
+
+    /// Is `item` a member?
+    pub fn contains(&self, item: &StoreItem) -> bool {
+        self.index_of(item).is_some()
+    }
+
+    /// The items `item` references (without itself), when references are known.
+    pub fn references_of(&self, item: &StoreItem) -> Option<Vec<&StoreItem>> {
+        let references = self.references.as_ref()?;
+        let index = self.index_of(item)?;
+        Some(references[index].iter().map(|&i| &self.items[i]).collect())
+    }
+}
+
 /// Computes the closure of `roots`: from `database` when given, else by
 /// scanning the store.  Every root must exist.
+///
+/// Errors: a root outside `store` (`InvalidStorePath`); a root or member
+/// missing from the store (`Io`); a database that cannot be read, is not a
+/// store database or does not list a root as valid (`Database`).
 pub fn compute_closure(store: &StoreDir, roots: &[StoreItem], database: Option<&Path>) -> Result<Closure> {
-    todo!("{store:?} {roots:?} {database:?}")
+    for root in roots {
+        check_in_store(store, root)?;
+        check_exists(root, "")?;
+    }
+    let references = match database {
+        Some(file) => references_from_database(store, roots, file)?,
+        None => {
+            let candidates = scan::Candidates::list(store)?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+            scan::scan_closure(roots, &candidates, threads)?
+        }
+    };
+    Ok(Closure::from_references(references))
 }
 
 /// Checks a closure the caller gave: every path is a store item that
 /// exists, every root is in it, and, when `database` is given, every
 /// reference of every member is in it too.
+///
+/// Duplicates are dropped; the items come back sorted, with their
+/// references when `database` is given.  Errors: a path that is not a store
+/// item (`InvalidStorePath`); a member that does not exist (`Io`, like any
+/// other file the build cannot read); a root, or a reference of a member,
+/// missing from the closure (`IncompleteClosure`); a member the database
+/// does not list as valid (`Database`).
 pub fn check_closure(store: &StoreDir, roots: &[StoreItem], given: &[PathBuf], database: Option<&Path>) -> Result<Closure> {
-    todo!("{store:?} {roots:?} {given:?} {database:?}")
+    let mut items = BTreeSet::new();
+    for path in given {
+        items.insert(store.parse_item(path)?);
+    }
+    for item in &items {
+        check_exists(item, " (listed in the closure)")?;
+    }
+    for root in roots {
+        check_in_store(store, root)?;
+        if !items.contains(root) {
+            return Err(Error::new(
+                ErrorKind::IncompleteClosure,
+                format!("the closure does not contain the item {} itself", root.path.display()),
+            ));
+        }
+    }
+    let Some(file) = database else {
+        return Ok(Closure { items: items.into_iter().collect(), references: None });
+    };
+    let database = StoreDatabase::open(file)?;
+    let references = database.snapshot(|snapshot| {
+        let mut references = BTreeMap::new();
+        for item in &items {
+            let Some(referenced) = snapshot.references(store, item)? else {
+                return Err(not_in_database(item, file));
+            };
+            if let Some(missing) = referenced.iter().find(|r| !items.contains(*r)) {
+                return Err(Error::new(
+                    ErrorKind::IncompleteClosure,
+                    format!(
+                        "the closure lacks {}, which {} references (according to the store database {})",
+                        missing.path.display(),
+                        item.path.display(),
+                        file.display()
+                    ),
+                ));
+            }
+            references.insert(item.clone(), referenced.into_iter().collect());
+        }
+        Ok(references)
+    })?;
+    Ok(Closure::from_references(references))
 }
 
 /// Reads a closure file: one store path a line, as `guix gc -R` prints.
-/// Blank lines are ignored.
+/// Blank lines are ignored.  Every path must be absolute; an error names
+/// the file and the line.
 pub fn read_closure_file(path: &Path) -> Result<Vec<PathBuf>> {
-    todo!("{}", path.display())
+    Ok(closure_file_lines(path)?.into_iter().map(|(_, item)| item).collect())
 }
+
+/// Reads a closure file like [`read_closure_file`] and checks that every
+/// line is an item of `store`; an error names the file and the line.
+pub fn read_closure_file_in(store: &StoreDir, path: &Path) -> Result<Vec<PathBuf>> {
+    let mut items = Vec::new();
+    for (line, item) in closure_file_lines(path)? {
+        let item = store.parse_item(&item).map_err(|err| {
+            Error::new(err.kind, format!("closure file {}, line {line}: {}", path.display(), err.message))
+        })?;
+        items.push(item.path);
+    }
+    Ok(items)
+}
+
+/// The non-blank lines of a closure file, with their numbers.
+fn closure_file_lines(path: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let data = std::fs::read(path).map_err(|err| Error::io(path, "reading the closure file", &err))?;
+    let mut items = Vec::new();
+    for (index, line) in data.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let item = PathBuf::from(OsStr::from_bytes(line));
+        if !item.is_absolute() {
+            return Err(Error::new(
+                ErrorKind::InvalidStorePath,
+                format!(
+                    "closure file {}, line {}: '{}': relative path; a store item path must be absolute",
+                    path.display(),
+                    index + 1,
+                    item.display()
+                ),
+            ));
+        }
+        items.push((index + 1, item));
+    }
+    Ok(items)
+}
+
+/// Follows the references the database lists, from `roots`.
+fn references_from_database(
+    store: &StoreDir,
+    roots: &[StoreItem],
+    file: &Path,
+) -> Result<BTreeMap<StoreItem, BTreeSet<StoreItem>>> {
+    let database = StoreDatabase::open(file)?;
+    let references = database.snapshot(|snapshot| {
+        let mut references = BTreeMap::new();
+        let mut seen: BTreeSet<StoreItem> = roots.iter().cloned().collect();
+        let mut queue: VecDeque<StoreItem> = seen.iter().cloned().collect();
+        while let Some(item) = queue.pop_front() {
+            // Refs' foreign keys point into ValidPaths, so only a root can
+            // be missing here.
+            let Some(referenced) = snapshot.references(store, &item)? else {
+                return Err(not_in_database(&item, file));
+            };
+            for reference in &referenced {
+                if seen.insert(reference.clone()) {
+                    queue.push_back(reference.clone());
+                }
+            }
+            references.insert(item, referenced.into_iter().collect::<BTreeSet<_>>());
+        }
+        Ok(references)
+    })?;
+    // A member the database lists but the store lacks would only fail
+    // later, when the image is written; say now where it came from.
+    for (referrer, referenced) in &references {
+        for item in referenced {
+            let context = format!(
+                " (referenced by {} according to the store database {})",
+                referrer.path.display(),
+                file.display()
+            );
+            check_exists(item, &context)?;
+        }
+    }
+    Ok(references)
+}
+
+fn not_in_database(item: &StoreItem, file: &Path) -> Error {
+    Error::new(
+        ErrorKind::Database,
+        format!("{}: not a valid item in the store database {}", item.path.display(), file.display()),
+    )
+}
+
+/// Is `item` directly under `store`?  (An item parsed for another store
+/// directory is not.)
+fn check_in_store(store: &StoreDir, item: &StoreItem) -> Result<()> {
+    if item.path.parent() == Some(store.path()) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidStorePath,
+            format!("'{}': not under the store directory {}", item.path.display(), store.path().display()),
+        ))
+    }
+}
+
+/// Does `item` exist (as a directory, file or symlink)?  `context` ends
+/// the message when it does not.
+fn check_exists(item: &StoreItem, context: &str) -> Result<()> {
+    match std::fs::symlink_metadata(&item.path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
+            ErrorKind::Io,
+            format!("{}: store item does not exist{context}", item.path.display()),
+        )),
+        Err(err) => Err(Error::io(&item.path, "looking up the store item", &err)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
