@@ -78,13 +78,12 @@ typedef int32_t gdn_result;
  * of file data archived so far.  `userdata` is the pointer given to
  * `gdn_options_set_progress_callback`.
  *
- * The callback is never called concurrently with itself for one options
- * handle (the library serialises the calls), but it may be called from a
- * thread other than the one that called `build_docker_image` (a worker
- * thread of the library).  It is only called while `build_docker_image`
- * runs, never after it returns.  It must return normally: it may not
- * unwind (C++ exceptions) or longjmp out, and may not call
- * `build_docker_image` or change the options handle.
+ * The callback is called on the thread that called `build_docker_image`,
+ * only while that call runs, and never concurrently with itself for one
+ * options handle (when two threads build with one handle, their calls are
+ * serialised).  It must return normally: it may not unwind (C++
+ * exceptions) or longjmp out, and may not call `build_docker_image` or
+ * change the options handle.
  */
 typedef void (*gdn_progress_callback)(uint64_t bytes_done, uint64_t bytes_total, void *userdata);
 

@@ -29,13 +29,12 @@ pub struct gdn_options {
 /// of file data archived so far.  `userdata` is the pointer given to
 /// `gdn_options_set_progress_callback`.
 ///
-/// The callback is never called concurrently with itself for one options
-/// handle (the library serialises the calls), but it may be called from a
-/// thread other than the one that called `build_docker_image` (a worker
-/// thread of the library).  It is only called while `build_docker_image`
-/// runs, never after it returns.  It must return normally: it may not
-/// unwind (C++ exceptions) or longjmp out, and may not call
-/// `build_docker_image` or change the options handle.
+/// The callback is called on the thread that called `build_docker_image`,
+/// only while that call runs, and never concurrently with itself for one
+/// options handle (when two threads build with one handle, their calls are
+/// serialised).  It must return normally: it may not unwind (C++
+/// exceptions) or longjmp out, and may not call `build_docker_image` or
+/// change the options handle.
 #[allow(non_camel_case_types)]
 pub type gdn_progress_callback =
     Option<unsafe extern "C" fn(bytes_done: u64, bytes_total: u64, userdata: *mut c_void)>;
@@ -47,9 +46,10 @@ struct CProgress {
     one_at_a_time: Mutex<()>,
 }
 
-// SAFETY: the pointer is only handed back to the caller's callback, and the
-// header tells the caller that the callback may run on a library thread;
-// the mutex makes the calls sequential.
+// SAFETY: the pointer is only handed back to the caller's callback.  The
+// engine calls progress on the building thread, but a handle may be shared
+// by builds in several threads: the mutex keeps their calls sequential, as
+// the header promises.
 unsafe impl Send for CProgress {}
 unsafe impl Sync for CProgress {}
 

@@ -57,8 +57,7 @@ static const char *last_error(void) {
 static void expect_failure(const char *what, gdn_result got, gdn_result want, const char *needle) {
   const char *message = gdn_last_error_message();
   expect(got == want, "%s: result %d (want %d): %s", what, got, want, last_error());
-  expect(message != NULL && strstr(message, needle) != NULL,
-         "%s: message names '%s'", what, needle);
+  expect(message != NULL && strstr(message, needle) != NULL, "%s: message names %s", what, needle);
 }
 
 static char *join(const char *a, const char *b) {
@@ -272,12 +271,25 @@ static void free_strings(char **s, size_t n) {
 typedef struct {
   atomic_int inside;
   atomic_int overlapped;
+  atomic_int foreign_thread;
   atomic_long calls;
   atomic_int beyond_total;
 } progress_log;
 
+/* Set by a thread around its own build_docker_image calls. */
+static _Thread_local int building;
+
+static gdn_result build(const char *item, const char *const *closure, size_t len,
+                        const char *output, const gdn_options *options) {
+  building = 1;
+  gdn_result r = build_docker_image(item, closure, len, output, options);
+  building = 0;
+  return r;
+}
+
 static void on_progress(uint64_t bytes_done, uint64_t bytes_total, void *userdata) {
   progress_log *log = userdata;
+  if (!building) atomic_store(&log->foreign_thread, 1);
   if (atomic_fetch_add(&log->inside, 1) != 0) atomic_store(&log->overlapped, 1);
   atomic_fetch_add(&log->calls, 1);
   if (bytes_done > bytes_total) atomic_store(&log->beyond_total, 1);
@@ -301,7 +313,7 @@ typedef struct {
 static void *run_build(void *arg) {
   build_job *job = arg;
   job->clean_start = gdn_last_error_message() == NULL;
-  job->result = build_docker_image(job->item, NULL, 0, job->output, job->options);
+  job->result = build(job->item, NULL, 0, job->output, job->options);
   snprintf(job->message, sizeof job->message, "%s", last_error());
   return NULL;
 }
@@ -437,7 +449,7 @@ static void test_build_errors(const char *store, const char *item, const char *w
 
   char *missing = join(store, "00000000000000000000000000000000-missing-1.0");
   expect_build_failure("missing item", build_docker_image(missing, NULL, 0, out, o),
-                       GDN_ERR_IO, base_name(missing), out, fail_dir);
+                       GDN_ERR_INVALID_STORE_PATH, base_name(missing), out, fail_dir);
 
   /* A directory named like an item, but outside the store. */
   char *outside = join(work, "11111111111111111111111111111111-outside-1.0");
@@ -533,6 +545,7 @@ static void test_builds(const char *store, const char *item, const char *databas
   progress_log log;
   atomic_init(&log.inside, 0);
   atomic_init(&log.overlapped, 0);
+  atomic_init(&log.foreign_thread, 0);
   atomic_init(&log.calls, 0);
   atomic_init(&log.beyond_total, 0);
   gdn_options *o = rich_options(store, database, work, entry_point, &log);
@@ -546,7 +559,7 @@ static void test_builds(const char *store, const char *item, const char *databas
   char **all = store_items(store, &n);
   char *explicit_out = join(work, "explicit.tar");
   gdn_options_add_tag(o, "NOT VALID"); /* leaves an error for the build to clear */
-  gdn_result r = build_docker_image(item, (const char *const *)all, n, explicit_out, o);
+  gdn_result r = build(item, (const char *const *)all, n, explicit_out, o);
   expect(r == GDN_OK, "build with an explicit closure of %zu items: %d %s", n, r, last_error());
   expect(gdn_last_error_message() == NULL, "a successful build clears the last error");
   expect_image("explicit closure", explicit_out, "gdn-c-test:1.0");
@@ -557,7 +570,7 @@ static void test_builds(const char *store, const char *item, const char *databas
 
   /* The closure from the database. */
   char *db_out = join(work, "database.tar");
-  r = build_docker_image(item, NULL, 0, db_out, o);
+  r = build(item, NULL, 0, db_out, o);
   expect(r == GDN_OK, "build with the closure from the database: %d %s", r, last_error());
   expect_image("database closure", db_out, "gdn-c-test:1.0");
   bytes first = read_file(db_out);
@@ -587,6 +600,7 @@ static void test_builds(const char *store, const char *item, const char *databas
   expect(strcmp(last_error(), main_error) == 0, "the main thread kept its own last error");
   free(main_error);
   expect(!atomic_load(&log.overlapped), "progress calls never overlapped, even from two builds");
+  expect(!atomic_load(&log.foreign_thread), "progress was only called on the building threads");
 
   /* Standard output, with one worker thread instead of two: the bytes
    * depend on neither. */
@@ -597,7 +611,7 @@ static void test_builds(const char *store, const char *item, const char *databas
   int fd = open(stdout_copy, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   r = GDN_ERR_IO;
   if (saved >= 0 && fd >= 0 && dup2(fd, STDOUT_FILENO) >= 0) {
-    r = build_docker_image(item, NULL, 0, "-", o);
+    r = build(item, NULL, 0, "-", o);
     dup2(saved, STDOUT_FILENO);
   }
   if (fd >= 0) close(fd);
@@ -611,7 +625,7 @@ static void test_builds(const char *store, const char *item, const char *databas
   /* Compressed. */
   expect(gdn_options_set_compression(o, "gzip", 0) == GDN_OK, "gzip compression accepted");
   char *gz_out = join(work, "image.tar.gz");
-  r = build_docker_image(item, NULL, 0, gz_out, o);
+  r = build(item, NULL, 0, gz_out, o);
   expect(r == GDN_OK, "gzip build: %d %s", r, last_error());
   bytes gz = read_file(gz_out);
   expect(gz.size > 2 && gz.data[0] == 0x1f && gz.data[1] == 0x8b, "the gzip archive starts with gzip's magic");
