@@ -449,7 +449,7 @@ static void test_build_errors(const char *store, const char *item, const char *w
 
   char *missing = join(store, "00000000000000000000000000000000-missing-1.0");
   expect_build_failure("missing item", build_docker_image(missing, NULL, 0, out, o),
-                       GDN_ERR_INVALID_STORE_PATH, base_name(missing), out, fail_dir);
+                       GDN_ERR_IO, base_name(missing), out, fail_dir);
 
   /* A directory named like an item, but outside the store. */
   char *outside = join(work, "11111111111111111111111111111111-outside-1.0");
