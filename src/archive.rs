@@ -1,1 +1,474 @@
-//! (in progress)
+//! Writing the archive: layers produced on worker threads, each read,
+//! hashed and written once, and one writer thread that puts the bytes
+//! where they belong.
+//!
+//! Every layer's length is known before a byte is written (see
+//! [`crate::tarfmt`]), so in a file every layer has a fixed offset: layers
+//! are produced in parallel and written at their offsets.  To a pipe, or
+//! through a compressor, the bytes must come in order: one producer then
+//! makes the layers one after the other.  Buffers come from a fixed pool,
+//! so memory does not grow with the closure.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Condvar, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::compress::Sink;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layers::Unit;
+use crate::tarfmt::{self, Header, Kind};
+use crate::tree::{self, Visitor};
+
+/// Size of the buffers bytes travel in.
+pub const CHUNK: usize = 1 << 20;
+
+/// Buffers in flight at most (per build): bounds memory at 16 MiB.
+pub const POOL_BUFFERS: usize = 16;
+
+/// A fixed set of reusable buffers.
+pub struct BufferPool {
+    free: Mutex<(Vec<Vec<u8>>, usize)>,
+    available: Condvar,
+}
+
+impl BufferPool {
+    pub fn new() -> BufferPool {
+        BufferPool { free: Mutex::new((Vec::new(), 0)), available: Condvar::new() }
+    }
+
+    /// A buffer of [`CHUNK`] bytes; waits while all are in use.
+    fn take(&self) -> Vec<u8> {
+        let mut state = self.free.lock().unwrap();
+        loop {
+            if let Some(buf) = state.0.pop() {
+                return buf;
+            }
+            if state.1 < POOL_BUFFERS {
+                state.1 += 1;
+                return vec![0; CHUNK];
+            }
+            state = self.available.wait(state).unwrap();
+        }
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        self.free.lock().unwrap().0.push(buf);
+        self.available.notify_one();
+    }
+}
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bytes bound for the output: `buf[..len]` at `offset`.
+pub struct Chunk {
+    pub offset: u64,
+    pub buf: Vec<u8>,
+    pub len: usize,
+}
+
+/// Where the writer thread puts chunks.
+pub enum Target {
+    /// A file: each chunk at its offset, in any order.
+    Positional(File),
+    /// A stream: chunks must arrive in order.
+    Sequential(Box<dyn Sink>),
+}
+
+/// The writer thread's loop.  On a write error it sets `abort`, keeps
+/// taking chunks (so that no producer waits forever for a buffer) without
+/// writing them, and returns the error, naming `output`.
+pub fn write_chunks(rx: Receiver<Chunk>, target: Target, pool: &BufferPool, output: &Path, abort: &AtomicBool) -> Result<()> {
+    let mut failure: Option<std::io::Error> = None;
+    let mut sink = None;
+    let file = match target {
+        Target::Positional(file) => Some(file),
+        Target::Sequential(s) => {
+            sink = Some(s);
+            None
+        }
+    };
+    for chunk in rx {
+        if failure.is_none() {
+            let data = &chunk.buf[..chunk.len];
+            let r = match (&file, &mut sink) {
+                (Some(f), _) => f.write_all_at(data, chunk.offset),
+                (None, Some(s)) => s.write_all(data),
+                (None, None) => unreachable!(),
+            };
+            if let Err(e) = r {
+                abort.store(true, Ordering::Relaxed);
+                failure = Some(e);
+            }
+        }
+        pool.give(chunk.buf);
+    }
+    if failure.is_none() {
+        if let Some(mut s) = sink {
+            failure = s.flush().and_then(|()| s.finish()).err();
+        }
+    }
+    match failure {
+        Some(e) => Err(Error::output(output, &e)),
+        None => Ok(()),
+    }
+}
+
+/// What producers share: the pool, the channel to the writer, the
+/// counters the progress report reads, and the flags that stop them.
+pub struct Shared<'a> {
+    pub pool: &'a BufferPool,
+    pub bytes_done: &'a AtomicU64,
+    pub items_done: &'a AtomicU64,
+    /// Set when any thread failed: the others stop at the next file.
+    pub abort: &'a AtomicBool,
+    /// Set by the caller (a signal handler) to cancel the build.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+impl Shared<'_> {
+    pub fn check_stop(&self) -> Result<()> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::new(ErrorKind::Cancelled, "interrupted: the build was cancelled"));
+        }
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Cancelled, "stopped: another part of the build failed"));
+        }
+        Ok(())
+    }
+}
+
+/// Produces one tar stream (a layer, or the archive's own entries) into
+/// pool buffers, hashing every byte once, and hands full buffers to the
+/// writer.
+pub struct TarWriter<'a> {
+    shared: &'a Shared<'a>,
+    tx: SyncSender<Chunk>,
+    buf: Vec<u8>,
+    fill: usize,
+    /// Output offset of `buf[0]`.
+    offset: u64,
+    written: u64,
+    hasher: Option<Sha256>,
+    /// Where hashing starts in `buf` (after an unhashed prefix).
+    hash_from: usize,
+    header: Vec<u8>,
+}
+
+impl<'a> TarWriter<'a> {
+    /// A writer whose first byte goes to `offset` in the output; `hash`
+    /// says whether to compute the SHA-256 of what it writes.
+    pub fn new(shared: &'a Shared<'a>, tx: SyncSender<Chunk>, offset: u64, hash: bool) -> TarWriter<'a> {
+        TarWriter {
+            shared,
+            tx,
+            buf: shared.pool.take(),
+            fill: 0,
+            offset,
+            written: 0,
+            hasher: hash.then(Sha256::new),
+            hash_from: 0,
+            header: Vec::with_capacity(2048),
+        }
+    }
+
+    /// A writer for a layer: `outer_header` (the archive's entry for the
+    /// layer file) goes first at `offset`, and the layer itself, hashed and
+    /// counted, after it.
+    pub fn for_layer(shared: &'a Shared<'a>, tx: SyncSender<Chunk>, offset: u64, outer_header: &[u8]) -> Result<TarWriter<'a>> {
+        let mut w = TarWriter::new(shared, tx, offset, true);
+        w.put(outer_header)?;
+        w.hash_from = w.fill;
+        w.written = 0;
+        Ok(w)
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn send_buffer(&mut self) -> Result<()> {
+        if self.fill == 0 {
+            return Ok(());
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(&self.buf[self.hash_from..self.fill]);
+        }
+        self.hash_from = 0;
+        let buf = std::mem::replace(&mut self.buf, self.shared.pool.take());
+        let len = std::mem::replace(&mut self.fill, 0);
+        let offset = self.offset;
+        self.offset += len as u64;
+        self.shared.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
+        self.tx.send(Chunk { offset, buf, len }).map_err(|_| {
+            // The writer stopped: its own error is the one reported.
+            Error::new(ErrorKind::Output, "the output writer stopped")
+        })
+    }
+
+    /// Appends bytes.
+    pub fn put(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            if self.fill == CHUNK {
+                self.send_buffer()?;
+            }
+            let n = (CHUNK - self.fill).min(bytes.len());
+            self.buf[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
+            self.fill += n;
+            self.written += n as u64;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    fn zeros(&mut self, n: u64) -> Result<()> {
+        const ZEROS: [u8; 512] = [0; 512];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(512);
+            self.put(&ZEROS[..k as usize])?;
+            left -= k;
+        }
+        Ok(())
+    }
+
+    pub fn header(&mut self, h: &Header) -> Result<()> {
+        let mut scratch = std::mem::take(&mut self.header);
+        scratch.clear();
+        tarfmt::write_header(h, &mut scratch);
+        let r = self.put(&scratch);
+        self.header = scratch;
+        r
+    }
+
+    /// Appends an entry with in-memory data.
+    pub fn entry(&mut self, name: &[u8], data: &[u8]) -> Result<()> {
+        let h = Header { name, kind: Kind::File, mode: 0o644, uid: 0, gid: 0, size: data.len() as u64, link: b"" };
+        self.header(&h)?;
+        self.put(data)?;
+        self.zeros(tarfmt::padded(data.len() as u64) - data.len() as u64)
+    }
+
+    /// Appends a file's header and its `size` bytes of data, read straight
+    /// into the buffers.  A file whose length is no longer `size` is an error.
+    pub fn host_file(&mut self, h: &Header, path: &Path) -> Result<()> {
+        self.shared.check_stop()?;
+        let mut file = File::open(path).map_err(|e| Error::io(path, "opening", &e))?;
+        self.header(h)?;
+        let mut remaining = h.size;
+        loop {
+            if self.fill == CHUNK {
+                self.send_buffer()?;
+            }
+            // Ask for one byte more than expected when there is room: a
+            // short read of a regular file means its end, so this also
+            // catches a file that grew, at no extra system call.
+            let room = CHUNK - self.fill;
+            let want = room.min(usize::try_from(remaining).unwrap_or(usize::MAX).saturating_add(1));
+            let n = match file.read(&mut self.buf[self.fill..self.fill + want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(path, "reading", &e)),
+            };
+            if n as u64 > remaining {
+                return Err(changed(path));
+            }
+            self.fill += n;
+            self.written += n as u64;
+            remaining -= n as u64;
+            if n < want || remaining == 0 && want == room {
+                break;
+            }
+        }
+        if remaining > 0 {
+            return Err(changed(path));
+        }
+        self.zeros(tarfmt::padded(h.size) - h.size)
+    }
+
+    /// Ends the stream: sends the last buffer and returns the SHA-256 of
+    /// everything written (all zeros when not hashing).
+    pub fn finish(mut self) -> Result<[u8; 32]> {
+        self.send_buffer()?;
+        let buf = std::mem::take(&mut self.buf);
+        self.shared.pool.give(buf);
+        Ok(self.hasher.take().map(|h| h.finalize().into()).unwrap_or([0; 32]))
+    }
+}
+
+impl Drop for TarWriter<'_> {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.shared.pool.give(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+fn changed(path: &Path) -> Error {
+    Error::new(ErrorKind::Io, format!("{}: changed while the image was being built", path.display()))
+}
+
+impl Visitor for TarWriter<'_> {
+    fn dir(&mut self, name: &[u8]) -> Result<()> {
+        self.header(&Header { name, kind: Kind::Dir, mode: tree::DIR_MODE, uid: 0, gid: 0, size: 0, link: b"" })
+    }
+    fn file(&mut self, name: &[u8], path: &Path, mode: u32, size: u64) -> Result<()> {
+        self.host_file(&Header { name, kind: Kind::File, mode, uid: 0, gid: 0, size, link: b"" }, path)
+    }
+    fn symlink(&mut self, name: &[u8], target: &[u8]) -> Result<()> {
+        self.header(&Header { name, kind: Kind::Symlink, mode: 0o777, uid: 0, gid: 0, size: 0, link: target })
+    }
+}
+
+/// Adds up what a walk would write.
+#[derive(Default)]
+pub struct Measure {
+    pub bytes: u64,
+}
+
+impl Visitor for Measure {
+    fn dir(&mut self, name: &[u8]) -> Result<()> {
+        self.bytes += tarfmt::entry_len(&Header { name, kind: Kind::Dir, mode: 0, uid: 0, gid: 0, size: 0, link: b"" });
+        Ok(())
+    }
+    fn file(&mut self, name: &[u8], _: &Path, _: u32, size: u64) -> Result<()> {
+        self.bytes += tarfmt::entry_len(&Header { name, kind: Kind::File, mode: 0, uid: 0, gid: 0, size, link: b"" });
+        Ok(())
+    }
+    fn symlink(&mut self, name: &[u8], target: &[u8]) -> Result<()> {
+        self.bytes += tarfmt::entry_len(&Header { name, kind: Kind::Symlink, mode: 0, uid: 0, gid: 0, size: 0, link: target });
+        Ok(())
+    }
+}
+
+/// The mode an extra file from the host gets: readable, and executable
+/// when the host file is.
+pub fn extra_file_mode(meta: &std::fs::Metadata) -> u32 {
+    if tree::file_mode(meta) == 0o555 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+fn extra_file_meta(source: &Path) -> Result<std::fs::Metadata> {
+    let meta = std::fs::metadata(source).map_err(|e| Error::io(source, "reading", &e))?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::UnsupportedFile, format!("{}: not a regular file", source.display())));
+    }
+    Ok(meta)
+}
+
+/// Bytes a unit takes in a layer.  `item_sizes` holds the measured store items.
+pub fn unit_len(unit: &Unit, item_sizes: &[u64]) -> Result<u64> {
+    Ok(match unit {
+        Unit::Dir { name, uid, gid, .. } => {
+            let name = dir_name(name);
+            tarfmt::entry_len(&Header { name: &name, kind: Kind::Dir, mode: 0, uid: *uid, gid: *gid, size: 0, link: b"" })
+        }
+        Unit::Symlink { name, target } => {
+            tarfmt::entry_len(&Header { name, kind: Kind::Symlink, mode: 0, uid: 0, gid: 0, size: 0, link: target })
+        }
+        Unit::File { name, source } => {
+            let size = extra_file_meta(source)?.len();
+            tarfmt::entry_len(&Header { name, kind: Kind::File, mode: 0, uid: 0, gid: 0, size, link: b"" })
+        }
+        Unit::Item { item, .. } => item_sizes[*item],
+    })
+}
+
+fn dir_name(name: &[u8]) -> Vec<u8> {
+    let mut n = name.to_vec();
+    n.push(b'/');
+    n
+}
+
+/// Writes one unit.
+pub fn write_unit(w: &mut TarWriter, unit: &Unit) -> Result<()> {
+    match unit {
+        Unit::Dir { name, mode, uid, gid } => {
+            let name = dir_name(name);
+            w.header(&Header { name: &name, kind: Kind::Dir, mode: *mode, uid: *uid, gid: *gid, size: 0, link: b"" })
+        }
+        Unit::Symlink { name, target } => w.symlink(name, target),
+        Unit::File { name, source } => {
+            let meta = extra_file_meta(source)?;
+            let h = Header { name, kind: Kind::File, mode: extra_file_mode(&meta), uid: 0, gid: 0, size: meta.len(), link: b"" };
+            w.host_file(&h, source)
+        }
+        Unit::Item { name, path, .. } => {
+            tree::walk(path, name, w)?;
+            w.shared.items_done.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+}
+
+/// One layer to produce: its units, planned length and place in the output.
+pub struct LayerJob {
+    pub units: Vec<Unit>,
+    /// Length of the layer tar, end blocks included.
+    pub len: u64,
+    /// The archive's header for the layer file, which precedes it.
+    pub outer_header: Vec<u8>,
+    /// Output offset of `outer_header`.
+    pub offset: u64,
+}
+
+/// Produces layer number `index` and returns its SHA-256.
+pub fn produce_layer(shared: &Shared, tx: SyncSender<Chunk>, job: &LayerJob, index: usize) -> Result<[u8; 32]> {
+    let mut w = TarWriter::for_layer(shared, tx, job.offset, &job.outer_header)?;
+    for unit in &job.units {
+        write_unit(&mut w, unit)?;
+    }
+    w.put(&tarfmt::END_OF_ARCHIVE)?;
+    if w.written() != job.len {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the store changed while the image was being built: layer {} has {} bytes, {} were planned",
+                index + 1,
+                w.written(),
+                job.len
+            ),
+        ));
+    }
+    w.finish()
+}
+
+/// Runs `f` and, when it fails, tells the other threads to stop.
+pub fn stop_others_on_error<T>(abort: &AtomicBool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let r = f();
+    if r.is_err() {
+        abort.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
+/// The result of the first thread that failed for a reason of its own
+/// (a thread that only stopped because another failed says so, and is
+/// not the error to report).
+pub fn first_real_error(errors: Vec<Error>) -> Option<Error> {
+    let is_echo = |e: &Error| {
+        (e.kind == ErrorKind::Cancelled && e.message.starts_with("stopped:"))
+            || (e.kind == ErrorKind::Output && e.message == "the output writer stopped")
+    };
+    let mut fallback = None;
+    for e in errors {
+        if !is_echo(&e) {
+            return Some(e);
+        }
+        fallback.get_or_insert(e);
+    }
+    fallback
+}

@@ -1,1 +1,250 @@
-//! (in progress)
+//! Compression of the whole archive, on every core, with output that does
+//! not depend on the number of threads.
+//!
+//! - gzip: the input is cut into fixed 1 MiB blocks, each compressed by a
+//!   worker into a gzip member of its own, and the members are written in
+//!   order.  Concatenated members are one valid gzip stream (RFC 1952), read
+//!   by every gzip reader (Go's, which Docker and podman use, included).
+//! - zstd: libzstd's own workers; with at least one worker its output is the
+//!   same whatever their number.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::options::Compression;
+
+/// Where the writer thread puts the archive's bytes, in order.
+pub trait Sink: Write + Send {
+    /// Writes out everything still buffered and ends the stream.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+impl Sink for std::fs::File {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wraps `inner` in the compressor `kind` asks for.
+pub fn compressor(kind: Compression, level: i32, threads: usize, inner: Box<dyn Sink>) -> io::Result<Box<dyn Sink>> {
+    Ok(match kind {
+        Compression::None => inner,
+        Compression::Gzip => Box::new(ParallelGzip::new(inner, level, threads)),
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
+            // At least one worker, always: that fixes the output bytes.
+            enc.multithread(threads.max(1) as u32)?;
+            enc.include_checksum(true)?;
+            Box::new(ZstdSink(enc))
+        }
+    })
+}
+
+struct ZstdSink(zstd::stream::write::Encoder<'static, Box<dyn Sink>>);
+
+impl Write for ZstdSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Sink for ZstdSink {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        let mut inner = self.0.finish()?;
+        inner.flush()?;
+        inner.finish()
+    }
+}
+
+const GZIP_BLOCK: usize = 1 << 20;
+
+type Job = (Vec<u8>, Sender<io::Result<Vec<u8>>>);
+
+/// gzip in parallel blocks, as pigz does, but one member per block.
+struct ParallelGzip {
+    inner: Box<dyn Sink>,
+    level: u32,
+    block: Vec<u8>,
+    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    max_pending: usize,
+    jobs: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    // No name, mtime 0, OS byte fixed: the member depends on the data alone.
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(3)
+        .write(Vec::with_capacity(data.len() / 2 + 64), flate2::Compression::new(level));
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+impl ParallelGzip {
+    fn new(inner: Box<dyn Sink>, level: i32, threads: usize) -> ParallelGzip {
+        let threads = threads.max(1);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let level = level.clamp(1, 9) as u32;
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = Arc::clone(&rx);
+                std::thread::spawn(move || loop {
+                    let job = rx.lock().map(|r| r.recv());
+                    let Ok(Ok((data, reply))) = job else { return };
+                    let _ = reply.send(gzip_member(&data, level));
+                })
+            })
+            .collect();
+        ParallelGzip {
+            inner,
+            level,
+            block: Vec::with_capacity(GZIP_BLOCK),
+            pending: VecDeque::new(),
+            max_pending: 2 * threads,
+            jobs: Some(tx),
+            workers,
+        }
+    }
+
+    fn submit_block(&mut self) -> io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::replace(&mut self.block, Vec::with_capacity(GZIP_BLOCK));
+        let (reply, result) = mpsc::channel();
+        let unsent = match &self.jobs {
+            Some(jobs) => jobs.send((data, reply)).err().map(|e| e.0),
+            None => Some((data, reply)),
+        };
+        if let Some((data, reply)) = unsent {
+            // No workers left: compress here.
+            let _ = reply.send(gzip_member(&data, self.level));
+        }
+        self.pending.push_back(result);
+        while self.pending.len() > self.max_pending {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        if let Some(rx) = self.pending.pop_front() {
+            let member = rx.recv().map_err(|_| io::Error::other("a gzip worker stopped"))??;
+            self.inner.write_all(&member)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for ParallelGzip {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = GZIP_BLOCK - self.block.len();
+        let n = room.min(buf.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == GZIP_BLOCK {
+            self.submit_block()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for ParallelGzip {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.submit_block()?;
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        let mut inner = std::mem::replace(&mut self.inner, Box::new(io::sink()));
+        inner.flush()?;
+        inner.finish()
+    }
+}
+
+impl Drop for ParallelGzip {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Sink for io::Sink {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A sink that keeps what it is given, for the tests.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Sink for Shared {
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn compress(kind: Compression, threads: usize, data: &[u8]) -> Vec<u8> {
+        let out = Shared::default();
+        let mut sink = compressor(kind, kind.levels().2, threads, Box::new(out.clone())).unwrap();
+        for piece in data.chunks(300_000) {
+            sink.write_all(piece).unwrap();
+        }
+        sink.finish().unwrap();
+        let bytes = out.0.lock().unwrap().clone();
+        bytes
+    }
+
+    fn sample() -> Vec<u8> {
+        (0..5_000_000u32).map(|i| (i % 251) as u8 ^ (i / 7919) as u8).collect()
+    }
+
+    #[test]
+    fn gzip_round_trips_and_ignores_thread_count() {
+        let data = sample();
+        let one = compress(Compression::Gzip, 1, &data);
+        let four = compress(Compression::Gzip, 4, &data);
+        assert_eq!(one, four);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn zstd_round_trips_and_ignores_thread_count() {
+        let data = sample();
+        let one = compress(Compression::Zstd, 1, &data);
+        let three = compress(Compression::Zstd, 3, &data);
+        assert_eq!(one, three);
+        assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
+    }
+}

@@ -1,10 +1,31 @@
 //! The whole job: items and options in, an image archive out.
+//!
+//! 1. Check the items and get their closure.
+//! 2. Measure every store item (metadata only): sizes, and every check
+//!    that can fail, before the output is touched.
+//! 3. Plan the layers and the archive's layout: every offset is known.
+//! 4. Produce the layers (read, hash and write each byte once), then the
+//!    config and manifest, which need the layers' hashes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use crate::error::Result;
-use crate::options::ImageOptions;
-use crate::store::StoreItem;
+use sha2::{Digest, Sha256};
+
+use crate::archive::{self, BufferPool, LayerJob, Measure, Shared, TarWriter, Target};
+use crate::closure::{self, Closure};
+use crate::compress;
+use crate::config::{self, LayerInfo};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layers::{self, archive_name, Unit};
+use crate::options::{ImageOptions, Progress};
+use crate::output::OutputFile;
+use crate::reference::repository_from_name;
+use crate::store::{StoreDir, StoreItem};
+use crate::tarfmt::{self, Header, Kind};
+use crate::tree;
 
 /// Where the archive goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,18 +41,376 @@ pub enum Output {
 ///
 /// `closure`: the closure as the caller knows it (checked), or `None` to
 /// compute it (from `options.database`, else by scanning the store).
-/// On error nothing is left at the output path.
+/// On error nothing is left at the output path.  The progress callback, if
+/// any, is called on the calling thread only.
 pub fn build_docker_image(
     items: &[PathBuf],
     closure: Option<&[PathBuf]>,
     output: &Output,
     options: &ImageOptions,
 ) -> Result<()> {
-    todo!("{items:?} {closure:?} {output:?} {}", options.architecture)
+    if items.is_empty() {
+        return Err(Error::invalid_argument("no store item given"));
+    }
+    let store = StoreDir::new(&options.store_dir)?;
+    let mut roots = Vec::new();
+    for path in items {
+        let item = store.parse_item(path)?;
+        if std::fs::symlink_metadata(&item.path).is_err() {
+            return Err(Error::new(
+                ErrorKind::InvalidStorePath,
+                format!("{}: no such store item", item.path.display()),
+            ));
+        }
+        roots.push(item);
+    }
+    let closure = match closure {
+        Some(list) => closure::check_closure(&store, &roots, list, options.database.as_deref())?,
+        None => closure::compute_closure(&store, &roots, options.database.as_deref())?,
+    };
+    let plan = ImagePlan::new(&roots[0], &closure, options)?;
+    let out = OutputFile::open(output)?;
+    plan.write(&out, options)?;
+    out.commit()
 }
 
 /// The file name the CLI writes when no `-o` is given:
 /// `<name>-docker-image.tar` plus the compression's suffix.
 pub fn default_output_name(item: &StoreItem, options: &ImageOptions) -> String {
     format!("{}-docker-image.tar{}", item.name(), options.compression.suffix())
+}
+
+/// Everything about the archive that is known before writing it.
+struct ImagePlan {
+    layers: Vec<LayerJob>,
+    /// `<id>/layer.tar` of each layer.
+    layer_files: Vec<String>,
+    comments: Vec<String>,
+    entry_point: Vec<String>,
+    tags: Vec<String>,
+    created: i64,
+    /// Offset of the config, manifest and end of archive.
+    tail_offset: u64,
+    total: u64,
+    items_total: u64,
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str().ok_or_else(|| Error::invalid_argument(format!("{}: not valid UTF-8", path.display())))
+}
+
+/// The extra directories, symlinks and files the options ask for.
+fn extra_units(main: &StoreItem, options: &ImageOptions) -> Result<Vec<Unit>> {
+    let t = &options.transformations;
+    let mut units = Vec::new();
+    for d in &options.directories {
+        units.push(Unit::Dir { name: archive_name(&d.path, t)?, mode: d.mode, uid: d.uid, gid: d.gid });
+    }
+    for s in &options.symlinks {
+        // As `guix pack -S /bin=bin`: a relative target is inside the main item.
+        let target = if s.target.starts_with('/') {
+            s.target.clone()
+        } else {
+            format!("{}/{}", path_str(&main.path)?, s.target)
+        };
+        units.push(Unit::Symlink { name: archive_name(&s.link, t)?, target: target.into_bytes() });
+    }
+    for f in &options.files {
+        units.push(Unit::File { name: archive_name(&f.path, t)?, source: f.source.clone() });
+    }
+    Ok(units)
+}
+
+/// Measures every item, on all cores; the error reported is that of the
+/// first failing item in closure order.
+fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) -> Result<Vec<u64>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<(usize, Result<u64>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.min(units.len()).max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= units.len() || failed.load(Ordering::Relaxed) {
+                            return out;
+                        }
+                        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                            out.push((i, Err(Error::new(ErrorKind::Cancelled, "interrupted: the build was cancelled"))));
+                            failed.store(true, Ordering::Relaxed);
+                            return out;
+                        }
+                        let Unit::Item { name, path, .. } = &units[i] else { unreachable!() };
+                        let mut m = Measure::default();
+                        let r = tree::walk(path, name, &mut m).map(|()| m.bytes);
+                        if r.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        out.push((i, r));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("measuring thread panicked")).collect()
+    });
+    let mut sizes = vec![0; units.len()];
+    let mut first_error: Option<(usize, Error)> = None;
+    for (i, r) in results {
+        match r {
+            Ok(n) => sizes[i] = n,
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
+                    first_error = Some((i, e));
+                }
+            }
+        }
+    }
+    match first_error {
+        Some((_, e)) => Err(e),
+        None => Ok(sizes),
+    }
+}
+
+fn outer_header(name: &str, size: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let h = Header { name: name.as_bytes(), kind: Kind::File, mode: 0o644, uid: 0, gid: 0, size, link: b"" };
+    tarfmt::write_header(&h, &mut out);
+    out
+}
+
+fn describe(units: &[Unit], closure: &Closure) -> String {
+    let names: Vec<&str> = units
+        .iter()
+        .filter_map(|u| match u {
+            Unit::Item { item, .. } => Some(closure.items[*item].name()),
+            _ => None,
+        })
+        .collect();
+    let extras = units.iter().filter(|u| !matches!(u, Unit::Item { .. })).count();
+    let mut s = match names.len() {
+        0 => String::from("extra files"),
+        1..=3 => names.join(", "),
+        n => format!("{}, and {} more store items", names[..3].join(", "), n - 3),
+    };
+    if !names.is_empty() && extras > 0 {
+        s.push_str(" and extra files");
+    }
+    s
+}
+
+impl ImagePlan {
+    fn new(main: &StoreItem, closure: &Closure, options: &ImageOptions) -> Result<ImagePlan> {
+        let t = &options.transformations;
+        let mut item_units = Vec::new();
+        for (i, item) in closure.items.iter().enumerate() {
+            item_units.push(Unit::Item { name: archive_name(path_str(&item.path)?, t)?, item: i, path: item.path.clone() });
+        }
+        let extras = extra_units(main, options)?;
+        // All in one layer must hold together: this also checks a
+        // many-layer image for two things at one path.
+        let mut all = item_units.clone();
+        all.extend(extras.iter().cloned());
+        let single = layers::assemble(all)?;
+
+        let item_sizes = measure_items(&item_units, options.worker_threads(), options.cancel.as_deref())?;
+
+        let groups: Vec<Vec<Unit>> = match options.max_layers {
+            None | Some(1) => vec![single],
+            Some(n) => {
+                let slots = n as usize - usize::from(!extras.is_empty());
+                let mut groups = Vec::new();
+                for group in layers::plan(&item_sizes, closure.references.as_deref(), slots) {
+                    let units = group.into_iter().map(|i| item_units[i].clone()).collect();
+                    groups.push(layers::assemble(units)?);
+                }
+                if !extras.is_empty() {
+                    groups.push(layers::assemble(extras)?);
+                }
+                groups
+            }
+        };
+
+        let mut layers = Vec::new();
+        let mut layer_files = Vec::new();
+        let mut comments = Vec::new();
+        let mut offset = 0u64;
+        for (index, units) in groups.into_iter().enumerate() {
+            let mut len = tarfmt::END_OF_ARCHIVE.len() as u64;
+            // The layer's file name must be known before its hash: derive
+            // it from what the layer holds.
+            let mut id = Sha256::new();
+            id.update(format!("guix-docker-native layer {index}\n"));
+            for u in &units {
+                len += archive::unit_len(u, &item_sizes)?;
+                id.update(u.name());
+                id.update(b"\n");
+            }
+            let file = format!("{}/layer.tar", hex::encode(id.finalize()));
+            let header = outer_header(&file, len);
+            let job_offset = offset;
+            offset += header.len() as u64 + len;
+            comments.push(describe(&units, closure));
+            layers.push(LayerJob { units, len, outer_header: header, offset: job_offset });
+            layer_files.push(file);
+        }
+
+        let entry_point = match options.entry_point.split_first() {
+            None => Vec::new(),
+            Some((program, args)) => {
+                let program =
+                    if program.starts_with('/') { program.clone() } else { format!("{}/{}", path_str(&main.path)?, program) };
+                std::iter::once(program).chain(args.iter().cloned()).collect()
+            }
+        };
+        let tags = if options.tags.is_empty() {
+            vec![format!("{}:latest", repository_from_name(main.name()))]
+        } else {
+            options.tags.clone()
+        };
+        let mut plan = ImagePlan {
+            layers,
+            layer_files,
+            comments,
+            entry_point,
+            tags,
+            created: options.effective_creation_time()?,
+            tail_offset: offset,
+            total: 0,
+            items_total: closure.items.len() as u64,
+        };
+        // The tail's length does not depend on the hashes' values.
+        let placeholder = vec![[0u8; 32]; plan.layers.len()];
+        let tail_len: u64 = plan
+            .tail(&placeholder, options)
+            .iter()
+            .map(|(name, data)| outer_header(name, data.len() as u64).len() as u64 + tarfmt::padded(data.len() as u64))
+            .sum();
+        plan.total = offset + tail_len + tarfmt::END_OF_ARCHIVE.len() as u64;
+        Ok(plan)
+    }
+
+    /// The archive's last files: config, manifest, repositories.
+    fn tail(&self, digests: &[[u8; 32]], options: &ImageOptions) -> Vec<(String, Vec<u8>)> {
+        let infos: Vec<LayerInfo> = digests
+            .iter()
+            .zip(&self.layer_files)
+            .zip(&self.comments)
+            .map(|((d, file), comment)| LayerInfo {
+                file: file.clone(),
+                diff_id: format!("sha256:{}", hex::encode(d)),
+                comment: comment.clone(),
+            })
+            .collect();
+        let config = config::image_config(options, &self.entry_point, self.created, &infos);
+        let config_file = format!("{}.json", hex::encode(Sha256::digest(&config)));
+        let manifest = config::manifest(&config_file, &self.tags, &infos);
+        let top_id = self.layer_files.last().map(|f| f.trim_end_matches("/layer.tar").to_string()).unwrap_or_default();
+        let repositories = config::repositories(&self.tags, &top_id);
+        vec![(config_file, config), ("manifest.json".into(), manifest), ("repositories".into(), repositories)]
+    }
+
+    fn report(&self, options: &ImageOptions, bytes: &AtomicU64, items: &AtomicU64) {
+        if let Some(progress) = &options.progress {
+            progress(Progress {
+                bytes_done: bytes.load(Ordering::Relaxed).min(self.total),
+                bytes_total: self.total,
+                items_done: items.load(Ordering::Relaxed).min(self.items_total),
+                items_total: self.items_total,
+            });
+        }
+    }
+
+    fn write(&self, out: &OutputFile, options: &ImageOptions) -> Result<()> {
+        let output_name = out.display_path();
+        let handle = out.file.try_clone().map_err(|e| Error::output(&output_name, &e))?;
+        let threads = options.worker_threads();
+        let parallel = out.is_seekable() && options.compression == crate::Compression::None;
+        let target = if parallel {
+            Target::Positional(handle)
+        } else {
+            let sink = compress::compressor(
+                options.compression,
+                options.effective_compression_level(),
+                threads,
+                Box::new(handle),
+            )
+            .map_err(|e| Error::output(&output_name, &e))?;
+            Target::Sequential(sink)
+        };
+        let pool = BufferPool::new();
+        let bytes_done = AtomicU64::new(0);
+        let items_done = AtomicU64::new(0);
+        let abort = AtomicBool::new(false);
+        let shared = Shared {
+            pool: &pool,
+            bytes_done: &bytes_done,
+            items_done: &items_done,
+            abort: &abort,
+            cancel: options.cancel.as_deref(),
+        };
+        let producers = if parallel { threads.min(self.layers.len()).max(1) } else { 1 };
+        let next = AtomicUsize::new(0);
+        self.report(options, &bytes_done, &items_done);
+
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::sync_channel(archive::POOL_BUFFERS);
+            let writer = s.spawn(|| archive::write_chunks(rx, target, &pool, &output_name, &abort));
+            let (done_tx, done_rx) = mpsc::channel::<(usize, Result<[u8; 32]>)>();
+            for _ in 0..producers {
+                let (tx, done_tx, shared, next) = (tx.clone(), done_tx.clone(), &shared, &next);
+                s.spawn(move || loop {
+                    // In sequential mode the one producer takes the layers in order.
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = self.layers.get(i) else { return };
+                    let r = archive::stop_others_on_error(shared.abort, || {
+                        shared.check_stop()?;
+                        archive::produce_layer(shared, tx.clone(), job, i)
+                    });
+                    let failed = r.is_err();
+                    let _ = done_tx.send((i, r));
+                    if failed {
+                        return;
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut digests = vec![[0u8; 32]; self.layers.len()];
+            let mut errors = Vec::new();
+            loop {
+                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok((i, Ok(d))) => digests[i] = d,
+                    Ok((_, Err(e))) => errors.push(e),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                self.report(options, &bytes_done, &items_done);
+            }
+            if errors.is_empty() {
+                let r = (|| {
+                    let mut w = TarWriter::new(&shared, tx.clone(), self.tail_offset, false);
+                    for (name, data) in self.tail(&digests, options) {
+                        w.entry(name.as_bytes(), &data)?;
+                    }
+                    w.put(&tarfmt::END_OF_ARCHIVE)?;
+                    w.finish().map(|_| ())
+                })();
+                if let Err(e) = r {
+                    errors.push(e);
+                }
+            }
+            drop(tx);
+            let written = writer.join().expect("writer thread panicked");
+            if let Err(e) = written {
+                errors.insert(0, e);
+            }
+            match archive::first_real_error(errors) {
+                Some(e) => Err(e),
+                None => {
+                    self.report(options, &bytes_done, &items_done);
+                    Ok(())
+                }
+            }
+        })
+    }
 }

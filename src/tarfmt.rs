@@ -1,1 +1,247 @@
-//! (in progress)
+//! The tar format as written here: POSIX ustar headers, with a PAX extended
+//! header in front of an entry whose name, link target, size or ids do not
+//! fit.  Sizes are computed before anything is written, so that every
+//! layer's length (and every offset in the outer archive) is known in advance.
+
+/// The tar block size.
+pub const BLOCK: u64 = 512;
+
+/// What an archive ends with: two zero blocks.
+pub const END_OF_ARCHIVE: [u8; 1024] = [0; 1024];
+
+/// The mtime of every entry, as Guix and Nix write it.
+pub const MTIME: u64 = 1;
+
+const NAME_LEN: usize = 100;
+const OCTAL_SIZE_MAX: u64 = 0o777_7777_7777; // 11 octal digits
+const OCTAL_ID_MAX: u32 = 0o777_7777; // 7 octal digits
+
+/// The kinds of entry a layer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl Kind {
+    fn typeflag(self) -> u8 {
+        match self {
+            Kind::File => b'0',
+            Kind::Symlink => b'2',
+            Kind::Dir => b'5',
+        }
+    }
+}
+
+/// One entry's header fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    /// The archive name; a directory's ends with `/`.
+    pub name: &'a [u8],
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Data length (0 but for files).
+    pub size: u64,
+    /// Symlink target (empty but for symlinks).
+    pub link: &'a [u8],
+}
+
+/// `n` rounded up to a whole number of blocks.
+pub fn padded(n: u64) -> u64 {
+    n.div_ceil(BLOCK) * BLOCK
+}
+
+fn needs_pax(h: &Header) -> bool {
+    h.name.len() > NAME_LEN
+        || h.link.len() > NAME_LEN
+        || h.size > OCTAL_SIZE_MAX
+        || h.uid > OCTAL_ID_MAX
+        || h.gid > OCTAL_ID_MAX
+}
+
+/// Length of one PAX record `"<len> <key>=<value>\n"`, whose length field
+/// counts its own digits.
+fn pax_record_len(key: &str, value_len: usize) -> usize {
+    let base = key.len() + value_len + 3; // ' ', '=', '\n'
+    let mut len = base + 1;
+    while base + decimal_digits(len) != len {
+        len = base + decimal_digits(len);
+    }
+    len
+}
+
+fn decimal_digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+fn pax_records(h: &Header) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut record = |key: &str, value: &[u8]| {
+        let len = pax_record_len(key, value.len());
+        out.extend_from_slice(format!("{len} {key}=").as_bytes());
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    };
+    if h.gid > OCTAL_ID_MAX {
+        record("gid", h.gid.to_string().as_bytes());
+    }
+    if h.link.len() > NAME_LEN {
+        record("linkpath", h.link);
+    }
+    if h.name.len() > NAME_LEN {
+        record("path", h.name);
+    }
+    if h.size > OCTAL_SIZE_MAX {
+        record("size", h.size.to_string().as_bytes());
+    }
+    if h.uid > OCTAL_ID_MAX {
+        record("uid", h.uid.to_string().as_bytes());
+    }
+    out
+}
+
+/// Bytes the header(s) of `h` take, without the entry's data.
+pub fn header_len(h: &Header) -> u64 {
+    if needs_pax(h) {
+        2 * BLOCK + padded(pax_records(h).len() as u64)
+    } else {
+        BLOCK
+    }
+}
+
+/// Bytes the whole entry takes: header(s) and padded data.
+pub fn entry_len(h: &Header) -> u64 {
+    header_len(h) + padded(h.size)
+}
+
+fn put_octal(field: &mut [u8], value: u64) {
+    // Zero-padded, NUL-terminated: "0000755\0".
+    let digits = field.len() - 1;
+    let s = format!("{value:0digits$o}");
+    let bytes = s.as_bytes();
+    let start = bytes.len().saturating_sub(digits);
+    field[..digits].copy_from_slice(&bytes[start..]);
+    field[digits] = 0;
+}
+
+fn put_bytes(field: &mut [u8], value: &[u8]) {
+    let n = value.len().min(field.len());
+    field[..n].copy_from_slice(&value[..n]);
+}
+
+/// Fills one ustar header block.  Fields that do not fit were given in a
+/// PAX header; here they are truncated (name, link) or zero (size, ids).
+fn ustar_block(block: &mut [u8], name: &[u8], typeflag: u8, h: &Header, size: u64) {
+    block.fill(0);
+    put_bytes(&mut block[0..100], name);
+    put_octal(&mut block[100..108], u64::from(h.mode));
+    put_octal(&mut block[108..116], if h.uid > OCTAL_ID_MAX { 0 } else { u64::from(h.uid) });
+    put_octal(&mut block[116..124], if h.gid > OCTAL_ID_MAX { 0 } else { u64::from(h.gid) });
+    put_octal(&mut block[124..136], if size > OCTAL_SIZE_MAX { 0 } else { size });
+    put_octal(&mut block[136..148], MTIME);
+    block[156] = typeflag;
+    put_bytes(&mut block[157..257], h.link);
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    put_octal(&mut block[329..337], 0);
+    put_octal(&mut block[337..345], 0);
+    // The checksum is computed with its own field read as spaces.
+    block[148..156].fill(b' ');
+    let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    block[148..156].copy_from_slice(s.as_bytes());
+}
+
+/// Appends the header(s) of `h` to `out`: exactly [`header_len`] bytes.
+pub fn write_header(h: &Header, out: &mut Vec<u8>) {
+    let start = out.len();
+    if needs_pax(h) {
+        let records = pax_records(h);
+        // The extended header's own name: deterministic and short.
+        let trimmed = h.name.strip_suffix(b"/").unwrap_or(h.name);
+        let base = trimmed.rsplit(|&b| b == b'/').next().unwrap_or(trimmed);
+        let mut pax_name = b"PaxHeaders/".to_vec();
+        pax_name.extend_from_slice(&base[..base.len().min(NAME_LEN - pax_name.len())]);
+        let pax = Header { name: &pax_name, kind: Kind::File, mode: 0o644, uid: 0, gid: 0, size: records.len() as u64, link: b"" };
+        out.resize(start + BLOCK as usize, 0);
+        ustar_block(&mut out[start..], &pax_name, b'x', &pax, records.len() as u64);
+        out.extend_from_slice(&records);
+        out.resize(start + BLOCK as usize + padded(records.len() as u64) as usize, 0);
+    }
+    let at = out.len();
+    out.resize(at + BLOCK as usize, 0);
+    ustar_block(&mut out[at..], h.name, h.kind.typeflag(), h, h.size);
+    debug_assert_eq!((out.len() - start) as u64, header_len(h));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn entry(name: &[u8], kind: Kind, size: u64, link: &[u8]) -> Vec<u8> {
+        let h = Header { name, kind, mode: if kind == Kind::Dir { 0o555 } else { 0o444 }, uid: 0, gid: 0, size, link };
+        let mut out = Vec::new();
+        write_header(&h, &mut out);
+        assert_eq!(out.len() as u64, header_len(&h));
+        out.resize(out.len() + padded(size) as usize, b'x');
+        out
+    }
+
+    #[test]
+    fn the_tar_crate_reads_what_we_write() {
+        let long_name = format!("gnu/store/{}/{}", "a".repeat(40), "b".repeat(120));
+        let long_link = format!("/gnu/store/{}", "c".repeat(150));
+        let mut archive = Vec::new();
+        archive.extend(entry(b"gnu/", Kind::Dir, 0, b""));
+        archive.extend(entry(long_name.as_bytes(), Kind::File, 700, b""));
+        archive.extend(entry(b"gnu/link", Kind::Symlink, 0, long_link.as_bytes()));
+        archive.extend_from_slice(&END_OF_ARCHIVE);
+        let mut reader = tar::Archive::new(&archive[..]);
+        let mut seen = Vec::new();
+        for e in reader.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+            assert_eq!(e.header().mtime().unwrap(), 1);
+            assert_eq!(e.header().uid().unwrap(), 0);
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            seen.push((path, link, data.len()));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("gnu/".to_string(), None, 0),
+                (long_name.clone(), None, 700),
+                ("gnu/link".to_string(), Some(long_link.clone()), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        for n in [0, 5, 90, 95, 96, 97, 990, 995, 996, 9990] {
+            let len = pax_record_len("path", n);
+            assert_eq!(len, format!("{len} path=").len() + n + 1, "{n}");
+        }
+    }
+
+    #[test]
+    fn names_of_exactly_100_bytes_need_no_pax() {
+        let name = vec![b'n'; 100];
+        let h = Header { name: &name, kind: Kind::File, mode: 0o444, uid: 0, gid: 0, size: 1, link: b"" };
+        assert_eq!(header_len(&h), 512);
+        let name = vec![b'n'; 101];
+        let h = Header { name: &name, ..h };
+        assert_eq!(header_len(&h), 1536);
+    }
+}
