@@ -86,6 +86,10 @@
   "Start the test file NAME with a runner that prints every result."
   (let ((runner (test-runner-simple)))
     (test-runner-on-test-end! runner report-result)
+    ;; No log file (the simple runner writes NAME.log in the current
+    ;; directory); groups are shown by the names of their tests.
+    (test-runner-on-group-begin! runner (lambda (runner suite count) #t))
+    (test-runner-on-group-end! runner (lambda (runner) #t))
     (test-runner-on-final!
      runner
      (lambda (runner)
@@ -196,18 +200,20 @@ bytevector."
 ;;; A small store made on the spot.
 ;;;
 
-;; Three items: `tiny' refers to `dep' (its file names dep), `big' holds
-;; 2 MiB, so that progress has something to count.
+;; Four items: `tiny' refers to `dep' (its file names dep); `big' holds
+;; 2 MiB, so that progress has something to count; `medium' 64 KiB.
 (define %mini-hashes
   '(("tiny" . "0123456789abcdfghijklmnpqrsvwxyz")
     ("dep" . "11111111111111111111111111111111")
-    ("big" . "22222222222222222222222222222222")))
+    ("big" . "22222222222222222222222222222222")
+    ("medium" . "33333333333333333333333333333333")))
 
 (define (mini-store-directory root)
   (string-append root "/gnu/store"))
 
 (define (mini-store-item root name)
-  "The file name of item NAME (tiny, dep or big) of the mini store at ROOT."
+  "The file name of item NAME (tiny, dep, big or medium) of the mini store
+at ROOT."
   (string-append (mini-store-directory root) "/"
                  (assoc-ref %mini-hashes name) "-" name))
 
@@ -215,26 +221,30 @@ bytevector."
   "The closure of `tiny': itself and `dep'."
   (list (mini-store-item root "tiny") (mini-store-item root "dep")))
 
+(define (pseudo-random-bytes size)
+  "SIZE bytes that are not all zeros, so that compression has work to do."
+  (let ((bv (make-bytevector size)))
+    (let loop ((i 0))
+      (when (< i size)
+        (bytevector-u8-set! bv i (modulo (* i 7919) 251))
+        (loop (+ i 1))))
+    bv))
+
 (define (make-mini-store root)
   "Create the mini store under ROOT (ROOT/gnu/store) and return its store
 directory."
   (let ((tiny (mini-store-item root "tiny"))
         (dep (mini-store-item root "dep"))
-        (big (mini-store-item root "big")))
+        (big (mini-store-item root "big"))
+        (medium (mini-store-item root "medium")))
     (write-file (string-append dep "/lib/dep.txt") "the dependency\n")
     (write-file (string-append tiny "/share/tiny.txt")
                 (string-append "tiny, using " dep "/lib/dep.txt\n"))
     (write-file (string-append tiny "/bin/tiny") "#!/bin/sh\necho tiny\n")
     (chmod (string-append tiny "/bin/tiny") #o555)
     (symlink "share/tiny.txt" (string-append tiny "/readme"))
-    (write-file (string-append big "/data")
-                (let ((bv (make-bytevector (* 2 1024 1024))))
-                  ;; Not all zeros, so that compression has work to do.
-                  (let loop ((i 0))
-                    (when (< i (bytevector-length bv))
-                      (bytevector-u8-set! bv i (modulo (* i 7919) 251))
-                      (loop (+ i 1))))
-                  bv))
+    (write-file (string-append big "/data") (pseudo-random-bytes (* 2 1024 1024)))
+    (write-file (string-append medium "/data") (pseudo-random-bytes (* 64 1024)))
     (mini-store-directory root)))
 
 
@@ -450,9 +460,12 @@ return #f when one is missing."
 
 (define (error-fields thunk)
   "Call THUNK; return (CODE SYMBOL MESSAGE) of the docker-native error it
-raises, or (no-error VALUE) when it returns normally."
+raises, or (no-error no-error \"returned VALUE\") when it returns normally,
+which no test expects."
   (catch 'docker-native-error
-    (lambda () (list 'no-error (thunk)))
+    (lambda ()
+      (let ((value (thunk)))
+        (list 'no-error 'no-error (format #f "returned ~s" value))))
     (lambda (key code symbol message)
       (list code symbol message))))
 
