@@ -654,8 +654,10 @@ OUTPUT.  Errors are raised as docker-native errors."
                                output-pointer
                                (image-options->pointer options))))
       (lambda ()
-        (when progress
-          (%set-progress-callback options %null-pointer %null-pointer))))
+        ;; Clear the callback, whether one was set or not: besides, this
+        ;; use of OPTIONS after the build keeps its handle reachable, so
+        ;; its finalizer cannot run while the library uses it.
+        (%set-progress-callback options %null-pointer %null-pointer)))
     (match (and state (progress-state-exception state))
       (#f output)
       (exception

@@ -150,6 +150,82 @@ the sample store; return (STATUS STDOUT STDERR)."
            (and (in-layers? image hello)
                 (not (in-layers? image greeting)))))))))
 
+(test-group "closure from the Guix daemon"
+  ;; tests/guile/fake-guix holds a stand-in for Guix's (guix store) with
+  ;; the procedures the front end calls; its "daemon" knows the items listed
+  ;; in a file.  The list leaves out the greeting data, which scanning or
+  ;; the database would include: an image without it shows that the
+  ;; daemon's answer was used.
+  (let* ((known (string-append root "/daemon-items"))
+         (log (string-append root "/daemon-log"))
+         (fake `(("GUILE_LOAD_PATH"
+                  . ,(string-append (getenv "GUILE_LOAD_PATH") ":"
+                                    (top-directory) "/tests/guile/fake-guix"))
+                 ("FAKE_GUIX_STORE" . ,store)
+                 ("FAKE_GUIX_CLOSURE" . ,known)
+                 ("FAKE_GUIX_LOG" . ,log)))
+         (calls (lambda ()
+                  (if (file-exists? log)
+                      (let ((text (call-with-input-file log
+                                    (lambda (port)
+                                      (let loop ((calls '()))
+                                        (let ((call (read port)))
+                                          (if (eof-object? call)
+                                              (reverse calls)
+                                              (loop (cons call calls)))))))))
+                        (delete-file log)
+                        text)
+                      '()))))
+    (write-file known (string-append
+                       (string-join (list profile hello
+                                          (item-with-name "-glibc-sample-2.39")
+                                          unrelated)
+                                    "\n")
+                       "\n"))
+    (match (archive (list "--export" "-f" "docker" "-o" "daemon.tar" profile)
+                    #:environment fake)
+      ((status stdout stderr)
+       (let ((image (string-append work "/daemon.tar")))
+         (test-equal "exit status 0" 0 status)
+         (test-assert "the daemon's requisites are the image's items"
+           (and (in-layers? image hello)
+                (in-layers? image unrelated)
+                (not (in-layers? image greeting))))
+         (test-equal "the connection was opened, asked and closed"
+           `((open-connection) (valid-path? ,profile) (requisites (,profile))
+             (close-connection))
+           (calls)))))
+    (match (archive (list "--export" "-f" "docker" "-o" "two.tar"
+                          profile unrelated)
+                    #:environment fake)
+      ((status stdout stderr)
+       (test-equal "several items with the daemon: exit status 0" 0 status)
+       (test-equal "... the image is named after the first" "two.tar\n"
+         stdout)
+       (calls)))
+    (match (archive (list "--export" "-f" "docker" greeting)
+                    #:environment fake)
+      ((status stdout stderr)
+       (test-assert "an item the daemon does not know is an error naming it"
+         (and (= status 1) (string-contains stderr greeting)
+              (string-contains stderr "daemon")))
+       (calls)))
+    (match (archive (list "--export" "-f" "docker" "-o" "down.tar" profile)
+                    #:environment (cons '("FAKE_GUIX_DAEMON" . "down") fake))
+      ((status stdout stderr)
+       (test-assert "no daemon answering: the library finds the closure"
+         (and (= status 0)
+              (in-layers? (string-append work "/down.tar") greeting)))
+       (calls)))
+    (match (archive (list "--export" "-f" "docker" "-o" "other.tar" profile)
+                    #:environment (cons '("FAKE_GUIX_STORE" . "/gnu/store")
+                                        fake))
+      ((status stdout stderr)
+       (test-assert "a daemon of another store is not asked"
+         (and (= status 0)
+              (not (member '(open-connection) (calls)))
+              (in-layers? (string-append work "/other.tar") greeting)))))))
+
 (test-group "progress on a terminal"
   ;; script(1) runs the command on a pseudo-terminal.
   (match (call-with-values

@@ -118,6 +118,15 @@ with code #f and symbol library-not-found"
                    (display (store-directory)) (newline)"
                   #:environment '(("NIX_STORE_DIR" . #f))))
 
+  (test-equal "with (guix store) loaded, its %store-prefix"
+    "/fake/guix/store\n"
+    (guile-output "(use-modules (guix store) (guix docker-native))
+                   (display (store-directory)) (newline)"
+                  #:load-path (string-append top "/guile:" top
+                                             "/tests/guile/fake-guix")
+                  #:environment '(("NIX_STORE_DIR" . #f)
+                                  ("FAKE_GUIX_STORE" . "/fake/guix/store"))))
+
   (test-equal "store-item-name"
     "hello-2.12"
     (store-item-name
