@@ -35,13 +35,15 @@ the sample store; return (STATUS STDOUT STDERR)."
       (lambda ()
         (run-command (cons "guix-archive-docker" arguments)
                      #:directory work
-                     #:environment (append environment
-                                           `(("NIX_STORE_DIR" . ,store)
-                                             ("NIX_STATE_DIR" . #f)))))
+                     ;; Later settings win: the caller's come last.
+                     #:environment (append `(("NIX_STORE_DIR" . ,store)
+                                             ("NIX_STATE_DIR" . #f))
+                                           environment)))
     list))
 
 (define (in-layers? image item)
-  (member (string-drop item 1) (layer-names image)))
+  "Is ITEM's directory in IMAGE's layers?"
+  (member (string-append (string-drop item 1) "/") (layer-names image)))
 
 (test-group "-f docker without -r"
   (match (archive (list "--export" "-f" "docker" profile))
@@ -211,15 +213,15 @@ the sample store; return (STATUS STDOUT STDERR)."
               (string-contains stderr "daemon")))
        (calls)))
     (match (archive (list "--export" "-f" "docker" "-o" "down.tar" profile)
-                    #:environment (cons '("FAKE_GUIX_DAEMON" . "down") fake))
+                    #:environment (append fake '(("FAKE_GUIX_DAEMON" . "down"))))
       ((status stdout stderr)
        (test-assert "no daemon answering: the library finds the closure"
          (and (= status 0)
               (in-layers? (string-append work "/down.tar") greeting)))
        (calls)))
     (match (archive (list "--export" "-f" "docker" "-o" "other.tar" profile)
-                    #:environment (cons '("FAKE_GUIX_STORE" . "/gnu/store")
-                                        fake))
+                    #:environment (append fake
+                                          '(("FAKE_GUIX_STORE" . "/gnu/store"))))
       ((status stdout stderr)
        (test-assert "a daemon of another store is not asked"
          (and (= status 0)

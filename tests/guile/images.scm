@@ -19,8 +19,9 @@
 (define big (mini-store-item root "big"))
 (define closure (mini-store-closure root))
 
-;; Store file names as they appear in a layer: relative.
-(define (in-layer file) (string-drop file 1))
+;; A store item's directory as it appears in a layer: relative, with a
+;; trailing slash.
+(define (in-layer item) (string-append (string-drop item 1) "/"))
 
 (define counter 0)
 (define (build . keywords)
@@ -65,7 +66,7 @@ archive's file name."
     (test-assert "an item outside the closure is not"
       (not (any (cut string-prefix? (in-layer big) <>) names)))
     (test-assert "the item's files are in the layer"
-      (member (string-append (in-layer tiny) "/share/tiny.txt") names))
+      (member (string-append (in-layer tiny) "share/tiny.txt") names))
     (test-equal "uncompressed: a tar file (ustar magic at 257)"
       (map char->integer (string->list "ustar"))
       (list-tail (file-magic image 262) 257))
