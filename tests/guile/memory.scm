@@ -51,9 +51,8 @@
   (resident-kib))
 
 ;; Warm up: the library, its thread pool, malloc's arenas and Guile's heap
-;; reach their working size first.  Measured here: VmRSS grows by about
-;; 9 MiB over the first 250 builds, then stays within 0.3 MiB over the
-;; next 1750.
+;; reach their working size first (measured: VmRSS grows by about 9 MiB
+;; over the first 250 builds).
 (for-each (lambda (_) (build-once)) (iota 250))
 (define before (settle))
 (for-each (lambda (_) (build-once)) (iota %builds))
@@ -62,13 +61,13 @@
 (format #t "# VmRSS before ~a KiB, after ~a more builds ~a KiB (~@d KiB)~%"
         before %builds after (- after before))
 
-;; Bound: 4 MiB.  A leaked options handle per build would add 25 MiB (see
+;; Bound: 8 MiB.  A leaked options handle per build would add 25 MiB (see
 ;; above), and so would a leaked copy of the 64 KiB layer or of the archive
 ;; per build.  After the warm-up, what remains is noise from the heap and
-;; malloc's arenas (0.3 MiB measured); 4 MiB leaves room for that and
-;; still catches any of those leaks six times over.
-(test-assert (format #f "~a builds: VmRSS grows less than 4 MiB" %builds)
-  (< (- after before) (* 4 1024)))
+;; malloc's arenas: from 0 to 3 MiB in the runs measured here.  8 MiB stays
+;; clear of that and still catches any of those leaks three times over.
+(test-assert (format #f "~a builds: VmRSS grows less than 8 MiB" %builds)
+  (< (- after before) (* 8 1024)))
 
 (test-assert "the last image is complete"
   (equal? #("medium:latest") (json-ref (image-manifest output) "RepoTags")))
