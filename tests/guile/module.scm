@@ -20,8 +20,14 @@
   (call-with-values
       (lambda ()
         (run-command (list "guile" "--no-auto-compile" "-c" expression)
-                     #:environment (cons (cons "GUILE_LOAD_PATH" load-path)
-                                         environment)))
+                     #:environment
+                     `(("GUILE_LOAD_PATH" . ,load-path)
+                       ;; A copy of the modules elsewhere is newer than
+                       ;; run.sh's compiled files: do not offer those.
+                       ,@(if (string-prefix? top load-path)
+                             '()
+                             '(("GUILE_LOAD_COMPILED_PATH" . #f)))
+                       ,@environment)))
     (lambda (status stdout stderr)
       (string-append stdout stderr))))
 
@@ -91,6 +97,29 @@ with code #f and symbol library-not-found"
            (string-contains output "libguix_docker_native.so")
            (string-contains output "dynamic linker")
            (string-contains output "/nonexistent-lib"))))
+
+  ;; An installation: PREFIX/share/guile/site/3.0 and PREFIX/lib.
+  (let* ((prefix (make-temporary-directory))
+         (site (string-append prefix "/share/guile/site/3.0"))
+         (output (begin
+                   (command-output "mkdir" "-p" site (string-append prefix
+                                                                   "/lib"))
+                   (command-output "cp" "-r" (string-append top "/guile/guix")
+                                   site)
+                   (command-output "cp" (string-append
+                                         top "/target/release/"
+                                         "libguix_docker_native.so")
+                                   (string-append prefix "/lib"))
+                   (guile-output
+                    %print-error
+                    #:load-path site
+                    #:environment `(("GUIX_DOCKER_NATIVE_LIBRARY" . #f)
+                                    ("LD_LIBRARY_PATH"
+                                     . "/nonexistent-lib"))))))
+    (delete-directory prefix)
+    (test-equal "installed under PREFIX, the library in PREFIX/lib is found"
+      (string-append prefix "/lib/libguix_docker_native.so")
+      output))
 
   (let ((output (guile-output %print-error
                               #:environment
