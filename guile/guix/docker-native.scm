@@ -635,6 +635,10 @@ OUTPUT.  Errors are raised as docker-native errors."
                       options))
   (unless (or (not progress) (procedure? progress))
     (invalid-argument "progress ~s: expected a procedure" progress))
+  ;; The library forbids starting a build from its progress callback.
+  (when (fluid-ref %current-progress)
+    (invalid-argument "build of ~s: cannot start a build from a progress \
+procedure" item))
   (let ((item-pointer (string-argument "item" item))
         (output-pointer (string-argument "output" output))
         (closure-pointer (if closure

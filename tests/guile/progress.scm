@@ -55,6 +55,27 @@
     (test-assert "and nothing is left at the output"
       (not (file-exists? output)))))
 
+(test-group "a build started from the progress procedure"
+  (let ((inner #f))
+    (build-docker-image/item
+     big #:store-directory store
+     #:output (string-append root "/outer.tar")
+     #:progress (lambda (done total)
+                  (unless inner
+                    (set! inner
+                      (error-fields
+                       (lambda ()
+                         (build-docker-image/item
+                          big #:store-directory store
+                          #:output (string-append root "/inner.tar"))))))))
+    (test-assert "is refused with an error, as the library requires"
+      (match inner
+        ((2 'invalid-argument message)
+         (string-contains message "progress procedure"))
+        (_ #f)))
+    (test-assert "the outer build completes"
+      (file-exists? (string-append root "/outer.tar")))))
+
 (test-group "progress bar"
   (define (bar-output calls width)
     (call-with-output-string
