@@ -59,11 +59,11 @@ Exit status (the library's result codes):
     2  invalid command line or option value (unknown option, bad tag,
        --max-layers 0, ...)
     3  an item or closure path is not a store item (relative, outside the
-       store, not named <hash>-<name>, missing)
+       store, not named <hash>-<name>)
     4  the closure lacks an item or an item it refers to
     5  the closure holds what an image cannot carry (socket, FIFO, device
        node, a name starting with .wh.)
-    6  reading the store failed (a missing or unreadable file)
+    6  reading the store failed (a missing item, an unreadable file)
     7  the output could not be written (no such directory, a directory in
        the way, disk full, a terminal for -o -)
     8  the store database could not be read
@@ -212,9 +212,11 @@ impl Cli {
     pub fn image_options(&self) -> Result<ImageOptions> {
         let mut o = ImageOptions::new();
         if let Some(dir) = &self.store_dir {
-            o.store_dir = dir.clone();
+            o.set_store_dir(dir)?;
         }
-        o.database = self.database.clone();
+        if let Some(file) = &self.database {
+            o.set_database(file)?;
+        }
         for tag in &self.tags {
             o.add_tag(tag)?;
         }
@@ -259,7 +261,7 @@ impl Cli {
         if let Some(time) = &self.creation_time {
             let seconds = parse_creation_time(time)
                 .map_err(|why| Error::invalid_argument(format!("creation time '{time}': {why}")))?;
-            o.creation_time = Some(seconds);
+            o.set_creation_time(seconds)?;
         }
         let compression = Compression::parse(&self.compression)?;
         let level = match &self.compression_level {
@@ -267,7 +269,7 @@ impl Cli {
             None => None,
         };
         o.set_compression(compression, level)?;
-        o.threads = parse_number(&self.threads, "threads", "a number of threads (0: one per core)")?;
+        o.set_threads(parse_number(&self.threads, "threads", "a number of threads (0: one per core)")?)?;
         Ok(o)
     }
 }
@@ -385,6 +387,9 @@ mod tests {
         assert!(error(&["-C", "gzip", "--compression-level", "10", "x"]).contains("level 10"));
         assert!(error(&["-C", "gzip", "--compression-level", "fast", "x"]).contains("'fast'"));
         assert!(error(&["--threads", "-2", "x"]).contains("threads '-2'"));
+        assert!(error(&["--threads", "5000", "x"]).contains("threads 5000"));
+        assert!(error(&["--store-dir", "gnu/store", "x"]).contains("'gnu/store'"));
+        assert!(error(&["--creation-time", "@253402300800", "x"]).contains("creation time 253402300800"));
     }
 
     #[test]

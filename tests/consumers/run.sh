@@ -416,7 +416,7 @@ REFERENCED=$(printf '%s\n' "$CLOSURE" | grep -vx "$MAIN" | head -n 1)
 refuses_missing_item() {
     local o
     o=$(outdir missing)
-    refuses 3 "$HASH-missing-1.0" "$o" gdn -o "$o/image.tar" "$STORE/$HASH-missing-1.0"
+    refuses 6 "$HASH-missing-1.0" "$o" gdn -o "$o/image.tar" "$STORE/$HASH-missing-1.0"
 }
 
 refuses_path_outside_the_store() {
