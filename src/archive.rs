@@ -201,6 +201,9 @@ impl<'a> TarWriter<'a> {
         if self.fill == 0 {
             return Ok(());
         }
+        // Checked per chunk, not only per file: one large file must not
+        // delay a cancelled build until it is copied whole.
+        self.shared.check_stop()?;
         if let Some(h) = &mut self.hasher {
             h.update(&self.buf[self.hash_from..self.fill]);
         }

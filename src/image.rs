@@ -57,10 +57,7 @@ pub fn build_docker_image(
     for path in items {
         let item = store.parse_item(path)?;
         if std::fs::symlink_metadata(&item.path).is_err() {
-            return Err(Error::new(
-                ErrorKind::InvalidStorePath,
-                format!("{}: no such store item", item.path.display()),
-            ));
+            return Err(Error::new(ErrorKind::Io, format!("{}: store item does not exist", item.path.display())));
         }
         roots.push(item);
     }

@@ -1,1 +1,126 @@
-fn main() {}
+//! `guix-docker-native [OPTIONS] ITEM...`: the command-line front end of the
+//! library.  `--help` documents it; doc/cli.md too.
+
+mod cli;
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use guix_docker_native::closure::read_closure_file;
+use guix_docker_native::store::StoreDir;
+use guix_docker_native::{build_docker_image, default_output_name, Error, ErrorKind, Output, Result};
+
+use cli::args::{Cli, OutputChoice};
+use cli::progress::ProgressBar;
+use cli::signals::{signal_name, Interrupts};
+
+const PROGRAM: &str = "guix-docker-native";
+
+fn main() {
+    std::process::exit(run());
+}
+
+/// Runs the program and returns its exit status.
+fn run() -> i32 {
+    let cli = match cli::args::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(err) => return report_usage_error(err),
+    };
+    let interrupts = match Interrupts::install() {
+        Ok(interrupts) => interrupts,
+        Err(err) => {
+            eprintln!("{PROGRAM}: error: cannot install signal handlers: {err}");
+            return ErrorKind::Io.code();
+        }
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| build(&cli, &interrupts)))
+        .unwrap_or_else(|panic| Err(Error::new(ErrorKind::Panic, format!("internal error: {}", panic_text(&*panic)))));
+    match outcome {
+        Ok(Some(name)) => {
+            // The archive is there; a closed standard output cannot undo that.
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(name.as_os_str().as_bytes()).and_then(|()| out.write_all(b"\n"));
+            0
+        }
+        Ok(None) => 0,
+        Err(err) => report_error(&err, &interrupts),
+    }
+}
+
+/// Builds the archive; returns the file name to print (none for `-o -`).
+fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
+    let mut options = cli.image_options()?;
+    options.cancel = Some(Arc::clone(&interrupts.cancel));
+    let (output, name) = match cli.output_choice() {
+        OutputChoice::Default => {
+            let item = StoreDir::new(&options.store_dir)?.parse_item(&cli.items[0])?;
+            let name = PathBuf::from(default_output_name(&item, &options));
+            (Output::Path(name.clone()), Some(name))
+        }
+        OutputChoice::Stdout => {
+            if std::io::stdout().is_terminal() {
+                return Err(Error::new(
+                    ErrorKind::Output,
+                    "output '-': standard output is a terminal; redirect it (-o - | docker load) or give -o FILE",
+                ));
+            }
+            (Output::Stdout, None)
+        }
+        OutputChoice::File(path) => (Output::Path(path.clone()), Some(path)),
+    };
+    let closure = match &cli.closure_file {
+        Some(file) => Some(read_closure_file(file)?),
+        None => None,
+    };
+    let bar = (!cli.quiet && std::io::stderr().is_terminal()).then(|| Arc::new(ProgressBar::new()));
+    if let Some(bar) = &bar {
+        let bar = Arc::clone(bar);
+        options.progress = Some(Arc::new(move |progress| bar.update(progress)));
+    }
+    let result = build_docker_image(&cli.items, closure.as_deref(), &output, &options);
+    if let Some(bar) = &bar {
+        bar.finish(result.is_ok());
+    }
+    result.map(|()| name)
+}
+
+/// Prints `err` and returns the exit status: the error's result code, or
+/// 128 plus the signal's number when a signal stopped the build.
+fn report_error(err: &Error, interrupts: &Interrupts) -> i32 {
+    match (err.kind, interrupts.received()) {
+        (ErrorKind::Cancelled, Some(sig)) => {
+            eprintln!("{PROGRAM}: error: interrupted by {}; no archive was written", signal_name(sig));
+            128 + sig
+        }
+        _ => {
+            eprintln!("{PROGRAM}: error: {}", err.message);
+            err.kind.code()
+        }
+    }
+}
+
+/// Prints clap's message in our format; help and version go to standard
+/// output with status 0.
+fn report_usage_error(err: clap::Error) -> i32 {
+    if !err.use_stderr() {
+        let _ = err.print();
+        return 0;
+    }
+    let text = err.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    eprint!("{PROGRAM}: error: {text}");
+    ErrorKind::InvalidArgument.code()
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_string()
+    }
+}

@@ -4,7 +4,7 @@
 //! with the same setters, so a bad value gets the same error everywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -92,6 +92,13 @@ pub const MAX_LAYERS_LIMIT: u32 = 125;
 
 /// `guix pack`'s creation time: 1970-01-01T00:00:01Z.
 pub const DEFAULT_CREATION_TIME: i64 = 1;
+
+/// The creation times RFC 3339 can write (years 0000 to 9999), in seconds
+/// since the epoch.
+pub const CREATION_TIME_RANGE: std::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
+
+/// More worker threads than this is a mistake, not a wish.
+pub const MAX_THREADS: usize = 1024;
 
 /// Everything that shapes an image besides its items.
 #[derive(Clone)]
@@ -206,6 +213,49 @@ fn require_no_nul(what: &str, value: &str) -> Result<()> {
 impl ImageOptions {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the store directory, which must be an absolute path.
+    pub fn set_store_dir(&mut self, dir: &Path) -> Result<()> {
+        if !dir.is_absolute() {
+            return Err(Error::invalid_argument(format!(
+                "store directory '{}': not an absolute path",
+                dir.display()
+            )));
+        }
+        self.store_dir = dir.to_path_buf();
+        Ok(())
+    }
+
+    /// Sets the store database to read references from.
+    pub fn set_database(&mut self, file: &Path) -> Result<()> {
+        if file.as_os_str().is_empty() {
+            return Err(Error::invalid_argument("database '': empty file name"));
+        }
+        self.database = Some(file.to_path_buf());
+        Ok(())
+    }
+
+    /// Sets the creation time recorded in the config, in seconds since the epoch.
+    pub fn set_creation_time(&mut self, seconds: i64) -> Result<()> {
+        if !CREATION_TIME_RANGE.contains(&seconds) {
+            return Err(Error::invalid_argument(format!(
+                "creation time {seconds}: outside the years 0000 to 9999 that RFC 3339 can write"
+            )));
+        }
+        self.creation_time = Some(seconds);
+        Ok(())
+    }
+
+    /// Sets the number of worker threads; 0 means one per core.
+    pub fn set_threads(&mut self, n: usize) -> Result<()> {
+        if n > MAX_THREADS {
+            return Err(Error::invalid_argument(format!(
+                "threads {n}: at most {MAX_THREADS}"
+            )));
+        }
+        self.threads = n;
+        Ok(())
     }
 
     /// Adds a tag; `name` alone means `name:latest`.
@@ -476,6 +526,23 @@ mod tests {
         o.add_env("A=1").unwrap();
         o.add_env("A=2").unwrap();
         assert_eq!(o.env, ["A=2"]);
+    }
+
+    #[test]
+    fn store_dir_database_time_threads_are_checked() {
+        let mut o = ImageOptions::new();
+        let err = o.set_store_dir(Path::new("gnu/store")).unwrap_err();
+        assert!(err.message.contains("'gnu/store'"), "{}", err.message);
+        o.set_store_dir(Path::new("/tmp/x/gnu/store")).unwrap();
+        assert_eq!(o.store_dir, Path::new("/tmp/x/gnu/store"));
+        assert!(o.set_database(Path::new("")).is_err());
+        o.set_database(Path::new("db.sqlite")).unwrap();
+        assert!(o.set_creation_time(253_402_300_800).is_err());
+        o.set_creation_time(-1).unwrap();
+        assert_eq!(o.creation_time, Some(-1));
+        assert!(o.set_threads(MAX_THREADS + 1).is_err());
+        o.set_threads(2).unwrap();
+        assert_eq!(o.worker_threads(), 2);
     }
 
     #[test]

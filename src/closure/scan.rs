@@ -207,18 +207,27 @@ impl<'a> Scanner<'a> {
 
     /// Records every window of HASH_LEN base32 characters that is a
     /// candidate's hash part.
+    ///
+    /// A window is checked from its last byte backwards; at a byte outside
+    /// the alphabet no window holding it can match, so the next window
+    /// starts just after it.  In binary data most windows fail on their
+    /// last byte and the scan advances HASH_LEN bytes at a time.
     pub fn scan_bytes(&mut self, bytes: &[u8]) {
-        let mut run = 0;
-        for (end, &b) in bytes.iter().enumerate() {
-            if !is_nix_base32(b) {
-                run = 0;
-                continue;
-            }
-            run += 1;
-            if run >= HASH_LEN {
-                let window = &bytes[end + 1 - HASH_LEN..=end];
-                if self.candidates.contains(window) {
-                    self.found.insert(window.try_into().unwrap());
+        let mut start = 0;
+        // bytes[start..known_good] are known to be in the alphabet.
+        let mut known_good = 0;
+        while start + HASH_LEN <= bytes.len() {
+            let end = start + HASH_LEN;
+            let unchecked = known_good.max(start);
+            match bytes[unchecked..end].iter().rposition(|&b| !is_nix_base32(b)) {
+                Some(bad) => start = unchecked + bad + 1,
+                None => {
+                    let window = &bytes[start..end];
+                    if self.candidates.contains(window) {
+                        self.found.insert(window.try_into().unwrap());
+                    }
+                    known_good = end;
+                    start += 1;
                 }
             }
         }
@@ -258,6 +267,15 @@ mod tests {
         // alphabet, is no hash.
         scanner.scan_bytes(format!("{}-{}", &A[..31], A.replace('z', "e")).as_bytes());
         assert!(found(&mut scanner).is_empty());
+        // Anywhere in a long run of base32 characters.
+        for offset in 0..40 {
+            let run = format!("{}{B}{}", "0".repeat(offset), "1".repeat(40 - offset));
+            scanner.scan_bytes(run.as_bytes());
+            assert_eq!(found(&mut scanner), [B.to_string()].into(), "offset {offset}");
+        }
+        // Two adjacent hashes in one run.
+        scanner.scan_bytes(format!("{A}{B}").as_bytes());
+        assert_eq!(found(&mut scanner), [A.to_string(), B.to_string()].into());
     }
 
     #[test]
@@ -281,3 +299,4 @@ mod tests {
         }
     }
 }
+

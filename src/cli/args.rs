@@ -1,0 +1,417 @@
+//! The command line, in `guix pack`'s words, and its translation into
+//! [`ImageOptions`] through the options' own setters (so that a bad value
+//! gets the same message here as through the C ABI or Guile).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Parser;
+use guix_docker_native::{Compression, Error, ImageOptions, Result};
+
+use super::time::parse_creation_time;
+
+const ABOUT: &str = "Make a Docker image archive from Guix store items";
+
+const LONG_ABOUT: &str = "\
+Make a Docker image archive from Guix store items.
+
+Writes ITEM... and every store item they refer to (their closure) into one
+image archive, as `guix pack -f docker` does, that `docker load`,
+`podman load` and `skopeo copy docker-archive:...` read.  The same inputs
+give the same bytes, whatever the files' dates, owners and order on disk.
+On success the archive's file name is printed on standard output.
+
+The closure comes from --closure-file, else from the store database
+(--database), else from scanning the items' files for references to other
+store items, as the Guix daemon does.";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  # An image of a profile whose entry point is its bin/hello; prints the
+  # archive's name, profile-docker-image.tar:
+  guix-docker-native --entry-point bin/hello -t hello:2.12 \\
+      /gnu/store/...-profile
+  docker load -i profile-docker-image.tar
+  docker run --rm hello:2.12
+
+  # Straight into docker, without a file:
+  guix-docker-native -o - --entry-point bin/hello /gnu/store/...-hello-2.12 | docker load
+
+  # With the closure as Guix knows it:
+  guix gc -R /gnu/store/...-hello-2.12 > closure.txt
+  guix-docker-native --closure-file closure.txt -o hello.tar /gnu/store/...-hello-2.12
+
+  # Several layers that images can share, compressed; a store elsewhere:
+  guix-docker-native --store-dir /tmp/x/gnu/store --database /tmp/x/var/guix/db/db.sqlite \\
+      --max-layers 20 -C gzip /tmp/x/gnu/store/...-profile
+
+Progress:
+  When standard error is a terminal a progress bar shows the bytes and items
+  written, the rate and the time left; --quiet turns it off.
+
+Signals:
+  SIGINT, SIGTERM or SIGHUP stop the build: the partial archive is removed
+  and the exit status is 128 plus the signal's number.  A second signal ends
+  the program at once.
+
+Exit status (the library's result codes):
+    0  the archive was written
+    2  invalid command line or option value (unknown option, bad tag,
+       --max-layers 0, ...)
+    3  an item or closure path is not a store item (relative, outside the
+       store, not named <hash>-<name>)
+    4  the closure lacks an item or an item it refers to
+    5  the closure holds what an image cannot carry (socket, FIFO, device
+       node, a name starting with .wh.)
+    6  reading the store failed (a missing item, an unreadable file)
+    7  the output could not be written (no such directory, a directory in
+       the way, disk full, a terminal for -o -)
+    8  the store database could not be read
+   10  internal error (a bug; please report it)
+  129, 130, 143  interrupted by SIGHUP, SIGINT or SIGTERM
+Errors are printed on standard error as `guix-docker-native: error: ...`.";
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "guix-docker-native",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    after_help = "See --help for examples and exit codes.",
+    max_term_width = 100,
+    // As with guix pack, an option given twice takes the last value.
+    args_override_self = true
+)]
+pub struct Cli {
+    /// Store items to put in the image; the first is the main one (entry
+    /// point and symlink targets are relative to it)
+    #[arg(value_name = "ITEM", required = true)]
+    pub items: Vec<PathBuf>,
+
+    /// Write the archive to FILE ('-': standard output)
+    /// [default: <name>-docker-image.tar[.gz|.zst] in the current directory,
+    /// <name> from the first ITEM]
+    #[arg(short = 'o', long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Compression of the whole archive: none, gzip or zstd.  Docker 20.10
+    /// (Debian 12's docker.io) reads gzip but not zstd; podman, skopeo and
+    /// Docker 23 and later read both
+    #[arg(short = 'C', long, value_name = "NAME", default_value = "none", help_heading = "Output")]
+    pub compression: String,
+
+    /// Compression level: gzip 1-9 (default 6), zstd 1-19 (default 3)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, help_heading = "Output")]
+    pub compression_level: Option<String>,
+
+    /// Worker threads for reading, hashing and compressing (0: one per core)
+    #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true, help_heading = "Output")]
+    pub threads: String,
+
+    /// No progress bar
+    #[arg(short = 'q', long, help_heading = "Output")]
+    pub quiet: bool,
+
+    /// The store directory [default: $NIX_STORE_DIR, else /gnu/store]
+    #[arg(long, value_name = "DIR", help_heading = "Store")]
+    pub store_dir: Option<PathBuf>,
+
+    /// Read references from this store database (Guix's db.sqlite)
+    #[arg(long, value_name = "FILE", help_heading = "Store")]
+    pub database: Option<PathBuf>,
+
+    /// The closure: one store path a line, as `guix gc -R ITEM` prints; it
+    /// must contain every ITEM (and, with --database, every item they refer to)
+    #[arg(long, value_name = "FILE", help_heading = "Store")]
+    pub closure_file: Option<PathBuf>,
+
+    /// Tag the image NAME:TAG (repeatable; TAG defaults to 'latest')
+    /// [default: the first ITEM's name, e.g. hello:latest]
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]", help_heading = "Image")]
+    pub tags: Vec<String>,
+
+    /// The program the image runs, relative to the first ITEM (bin/hello)
+    /// or absolute
+    #[arg(long, value_name = "PROGRAM", help_heading = "Image")]
+    pub entry_point: Option<String>,
+
+    /// An argument appended to the entry point (repeatable)
+    #[arg(short = 'A', long = "entry-point-argument", value_name = "ARG", allow_hyphen_values = true, help_heading = "Image")]
+    pub entry_point_arguments: Vec<String>,
+
+    /// The image's default command, or arguments to the entry point (repeatable)
+    #[arg(long = "cmd", value_name = "ARG", allow_hyphen_values = true, help_heading = "Image")]
+    pub cmd: Vec<String>,
+
+    /// Set an environment variable in the image (repeatable)
+    #[arg(short = 'E', long = "env", value_name = "NAME=VALUE", help_heading = "Image")]
+    pub env: Vec<String>,
+
+    /// Add a symlink to the image: -S /bin=bin links /bin to the first
+    /// ITEM's bin (repeatable; a relative target is relative to the first ITEM)
+    #[arg(short = 'S', long = "symlink", value_name = "LINK=TARGET", help_heading = "Image")]
+    pub symlinks: Vec<String>,
+
+    /// The working directory of the image's processes
+    #[arg(long, value_name = "DIR", help_heading = "Image")]
+    pub workdir: Option<String>,
+
+    /// The user the image's processes run as (NAME, UID or UID:GID)
+    #[arg(long, value_name = "USER", help_heading = "Image")]
+    pub user: Option<String>,
+
+    /// Add a label (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE", help_heading = "Image")]
+    pub labels: Vec<String>,
+
+    /// Declare an exposed port: 8080, 8080/tcp, 53/udp (repeatable)
+    #[arg(long = "expose", value_name = "PORT[/PROTO]", help_heading = "Image")]
+    pub exposed_ports: Vec<String>,
+
+    /// Declare a volume (repeatable)
+    #[arg(long = "volume", value_name = "PATH", help_heading = "Image")]
+    pub volumes: Vec<String>,
+
+    /// At most N layers (1-125, Docker's limit): the largest items get layers
+    /// of their own, the others share [default: one layer]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, help_heading = "Image")]
+    pub max_layers: Option<String>,
+
+    /// The system the image is for, as Guix names it (x86_64-linux,
+    /// aarch64-linux, ...) [default: this machine's]
+    #[arg(long, value_name = "SYSTEM", help_heading = "Image")]
+    pub system: Option<String>,
+
+    /// The image's creation time: YYYY-MM-DDTHH:MM:SSZ (UTC) or @SECONDS
+    /// [default: $SOURCE_DATE_EPOCH, else 1970-01-01T00:00:01Z, as guix pack]
+    #[arg(long, value_name = "TIME", help_heading = "Image")]
+    pub creation_time: Option<String>,
+}
+
+/// Where the archive goes, as the command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputChoice {
+    /// No `-o`: a name made from the first item, in the current directory.
+    Default,
+    Stdout,
+    File(PathBuf),
+}
+
+impl Cli {
+    pub fn output_choice(&self) -> OutputChoice {
+        match &self.output {
+            None => OutputChoice::Default,
+            Some(path) if path.as_os_str() == "-" => OutputChoice::Stdout,
+            Some(path) => OutputChoice::File(path.clone()),
+        }
+    }
+
+    /// The options the command line asks for; the first bad value is the error.
+    pub fn image_options(&self) -> Result<ImageOptions> {
+        let mut o = ImageOptions::new();
+        if let Some(dir) = &self.store_dir {
+            o.set_store_dir(dir)?;
+        }
+        if let Some(file) = &self.database {
+            o.set_database(file)?;
+        }
+        for tag in &self.tags {
+            o.add_tag(tag)?;
+        }
+        if let Some(program) = &self.entry_point {
+            o.set_entry_point(program)?;
+        }
+        for arg in &self.entry_point_arguments {
+            o.add_entry_point_argument(arg)?;
+        }
+        for arg in &self.cmd {
+            o.add_cmd(arg)?;
+        }
+        for binding in &self.env {
+            o.add_env(binding)?;
+        }
+        for spec in &self.symlinks {
+            let (link, target) = split_pair(spec, "symlink", "/LINK=TARGET, e.g. /bin=bin")?;
+            o.add_symlink(link, target)?;
+        }
+        if let Some(dir) = &self.workdir {
+            o.set_working_dir(dir)?;
+        }
+        if let Some(user) = &self.user {
+            o.set_user(user)?;
+        }
+        for spec in &self.labels {
+            let (key, value) = split_pair(spec, "label", "KEY=VALUE")?;
+            o.add_label(key, value)?;
+        }
+        for port in &self.exposed_ports {
+            o.add_exposed_port(port)?;
+        }
+        for path in &self.volumes {
+            o.add_volume(path)?;
+        }
+        if let Some(n) = &self.max_layers {
+            o.set_max_layers(parse_number(n, "max-layers", "a number of layers from 1 to 125")?)?;
+        }
+        if let Some(system) = &self.system {
+            o.set_system(system)?;
+        }
+        if let Some(time) = &self.creation_time {
+            let seconds = parse_creation_time(time)
+                .map_err(|why| Error::invalid_argument(format!("creation time '{time}': {why}")))?;
+            o.set_creation_time(seconds)?;
+        }
+        let compression = Compression::parse(&self.compression)?;
+        let level = match &self.compression_level {
+            Some(n) => Some(parse_number(n, "compression level", "a number")?),
+            None => None,
+        };
+        o.set_compression(compression, level)?;
+        o.set_threads(parse_number(&self.threads, "threads", "a number of threads (0: one per core)")?)?;
+        Ok(o)
+    }
+}
+
+/// Splits `NAME=VALUE` at the first '='.
+fn split_pair<'a>(spec: &'a str, what: &str, expected: &str) -> Result<(&'a str, &'a str)> {
+    spec.split_once('=')
+        .ok_or_else(|| Error::invalid_argument(format!("{what} '{spec}': expected {expected}")))
+}
+
+fn parse_number<T: std::str::FromStr>(text: &str, what: &str, expected: &str) -> Result<T> {
+    text.parse::<T>()
+        .map_err(|_| Error::invalid_argument(format!("{what} '{text}': expected {expected}")))
+}
+
+/// Parses `args` (the program name first), or returns clap's error.
+pub fn parse<I, T>(args: I) -> std::result::Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guix_docker_native::ErrorKind;
+
+    fn cli(args: &[&str]) -> Cli {
+        parse(std::iter::once("guix-docker-native").chain(args.iter().copied())).expect("parses")
+    }
+
+    fn options(args: &[&str]) -> Result<ImageOptions> {
+        cli(args).image_options()
+    }
+
+    fn error(args: &[&str]) -> String {
+        let Err(err) = options(args) else { panic!("{args:?} must fail") };
+        assert_eq!(err.kind, ErrorKind::InvalidArgument, "{}", err.message);
+        err.message
+    }
+
+    #[test]
+    fn guix_pack_style_command_line() {
+        let c = cli(&[
+            "-o", "out.tar", "--store-dir", "/tmp/x/gnu/store", "--database", "/tmp/x/db.sqlite",
+            "-t", "hello:2.12", "--tag", "guix/hello", "--entry-point", "bin/hello", "-A", "--greet",
+            "-A", "world", "-E", "GREETING=hi=there", "-S", "/bin=bin", "--max-layers", "4",
+            "--system", "aarch64-linux", "--creation-time", "2024-02-29T12:34:56Z", "--cmd", "-v",
+            "--workdir", "/srv", "--user", "1000:1000", "--label", "org.example=a=b", "--expose",
+            "53/udp", "--volume", "/data", "-C", "zstd", "--compression-level", "19", "--threads",
+            "3", "/tmp/x/gnu/store/00000000000000000000000000000000-profile", "/tmp/x/gnu/store/11111111111111111111111111111111-extra",
+        ]);
+        assert_eq!(c.items.len(), 2);
+        assert_eq!(c.output_choice(), OutputChoice::File("out.tar".into()));
+        let o = c.image_options().unwrap();
+        assert_eq!(o.store_dir, PathBuf::from("/tmp/x/gnu/store"));
+        assert_eq!(o.database, Some(PathBuf::from("/tmp/x/db.sqlite")));
+        assert_eq!(o.tags, ["hello:2.12", "guix/hello:latest"]);
+        assert_eq!(o.entry_point, ["bin/hello", "--greet", "world"]);
+        assert_eq!(o.cmd, ["-v"]);
+        assert_eq!(o.env, ["GREETING=hi=there"]);
+        assert_eq!((o.symlinks[0].link.as_str(), o.symlinks[0].target.as_str()), ("/bin", "bin"));
+        assert_eq!(o.max_layers, Some(4));
+        assert_eq!(o.architecture, "arm64");
+        assert_eq!(o.creation_time, Some(1_709_210_096));
+        assert_eq!(o.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(o.user.as_deref(), Some("1000:1000"));
+        assert_eq!(o.labels.get("org.example").map(String::as_str), Some("a=b"));
+        assert!(o.exposed_ports.contains("53/udp"));
+        assert!(o.volumes.contains("/data"));
+        assert_eq!((o.compression, o.compression_level), (Compression::Zstd, Some(19)));
+        assert_eq!(o.threads, 3);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cli(&["/gnu/store/00000000000000000000000000000000-hello"]);
+        assert_eq!(c.output_choice(), OutputChoice::Default);
+        assert!(!c.quiet);
+        let o = c.image_options().unwrap();
+        assert_eq!(o.store_dir, guix_docker_native::options::default_store_dir());
+        assert!(o.tags.is_empty() && o.entry_point.is_empty() && o.max_layers.is_none());
+        assert_eq!((o.compression, o.compression_level, o.threads), (Compression::None, None, 0));
+        assert_eq!(o.creation_time, None);
+        assert_eq!(cli(&["-o", "-", "x"]).output_choice(), OutputChoice::Stdout);
+        assert_eq!(cli(&["-o", "./-", "x"]).output_choice(), OutputChoice::File("./-".into()));
+    }
+
+    #[test]
+    fn creation_time_at_seconds() {
+        assert_eq!(options(&["--creation-time", "@1700000000", "x"]).unwrap().creation_time, Some(1_700_000_000));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert!(error(&["-t", "Hello", "x"]).contains("'Hello'"));
+        assert!(error(&["--max-layers", "0", "x"]).contains("max-layers 0"));
+        assert!(error(&["--max-layers", "126", "x"]).contains("max-layers 126"));
+        assert!(error(&["--max-layers", "-1", "x"]).contains("max-layers '-1'"));
+        assert!(error(&["--max-layers", "many", "x"]).contains("max-layers 'many'"));
+        assert!(error(&["-A", "x", "x"]).contains("no entry point"));
+        assert!(error(&["-E", "GREETING", "x"]).contains("'GREETING'"));
+        assert!(error(&["-S", "/bin", "x"]).contains("symlink '/bin'"));
+        assert!(error(&["-S", "bin=bin", "x"]).contains("'bin'"));
+        assert!(error(&["--label", "k", "x"]).contains("label 'k'"));
+        assert!(error(&["--expose", "http", "x"]).contains("'http'"));
+        assert!(error(&["--volume", "data", "x"]).contains("'data'"));
+        assert!(error(&["--workdir", "srv", "x"]).contains("'srv'"));
+        assert!(error(&["--system", "sparc-linux", "x"]).contains("'sparc-linux'"));
+        assert!(error(&["--creation-time", "2023-02-29T00:00:00Z", "x"]).contains("creation time '2023-02-29T00:00:00Z': 2023-02 has no day 29"));
+        assert!(error(&["-C", "xz", "x"]).contains("'xz'"));
+        assert!(error(&["--compression-level", "3", "x"]).contains("no compression"));
+        assert!(error(&["-C", "gzip", "--compression-level", "10", "x"]).contains("level 10"));
+        assert!(error(&["-C", "gzip", "--compression-level", "fast", "x"]).contains("'fast'"));
+        assert!(error(&["--threads", "-2", "x"]).contains("threads '-2'"));
+        assert!(error(&["--threads", "5000", "x"]).contains("threads 5000"));
+        assert!(error(&["--store-dir", "gnu/store", "x"]).contains("'gnu/store'"));
+        assert!(error(&["--creation-time", "@253402300800", "x"]).contains("creation time 253402300800"));
+    }
+
+    #[test]
+    fn usage_errors_come_from_clap() {
+        let parse_args = |args: &[&str]| parse(std::iter::once("guix-docker-native").chain(args.iter().copied()));
+        assert!(parse_args(&[]).is_err(), "an ITEM is required");
+        assert!(parse_args(&["--no-such-option", "x"]).is_err());
+        assert!(parse_args(&["-o"]).is_err());
+        assert!(parse_args(&["--help"]).is_err(), "help is an 'error' clap prints itself");
+    }
+
+    #[test]
+    fn the_help_documents_every_option() {
+        let help = <Cli as clap::CommandFactory>::command().render_long_help().to_string();
+        for needle in [
+            "--output", "--store-dir", "--database", "--closure-file", "--tag", "--entry-point ",
+            "--entry-point-argument", "--env", "--symlink", "--max-layers", "--system",
+            "--creation-time", "--cmd", "--workdir", "--user", "--label", "--expose", "--volume",
+            "--compression ", "--compression-level", "--threads", "--quiet", "Docker 20.10",
+            "Examples:", "Exit status", "NIX_STORE_DIR", "SOURCE_DATE_EPOCH",
+        ] {
+            assert!(help.contains(needle), "--help lacks {needle}");
+        }
+    }
+}

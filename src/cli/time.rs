@@ -1,0 +1,155 @@
+//! `--creation-time`: RFC 3339 in UTC (`2024-05-01T12:00:00Z`) or `@SECONDS`.
+//!
+//! Only UTC is accepted: an image's `created` is written in UTC, and a
+//! local offset would have to be converted, which invites surprises.  The
+//! range (years 0000 to 9999) is checked by `ImageOptions::set_creation_time`.
+
+fn is_leap_year(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// Days in `month` (1..=12) of `year`.
+pub fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Leap years from year 1 up to `year` (excluded); for years before 1 the
+/// count goes negative, so that differences stay right (floor division).
+fn leap_years_before(year: i64) -> i64 {
+    let y = year - 1;
+    y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400)
+}
+
+/// Days from 1970-01-01 to the (proleptic Gregorian) date `year-month-day`;
+/// negative before 1970.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    const DAYS_BEFORE_MONTH: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let leap_day = if month > 2 && is_leap_year(year) { 1 } else { 0 };
+    let day_of_year = DAYS_BEFORE_MONTH[(month - 1) as usize] + leap_day + i64::from(day) - 1;
+    365 * (year - 1970) + leap_years_before(year) - leap_years_before(1970) + day_of_year
+}
+
+/// Parses `s` as `YYYY-MM-DDTHH:MM:SSZ` (or `+00:00` for `Z`) or `@SECONDS`
+/// and returns seconds since the epoch.  The error says what is wrong,
+/// without naming the option (the caller does).
+pub fn parse_creation_time(s: &str) -> Result<i64, String> {
+    if let Some(digits) = s.strip_prefix('@') {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("expected @ followed by a number of seconds since 1970-01-01T00:00:00Z".into());
+        }
+        return digits.parse::<i64>().map_err(|_| "too large a number of seconds".into());
+    }
+    let b = s.as_bytes();
+    let shape_ok = b.len() >= 19
+        && [4, 7].iter().all(|&i| b[i] == b'-')
+        && matches!(b[10], b'T' | b't')
+        && [13, 16].iter().all(|&i| b[i] == b':')
+        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].iter().all(|&i| b[i].is_ascii_digit());
+    if !shape_ok {
+        return Err("expected YYYY-MM-DDTHH:MM:SSZ or @SECONDS".into());
+    }
+    match &s[19..] {
+        "Z" | "z" | "+00:00" => {}
+        rest if rest.starts_with('.') => return Err("fractional seconds are not supported".into()),
+        "" => return Err("no time zone: append Z for UTC".into()),
+        _ => return Err("only UTC is accepted: end the time with Z".into()),
+    }
+    let number = |from: usize, to: usize| -> i64 { s[from..to].parse().expect("checked digits") };
+    let (year, month, day) = (number(0, 4), number(5, 7) as u32, number(8, 10) as u32);
+    let (hour, minute, second) = (number(11, 13), number(14, 16), number(17, 19));
+    if !(1..=12).contains(&month) {
+        return Err(format!("month {month:02} does not exist"));
+    }
+    if day == 0 || day > days_in_month(year, month) {
+        return Err(format!("{year:04}-{month:02} has no day {day:02}"));
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(format!("{hour:02}:{minute:02}:{second:02} is not a time of day"));
+    }
+    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(1970, 1, 2), 1);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(days_from_civil(1972, 3, 1), 790); // after the first leap day
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1, 1, 1), -719_162);
+        assert_eq!(days_from_civil(0, 1, 1), -719_528); // year 0 is a leap year
+        assert_eq!(days_from_civil(0, 3, 1), -719_468);
+    }
+
+    #[test]
+    fn consecutive_dates_are_consecutive_days() {
+        // Walk every day from 1600 to 2500 (leap centuries 1600, 2000, 2400
+        // and common ones 1700, 1800, 1900, 2100, ...): each is one more than
+        // the day before, so the function agrees with the calendar's own
+        // month lengths everywhere.
+        let mut expected = days_from_civil(1600, 1, 1);
+        for year in 1600..=2500 {
+            for month in 1..=12 {
+                for day in 1..=days_in_month(year, month) {
+                    assert_eq!(days_from_civil(year, month, day), expected, "{year}-{month}-{day}");
+                    expected += 1;
+                }
+            }
+        }
+        assert_eq!(expected, days_from_civil(2501, 1, 1));
+    }
+
+    #[test]
+    fn leap_years() {
+        assert_eq!(days_in_month(2024, 2), 29);
+        assert_eq!(days_in_month(2023, 2), 28);
+        assert_eq!(days_in_month(1900, 2), 28);
+        assert_eq!(days_in_month(2000, 2), 29);
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        // Values as `date -u -d ... +%s` gives them.
+        assert_eq!(parse_creation_time("1970-01-01T00:00:01Z"), Ok(1));
+        assert_eq!(parse_creation_time("2000-01-01T00:00:00Z"), Ok(946_684_800));
+        assert_eq!(parse_creation_time("2024-02-29T12:34:56Z"), Ok(1_709_210_096));
+        assert_eq!(parse_creation_time("2038-01-19T03:14:08+00:00"), Ok(2_147_483_648));
+        assert_eq!(parse_creation_time("2038-01-19t03:14:08z"), Ok(2_147_483_648));
+        assert_eq!(parse_creation_time("9999-12-31T23:59:59Z"), Ok(253_402_300_799));
+        assert_eq!(parse_creation_time("1969-12-31T23:59:59Z"), Ok(-1));
+        assert_eq!(parse_creation_time("0000-01-01T00:00:00Z"), Ok(-62_167_219_200));
+    }
+
+    #[test]
+    fn seconds_since_the_epoch() {
+        assert_eq!(parse_creation_time("@0"), Ok(0));
+        assert_eq!(parse_creation_time("@1700000000"), Ok(1_700_000_000));
+        for bad in ["@", "@-1", "@1.5", "@ 1", "@99999999999999999999"] {
+            assert!(parse_creation_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_times_say_why() {
+        let why = |s: &str| parse_creation_time(s).unwrap_err();
+        assert!(why("2023-02-29T00:00:00Z").contains("no day 29"));
+        assert!(why("2024-13-01T00:00:00Z").contains("month 13"));
+        assert!(why("2024-01-01T24:00:00Z").contains("time of day"));
+        assert!(why("2024-01-01T23:59:60Z").contains("time of day"));
+        assert!(why("2024-01-01T00:00:00").contains("no time zone"));
+        assert!(why("2024-01-01T00:00:00+02:00").contains("only UTC"));
+        assert!(why("2024-01-01T00:00:00.5Z").contains("fractional"));
+        for bad in ["", "yesterday", "2024-01-01", "2024-1-1T00:00:00Z", "2024-01-01 00:00:00Z", "١٩٧٠-01-01T00:00:00Z"] {
+            assert!(parse_creation_time(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,657 @@
+/*
+ * test_abi.c: exercises the C ABI of guix-docker-native through
+ * include/guix_docker_native.h and libguix_docker_native.so.
+ *
+ * Usage: test_abi STORE_DIR ITEM DATABASE WORKDIR [ENTRY_POINT]
+ *   STORE_DIR    a sample store (tests/c/run.sh makes one with gdn-sample-store)
+ *   ITEM         its main item
+ *   DATABASE     its store database
+ *   WORKDIR      an empty directory for the archives
+ *   ENTRY_POINT  a program relative to ITEM (optional)
+ *
+ * Builds real images through the ABI (several options, an explicit closure,
+ * a closure computed from the database, compressed, to standard output, in
+ * two threads at once) and drives every error path.  Prints one line per
+ * check and "N passed, N failed"; exits 1 on any failure.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guix_docker_native.h"
+
+static int passed, failed;
+
+static void expect(int ok, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("%s - ", ok ? "ok" : "FAIL");
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+  fflush(stdout);
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+static const char *last_error(void) {
+  const char *message = gdn_last_error_message();
+  return message ? message : "(NULL)";
+}
+
+/* A call returned `got`; it should have failed with `want` and a message
+ * that contains `needle` (the input it names). */
+static void expect_failure(const char *what, gdn_result got, gdn_result want, const char *needle) {
+  const char *message = gdn_last_error_message();
+  expect(got == want, "%s: result %d (want %d): %s", what, got, want, last_error());
+  expect(message != NULL && strstr(message, needle) != NULL, "%s: message names %s", what, needle);
+}
+
+static char *join(const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *s = malloc(n);
+  if (!s) abort();
+  snprintf(s, n, "%s/%s", a, b);
+  return s;
+}
+
+static const char *base_name(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0;
+}
+
+static int entries_in(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+  closedir(d);
+  return n;
+}
+
+/* A failed build: the code, the message, and nothing left behind at
+ * `output` or beside it in `output_dir`. */
+static void expect_build_failure(const char *what, gdn_result got, gdn_result want,
+                                 const char *needle, const char *output, const char *output_dir) {
+  expect_failure(what, got, want, needle);
+  if (output) expect(!exists(output), "%s: nothing at %s", what, output);
+  if (output_dir) expect(entries_in(output_dir) == 0, "%s: no file left in %s", what, output_dir);
+}
+
+/* ---- reading archives ---- */
+
+typedef struct {
+  unsigned char *data;
+  size_t size;
+} bytes;
+
+static bytes read_file(const char *path) {
+  bytes b = {NULL, 0};
+  FILE *f = fopen(path, "rb");
+  if (!f) return b;
+  size_t cap = 1 << 16;
+  b.data = malloc(cap);
+  if (!b.data) abort();
+  size_t n;
+  while ((n = fread(b.data + b.size, 1, cap - b.size, f)) > 0) {
+    b.size += n;
+    if (b.size == cap) {
+      cap *= 2;
+      b.data = realloc(b.data, cap);
+      if (!b.data) abort();
+    }
+  }
+  fclose(f);
+  return b;
+}
+
+static int same_bytes(bytes a, bytes b) {
+  return a.data && b.data && a.size == b.size && memcmp(a.data, b.data, a.size) == 0;
+}
+
+static unsigned long long octal(const unsigned char *field, size_t len) {
+  unsigned long long v = 0;
+  if (field[0] & 0x80) { /* base-256 */
+    for (size_t i = 1; i < len; i++) v = (v << 8) | field[i];
+    return v;
+  }
+  for (size_t i = 0; i < len && field[i] >= '0' && field[i] <= '7'; i++) v = v * 8 + (field[i] - '0');
+  return v;
+}
+
+/* Is `h` a tar header block with magic "ustar" and a correct checksum? */
+static int is_tar_header(const unsigned char *h) {
+  if (memcmp(h + 257, "ustar", 5) != 0) return 0;
+  unsigned long sum = 0;
+  for (int i = 0; i < 512; i++) sum += (i >= 148 && i < 156) ? ' ' : h[i];
+  return sum == octal(h + 148, 8);
+}
+
+static const unsigned char *pax_value(const unsigned char *pax, size_t len, const char *key,
+                                     size_t *value_len) {
+  /* PAX records: "LEN KEY=VALUE\n". */
+  size_t off = 0;
+  size_t klen = strlen(key);
+  while (off < len) {
+    size_t rec = 0, i = off;
+    while (i < len && pax[i] >= '0' && pax[i] <= '9') rec = rec * 10 + (pax[i++] - '0');
+    if (rec == 0 || off + rec > len || pax[i] != ' ') return NULL;
+    i++;
+    if (i + klen < off + rec && memcmp(pax + i, key, klen) == 0 && pax[i + klen] == '=') {
+      *value_len = off + rec - (i + klen + 1) - 1;
+      return pax + i + klen + 1;
+    }
+    off += rec;
+  }
+  return NULL;
+}
+
+/* The contents of the member `name` of the uncompressed tar `b`, as a
+ * NUL-terminated malloc'd string, or NULL when it is not there. */
+static char *tar_member(bytes b, const char *name) {
+  size_t off = 0;
+  char long_name[4096] = "";
+  while (off + 512 <= b.size) {
+    const unsigned char *h = b.data + off;
+    int zero = 1;
+    for (int i = 0; i < 512 && zero; i++) zero = h[i] == 0;
+    if (zero || !is_tar_header(h)) return NULL;
+    unsigned long long size = octal(h + 124, 12);
+    const unsigned char *body = h + 512;
+    if (off + 512 + size > b.size) return NULL;
+    char type = (char)h[156];
+    if (type == 'x' || type == 'L') {
+      size_t vlen = 0;
+      const unsigned char *v = type == 'L' ? body : pax_value(body, size, "path", &vlen);
+      if (type == 'L') vlen = strnlen((const char *)body, size);
+      if (v && vlen < sizeof long_name) {
+        memcpy(long_name, v, vlen);
+        long_name[vlen] = 0;
+      }
+    } else {
+      char short_name[101];
+      memcpy(short_name, h, 100);
+      short_name[100] = 0;
+      const char *entry = long_name[0] ? long_name : short_name;
+      if (strcmp(entry, name) == 0) {
+        char *s = malloc(size + 1);
+        if (!s) abort();
+        memcpy(s, body, size);
+        s[size] = 0;
+        return s;
+      }
+      long_name[0] = 0;
+    }
+    off += 512 + (size + 511) / 512 * 512;
+  }
+  return NULL;
+}
+
+/* The checks a user makes of an uncompressed image archive. */
+static void expect_image(const char *what, const char *path, const char *tag) {
+  bytes b = read_file(path);
+  expect(b.data != NULL && b.size >= 1024 && b.size % 512 == 0,
+         "%s: %s exists, %zu bytes, whole 512-byte blocks", what, path, b.size);
+  expect(b.size >= 512 && is_tar_header(b.data), "%s: starts with a tar header", what);
+  char *manifest = b.data ? tar_member(b, "manifest.json") : NULL;
+  expect(manifest != NULL, "%s: has manifest.json", what);
+  if (manifest && tag) {
+    char quoted[256];
+    snprintf(quoted, sizeof quoted, "\"%s\"", tag);
+    expect(strstr(manifest, "\"RepoTags\"") && strstr(manifest, quoted),
+           "%s: manifest.json lists the tag %s", what, tag);
+  }
+  free(manifest);
+  free(b.data);
+}
+
+/* ---- the store ---- */
+
+static int is_item_name(const char *name) {
+  return strlen(name) > 33 && name[32] == '-' && name[0] != '.';
+}
+
+static int compare_strings(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every item of the store: a closure of any of them.  Sorted. */
+static char **store_items(const char *store, size_t *count) {
+  DIR *d = opendir(store);
+  if (!d) {
+    perror(store);
+    exit(2);
+  }
+  size_t n = 0, cap = 16;
+  char **items = malloc(cap * sizeof *items);
+  if (!items) abort();
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (!is_item_name(e->d_name)) continue;
+    if (n == cap) {
+      cap *= 2;
+      items = realloc(items, cap * sizeof *items);
+      if (!items) abort();
+    }
+    items[n++] = join(store, e->d_name);
+  }
+  closedir(d);
+  qsort(items, n, sizeof *items, compare_strings);
+  *count = n;
+  return items;
+}
+
+static void free_strings(char **s, size_t n) {
+  for (size_t i = 0; i < n; i++) free(s[i]);
+  free(s);
+}
+
+/* ---- progress ---- */
+
+typedef struct {
+  atomic_int inside;
+  atomic_int overlapped;
+  atomic_int foreign_thread;
+  atomic_long calls;
+  atomic_int beyond_total;
+} progress_log;
+
+/* Set by a thread around its own build_docker_image calls. */
+static _Thread_local int building;
+
+static gdn_result build(const char *item, const char *const *closure, size_t len,
+                        const char *output, const gdn_options *options) {
+  building = 1;
+  gdn_result r = build_docker_image(item, closure, len, output, options);
+  building = 0;
+  return r;
+}
+
+static void on_progress(uint64_t bytes_done, uint64_t bytes_total, void *userdata) {
+  progress_log *log = userdata;
+  if (!building) atomic_store(&log->foreign_thread, 1);
+  if (atomic_fetch_add(&log->inside, 1) != 0) atomic_store(&log->overlapped, 1);
+  atomic_fetch_add(&log->calls, 1);
+  if (bytes_done > bytes_total) atomic_store(&log->beyond_total, 1);
+  /* Widen the window in which overlapping calls would show. */
+  struct timespec pause = {0, 100000};
+  nanosleep(&pause, NULL);
+  atomic_fetch_sub(&log->inside, 1);
+}
+
+/* ---- threads ---- */
+
+typedef struct {
+  const char *item;
+  const char *output;
+  const gdn_options *options;
+  gdn_result result;
+  int clean_start; /* no last error inherited from the main thread */
+  char message[512];
+} build_job;
+
+static void *run_build(void *arg) {
+  build_job *job = arg;
+  job->clean_start = gdn_last_error_message() == NULL;
+  job->result = build(job->item, NULL, 0, job->output, job->options);
+  snprintf(job->message, sizeof job->message, "%s", last_error());
+  return NULL;
+}
+
+/* ---- the tests ---- */
+
+static void test_versions(void) {
+  expect(gdn_abi_version() == 1 && GDN_ABI_VERSION == 1, "gdn_abi_version() == 1");
+  const char *v = gdn_version();
+  expect(v != NULL && strlen(v) > 0 && strchr(v, '.') != NULL, "gdn_version() is \"%s\"", v ? v : "(NULL)");
+  expect(gdn_last_error_message() == NULL, "no error before any call");
+}
+
+static void progress_noop(uint64_t done, uint64_t total, void *userdata) {
+  (void)done;
+  (void)total;
+  (void)userdata;
+}
+
+#define NULL_OPTIONS(call) expect_failure(#call, call, GDN_ERR_NULL_ARGUMENT, "'options'")
+
+static void test_null_options_handle(void) {
+  NULL_OPTIONS(gdn_options_set_store_dir(NULL, "/gnu/store"));
+  NULL_OPTIONS(gdn_options_set_database(NULL, "/var/guix/db/db.sqlite"));
+  NULL_OPTIONS(gdn_options_add_tag(NULL, "hello"));
+  NULL_OPTIONS(gdn_options_set_entry_point(NULL, "bin/hello"));
+  NULL_OPTIONS(gdn_options_add_entry_point_argument(NULL, "-v"));
+  NULL_OPTIONS(gdn_options_add_cmd(NULL, "-v"));
+  NULL_OPTIONS(gdn_options_add_env(NULL, "A=1"));
+  NULL_OPTIONS(gdn_options_set_working_dir(NULL, "/"));
+  NULL_OPTIONS(gdn_options_set_user(NULL, "0"));
+  NULL_OPTIONS(gdn_options_add_label(NULL, "k", "v"));
+  NULL_OPTIONS(gdn_options_add_exposed_port(NULL, "80"));
+  NULL_OPTIONS(gdn_options_add_volume(NULL, "/data"));
+  NULL_OPTIONS(gdn_options_add_symlink(NULL, "/bin", "bin"));
+  NULL_OPTIONS(gdn_options_add_directory(NULL, "/tmp", 0, 0, 01777));
+  NULL_OPTIONS(gdn_options_add_file(NULL, "/etc/x", "/etc/hostname"));
+  NULL_OPTIONS(gdn_options_add_transformation(NULL, "/gnu", "/opt"));
+  NULL_OPTIONS(gdn_options_set_max_layers(NULL, 2));
+  NULL_OPTIONS(gdn_options_set_system(NULL, "x86_64-linux"));
+  NULL_OPTIONS(gdn_options_set_creation_time(NULL, 1));
+  NULL_OPTIONS(gdn_options_set_compression(NULL, "gzip", 0));
+  NULL_OPTIONS(gdn_options_set_threads(NULL, 1));
+  NULL_OPTIONS(gdn_options_set_progress_callback(NULL, progress_noop, NULL));
+  gdn_options_free(NULL);
+  expect(1, "gdn_options_free(NULL) returns");
+}
+
+#define NULL_ARG(call, name) expect_failure(#call, call, GDN_ERR_NULL_ARGUMENT, "'" name "'")
+#define INVALID(call, needle) expect_failure(#call, call, GDN_ERR_INVALID_ARGUMENT, needle)
+
+static void test_setter_errors(void) {
+  gdn_options *o = gdn_options_new();
+  expect(o != NULL, "gdn_options_new() gives a handle");
+  if (!o) return;
+
+  NULL_ARG(gdn_options_set_store_dir(o, NULL), "dir");
+  NULL_ARG(gdn_options_set_database(o, NULL), "file");
+  NULL_ARG(gdn_options_add_tag(o, NULL), "tag");
+  NULL_ARG(gdn_options_set_entry_point(o, NULL), "program");
+  NULL_ARG(gdn_options_add_entry_point_argument(o, NULL), "arg");
+  NULL_ARG(gdn_options_add_cmd(o, NULL), "arg");
+  NULL_ARG(gdn_options_add_env(o, NULL), "name_eq_value");
+  NULL_ARG(gdn_options_set_working_dir(o, NULL), "dir");
+  NULL_ARG(gdn_options_set_user(o, NULL), "user");
+  NULL_ARG(gdn_options_add_label(o, NULL, "v"), "key");
+  NULL_ARG(gdn_options_add_label(o, "k", NULL), "value");
+  NULL_ARG(gdn_options_add_exposed_port(o, NULL), "port");
+  NULL_ARG(gdn_options_add_volume(o, NULL), "path");
+  NULL_ARG(gdn_options_add_symlink(o, NULL, "bin"), "link");
+  NULL_ARG(gdn_options_add_symlink(o, "/bin", NULL), "target");
+  NULL_ARG(gdn_options_add_directory(o, NULL, 0, 0, 0755), "path");
+  NULL_ARG(gdn_options_add_file(o, NULL, "/etc/hostname"), "image_path");
+  NULL_ARG(gdn_options_add_file(o, "/etc/x", NULL), "source");
+  NULL_ARG(gdn_options_add_transformation(o, NULL, "/opt"), "old_prefix");
+  NULL_ARG(gdn_options_add_transformation(o, "/gnu", NULL), "new_prefix");
+  NULL_ARG(gdn_options_set_system(o, NULL), "system");
+  NULL_ARG(gdn_options_set_compression(o, NULL, 0), "name");
+
+  INVALID(gdn_options_add_tag(o, "hello\xff\xfe"), "'tag'");
+  expect(strstr(last_error(), "UTF-8") != NULL, "invalid UTF-8 is called so: %s", last_error());
+  INVALID(gdn_options_set_entry_point(o, "bin/\xc3("), "'program'");
+  INVALID(gdn_options_add_tag(o, "Not A Tag!"), "Not A Tag!");
+  INVALID(gdn_options_add_tag(o, "hello:"), "hello:");
+  INVALID(gdn_options_set_max_layers(o, 0), "max-layers 0");
+  INVALID(gdn_options_set_max_layers(o, 126), "max-layers 126");
+  INVALID(gdn_options_set_system(o, "sparc-linux"), "sparc-linux");
+  INVALID(gdn_options_set_compression(o, "lzma", 0), "lzma");
+  INVALID(gdn_options_set_compression(o, "gzip", 10), "compression level 10");
+  INVALID(gdn_options_set_store_dir(o, "gnu/store"), "gnu/store");
+  INVALID(gdn_options_set_working_dir(o, "relative/dir"), "relative/dir");
+  INVALID(gdn_options_add_env(o, "NO_EQUALS_SIGN"), "NO_EQUALS_SIGN");
+  INVALID(gdn_options_add_exposed_port(o, "80/icmp"), "80/icmp");
+  INVALID(gdn_options_add_volume(o, "data"), "'data'");
+  INVALID(gdn_options_add_directory(o, "/tmp", 0, 0, 010000), "'/tmp'");
+  INVALID(gdn_options_add_entry_point_argument(o, "-v"), "'-v'");
+  INVALID(gdn_options_set_creation_time(o, INT64_MAX), "creation time");
+  INVALID(gdn_options_set_threads(o, 100000), "threads 100000");
+
+  /* A success after a failure clears the message. */
+  expect(gdn_options_set_max_layers(o, 125) == GDN_OK, "max layers 125 is accepted");
+  expect(gdn_last_error_message() == NULL, "a successful call clears the last error");
+  gdn_options_free(o);
+}
+
+/* Failures of build_docker_image that must leave nothing behind. */
+static void test_build_errors(const char *store, const char *item, const char *work) {
+  char *fail_dir = join(work, "fail");
+  if (mkdir(fail_dir, 0755) != 0) {
+    perror(fail_dir);
+    exit(2);
+  }
+  char *out = join(fail_dir, "image.tar");
+  gdn_options *o = gdn_options_new();
+  if (!o || gdn_options_set_store_dir(o, store) != GDN_OK) {
+    expect(0, "options for the build errors: %s", last_error());
+    return;
+  }
+
+  expect_build_failure("NULL item", build_docker_image(NULL, NULL, 0, out, o),
+                       GDN_ERR_NULL_ARGUMENT, "'item'", out, fail_dir);
+  expect_build_failure("NULL output", build_docker_image(item, NULL, 0, NULL, o),
+                       GDN_ERR_NULL_ARGUMENT, "'output'", NULL, fail_dir);
+  expect_build_failure("closure NULL with length 3", build_docker_image(item, NULL, 3, out, o),
+                       GDN_ERR_NULL_ARGUMENT, "'closure'", out, fail_dir);
+  const char *holey[] = {item, NULL};
+  expect_build_failure("closure with a NULL entry", build_docker_image(item, holey, 2, out, o),
+                       GDN_ERR_NULL_ARGUMENT, "closure[1]", out, fail_dir);
+  expect_build_failure("item not UTF-8", build_docker_image("/gnu/store/\xff\xfe", NULL, 0, out, o),
+                       GDN_ERR_INVALID_ARGUMENT, "'item'", out, fail_dir);
+  expect_build_failure("empty output", build_docker_image(item, NULL, 0, "", o),
+                       GDN_ERR_INVALID_ARGUMENT, "'output'", NULL, fail_dir);
+
+  char *missing = join(store, "00000000000000000000000000000000-missing-1.0");
+  expect_build_failure("missing item", build_docker_image(missing, NULL, 0, out, o),
+                       GDN_ERR_IO, base_name(missing), out, fail_dir);
+
+  /* A directory named like an item, but outside the store. */
+  char *outside = join(work, "11111111111111111111111111111111-outside-1.0");
+  if (mkdir(outside, 0755) != 0) perror(outside);
+  expect_build_failure("path outside the store", build_docker_image(outside, NULL, 0, out, o),
+                       GDN_ERR_INVALID_STORE_PATH, outside, out, fail_dir);
+
+  char relative[4096];
+  snprintf(relative, sizeof relative, "%s/%s", base_name(store), base_name(item));
+  expect_build_failure("relative path", build_docker_image(relative, NULL, 0, out, o),
+                       GDN_ERR_INVALID_STORE_PATH, relative, out, fail_dir);
+
+  size_t n = 0;
+  char **all = store_items(store, &n);
+  const char **others = malloc((n ? n : 1) * sizeof *others);
+  if (!others) abort();
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(all[i], item) != 0) others[m++] = all[i];
+  expect_build_failure("closure lacking the item", build_docker_image(item, others, m, out, o),
+                       GDN_ERR_INCOMPLETE_CLOSURE, base_name(item), out, fail_dir);
+  free(others);
+  free_strings(all, n);
+
+  char *no_dir = join(work, "no-such-dir");
+  char *no_dir_out = join(no_dir, "image.tar");
+  expect_build_failure("output directory missing", build_docker_image(item, NULL, 0, no_dir_out, o),
+                       GDN_ERR_OUTPUT, "no-such-dir", no_dir_out, fail_dir);
+  expect(!exists(no_dir), "the missing output directory was not created");
+
+  /* With no options, the store is $NIX_STORE_DIR or /gnu/store: the sample
+   * item is outside it. */
+  expect_build_failure("default options, item outside /gnu/store",
+                       build_docker_image(item, NULL, 0, out, NULL), GDN_ERR_INVALID_STORE_PATH,
+                       base_name(item), out, fail_dir);
+
+  gdn_options_free(o);
+  free(no_dir_out);
+  free(no_dir);
+  rmdir(outside);
+  free(outside);
+  free(missing);
+  free(out);
+  rmdir(fail_dir);
+  free(fail_dir);
+}
+
+static gdn_options *rich_options(const char *store, const char *database, const char *work,
+                                 const char *entry_point, progress_log *log) {
+  gdn_options *o = gdn_options_new();
+  if (!o) return NULL;
+  char *extra = join(work, "extra-file.txt");
+  FILE *f = fopen(extra, "w");
+  if (f) {
+    fputs("added through gdn_options_add_file\n", f);
+    fclose(f);
+  }
+  struct {
+    const char *what;
+    gdn_result r;
+  } steps[] = {
+      {"store dir", gdn_options_set_store_dir(o, store)},
+      {"database", gdn_options_set_database(o, database)},
+      {"tag", gdn_options_add_tag(o, "gdn-c-test:1.0")},
+      {"second tag", gdn_options_add_tag(o, "example.org/gdn/c-test")},
+      {"entry point", entry_point ? gdn_options_set_entry_point(o, entry_point) : GDN_OK},
+      {"entry point argument", entry_point ? gdn_options_add_entry_point_argument(o, "--from-c") : GDN_OK},
+      {"cmd", gdn_options_add_cmd(o, "extra")},
+      {"env", gdn_options_add_env(o, "GDN_TEST=1")},
+      {"working dir", gdn_options_set_working_dir(o, "/")},
+      {"user", gdn_options_set_user(o, "0:0")},
+      {"label", gdn_options_add_label(o, "org.example.test", "c abi")},
+      {"port", gdn_options_add_exposed_port(o, "8080/tcp")},
+      {"volume", gdn_options_add_volume(o, "/data")},
+      {"symlink", gdn_options_add_symlink(o, "/bin", "bin")},
+      {"directory", gdn_options_add_directory(o, "/tmp", 0, 0, 01777)},
+      {"file", gdn_options_add_file(o, "/etc/gdn-test.txt", extra)},
+      {"max layers", gdn_options_set_max_layers(o, 3)},
+      {"system", gdn_options_set_system(o, "x86_64-linux")},
+      {"creation time", gdn_options_set_creation_time(o, 1700000000)},
+      {"compression", gdn_options_set_compression(o, "none", 0)},
+      {"threads", gdn_options_set_threads(o, 2)},
+      {"progress", gdn_options_set_progress_callback(o, on_progress, log)},
+  };
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+    expect(steps[i].r == GDN_OK, "set option %s: %d", steps[i].what, steps[i].r);
+  free(extra);
+  return o;
+}
+
+static void test_builds(const char *store, const char *item, const char *database,
+                        const char *work, const char *entry_point) {
+  progress_log log;
+  atomic_init(&log.inside, 0);
+  atomic_init(&log.overlapped, 0);
+  atomic_init(&log.foreign_thread, 0);
+  atomic_init(&log.calls, 0);
+  atomic_init(&log.beyond_total, 0);
+  gdn_options *o = rich_options(store, database, work, entry_point, &log);
+  if (!o) {
+    expect(0, "gdn_options_new: %s", last_error());
+    return;
+  }
+
+  /* An explicit closure: every item of the sample store. */
+  size_t n = 0;
+  char **all = store_items(store, &n);
+  char *explicit_out = join(work, "explicit.tar");
+  gdn_options_add_tag(o, "NOT VALID"); /* leaves an error for the build to clear */
+  gdn_result r = build(item, (const char *const *)all, n, explicit_out, o);
+  expect(r == GDN_OK, "build with an explicit closure of %zu items: %d %s", n, r, last_error());
+  expect(gdn_last_error_message() == NULL, "a successful build clears the last error");
+  expect_image("explicit closure", explicit_out, "gdn-c-test:1.0");
+  expect(atomic_load(&log.calls) > 0, "the progress callback was called (%ld times)", atomic_load(&log.calls));
+  expect(!atomic_load(&log.overlapped), "progress calls never overlapped");
+  expect(!atomic_load(&log.beyond_total), "progress never exceeded the total");
+  free_strings(all, n);
+
+  /* The closure from the database. */
+  char *db_out = join(work, "database.tar");
+  r = build(item, NULL, 0, db_out, o);
+  expect(r == GDN_OK, "build with the closure from the database: %d %s", r, last_error());
+  expect_image("database closure", db_out, "gdn-c-test:1.0");
+  bytes first = read_file(db_out);
+
+  /* Two threads at once with one shared handle: the same bytes again, and
+   * the main thread's last error is its own. */
+  gdn_options_set_max_layers(o, 0);
+  char *main_error = strdup(last_error());
+  build_job jobs[2];
+  pthread_t threads[2];
+  for (int i = 0; i < 2; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].item = item;
+    jobs[i].output = join(work, i ? "thread1.tar" : "thread0.tar");
+    jobs[i].options = o;
+    pthread_create(&threads[i], NULL, run_build, &jobs[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    pthread_join(threads[i], NULL);
+    expect(jobs[i].clean_start, "thread %d starts with no last error", i);
+    expect(jobs[i].result == GDN_OK, "thread %d build: %d %s", i, jobs[i].result, jobs[i].message);
+    bytes again = read_file(jobs[i].output);
+    expect(same_bytes(first, again), "thread %d wrote the same bytes as the first build", i);
+    free(again.data);
+    free((char *)jobs[i].output);
+  }
+  expect(strcmp(last_error(), main_error) == 0, "the main thread kept its own last error");
+  free(main_error);
+  expect(!atomic_load(&log.overlapped), "progress calls never overlapped, even from two builds");
+  expect(!atomic_load(&log.foreign_thread), "progress was only called on the building threads");
+
+  /* Standard output, with one worker thread instead of two: the bytes
+   * depend on neither. */
+  expect(gdn_options_set_threads(o, 1) == GDN_OK, "threads 1 accepted");
+  char *stdout_copy = join(work, "stdout.tar");
+  fflush(stdout);
+  int saved = dup(STDOUT_FILENO);
+  int fd = open(stdout_copy, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  r = GDN_ERR_IO;
+  if (saved >= 0 && fd >= 0 && dup2(fd, STDOUT_FILENO) >= 0) {
+    r = build(item, NULL, 0, "-", o);
+    dup2(saved, STDOUT_FILENO);
+  }
+  if (fd >= 0) close(fd);
+  if (saved >= 0) close(saved);
+  expect(r == GDN_OK, "build to standard output (\"-\"): %d %s", r, last_error());
+  bytes streamed = read_file(stdout_copy);
+  expect(same_bytes(first, streamed), "standard output with 1 thread got the same bytes as the file with 2");
+  free(streamed.data);
+  free(first.data);
+
+  /* Compressed. */
+  expect(gdn_options_set_compression(o, "gzip", 0) == GDN_OK, "gzip compression accepted");
+  char *gz_out = join(work, "image.tar.gz");
+  r = build(item, NULL, 0, gz_out, o);
+  expect(r == GDN_OK, "gzip build: %d %s", r, last_error());
+  bytes gz = read_file(gz_out);
+  expect(gz.size > 2 && gz.data[0] == 0x1f && gz.data[1] == 0x8b, "the gzip archive starts with gzip's magic");
+  free(gz.data);
+
+  gdn_options_free(o);
+  free(gz_out);
+  free(stdout_copy);
+  free(db_out);
+  free(explicit_out);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 5 || argc > 6) {
+    fprintf(stderr, "usage: %s STORE_DIR ITEM DATABASE WORKDIR [ENTRY_POINT]\n", argv[0]);
+    return 2;
+  }
+  const char *store = argv[1], *item = argv[2], *database = argv[3], *work = argv[4];
+  const char *entry_point = argc == 6 ? argv[5] : NULL;
+
+  test_versions();
+  test_null_options_handle();
+  test_setter_errors();
+  test_build_errors(store, item, work);
+  test_builds(store, item, database, work, entry_point);
+
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,104 @@
+# Private container engines for the tests: a dockerd of its own and a podman
+# whose storage lives in a directory of its own.  Source this file (bash).
+#
+#   gdn_dockerd_start DIR   start dockerd with its data, state and socket in
+#                           DIR (created; keep the path short: the socket's
+#                           path must fit in 108 bytes); exports DOCKER_HOST
+#   gdn_dockerd_stop        stop it, unmount what it left, remove DIR
+#   gdn_podman_setup DIR    configure podman to keep everything in DIR;
+#                           then call podman through `gdn_podman ARGS...`
+#   gdn_podman_cleanup      remove podman's images and DIR
+#
+# Debian 12's docker.io (20.10) works as root with the vfs storage driver
+# and without iptables or a bridge; containers then run with --network none.
+
+# Debian's own client, not another one that happens to be earlier in PATH.
+if [ -x /usr/bin/docker ]; then
+    GDN_DOCKER_CLI=/usr/bin/docker
+else
+    GDN_DOCKER_CLI=docker
+fi
+
+gdn_docker() { "$GDN_DOCKER_CLI" "$@"; }
+
+# Unmounts every mount point under $1, deepest first.
+gdn__unmount_under() {
+    local dir
+    dir=$(realpath -m "$1")
+    awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
+        sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+
+gdn_dockerd_start() {
+    local base=$1 i
+    GDN_DOCKERD_DIR=$base
+    mkdir -p "$base/data" "$base/exec"
+    dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
+        --data-root "$base/data" --exec-root "$base/exec" --pidfile "$base/dockerd.pid" \
+        --host "unix://$base/docker.sock" >"$base/dockerd.log" 2>&1 &
+    GDN_DOCKERD_PID=$!
+    export DOCKER_HOST=unix://$base/docker.sock
+    for i in $(seq 1 120); do
+        if gdn_docker version >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$GDN_DOCKERD_PID" 2>/dev/null; then
+            echo "dockerd exited while starting; its log:" >&2
+            cat "$base/dockerd.log" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+    echo "dockerd did not answer within 60 s; its log:" >&2
+    tail -n 50 "$base/dockerd.log" >&2
+    return 1
+}
+
+gdn_dockerd_stop() {
+    [ -n "${GDN_DOCKERD_DIR:-}" ] || return 0
+    local i
+    if [ -n "${GDN_DOCKERD_PID:-}" ] && kill -0 "$GDN_DOCKERD_PID" 2>/dev/null; then
+        kill -TERM "$GDN_DOCKERD_PID" 2>/dev/null || true
+        for i in $(seq 1 60); do
+            kill -0 "$GDN_DOCKERD_PID" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$GDN_DOCKERD_PID" 2>/dev/null; then
+            echo "dockerd did not stop within 30 s; killing it" >&2
+            kill -KILL "$GDN_DOCKERD_PID" 2>/dev/null || true
+        fi
+        wait "$GDN_DOCKERD_PID" 2>/dev/null || true
+    fi
+    gdn__unmount_under "$GDN_DOCKERD_DIR"
+    rm -rf "$GDN_DOCKERD_DIR"
+    unset DOCKER_HOST GDN_DOCKERD_DIR GDN_DOCKERD_PID
+}
+
+gdn_podman_setup() {
+    local base=$1
+    GDN_PODMAN_DIR=$base
+    mkdir -p "$base/root" "$base/runroot" "$base/tmp"
+    # default_ulimits: podman 4.3 otherwise asks for RLIMIT_NOFILE values
+    # this machine's runc refuses.  Events go to a file: there is no journal.
+    cat >"$base/containers.conf" <<'CONF'
+[containers]
+default_ulimits = []
+
+[engine]
+events_logger = "file"
+CONF
+    export CONTAINERS_CONF=$base/containers.conf
+    GDN_PODMAN=(podman --root "$base/root" --runroot "$base/runroot" --tmpdir "$base/tmp"
+        --storage-driver vfs --runtime runc --cgroup-manager cgroupfs)
+}
+
+gdn_podman() { "${GDN_PODMAN[@]}" "$@"; }
+
+gdn_podman_cleanup() {
+    [ -n "${GDN_PODMAN_DIR:-}" ] || return 0
+    gdn_podman rm --all --force >/dev/null 2>&1 || true
+    gdn_podman rmi --all --force >/dev/null 2>&1 || true
+    gdn__unmount_under "$GDN_PODMAN_DIR"
+    rm -rf "$GDN_PODMAN_DIR"
+    unset CONTAINERS_CONF GDN_PODMAN_DIR
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# All the tests: the project's one test command (README's second command,
+# and what .ci/run calls).
+#
+#   bash tests/run-all.sh
+#
+# Runs as root on Debian 12 with Rust and gcc: installs the Debian packages
+# the tests need (skipped when all are there), starts a private dockerd
+# (stopped on exit), then runs the stages in order:
+#   build     cargo build --release
+#   rust      cargo test --release (unit, integration, header and doc tests)
+#   c         tests/c/run.sh: the C ABI test program under valgrind memcheck
+#   guile     tests/guile/run.sh: the Guile bindings' SRFI-64 tests
+#   consumers tests/consumers/run.sh: docker, podman, skopeo and umoci
+# Each stage prints `ok - STAGE` or `FAIL - STAGE`; the last line is
+# "N passed, N failed" and the exit status is non-zero when a stage failed.
+
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+ROOT=$PWD
+
+# Debian 12 packages: the engines and tools the consumer tests drive,
+# valgrind for the C test, Guile for the bindings, and the small tools the
+# scripts use (sqlite3, jq, zstd; setpriv, unshare and script are in
+# util-linux and bsdutils; perl in perl-base).
+PACKAGES=(
+    docker.io containerd runc iptables
+    podman uidmap
+    skopeo umoci
+    busybox-static
+    valgrind
+    guile-3.0
+    sqlite3 jq zstd
+    util-linux bsdutils perl-base
+)
+
+PASSED=0
+FAILED=0
+declare -a SUMMARY=()
+
+record() {
+    local status=$1 stage=$2
+    if [ "$status" -eq 0 ]; then
+        PASSED=$((PASSED + 1))
+        SUMMARY+=("ok - $stage")
+    else
+        FAILED=$((FAILED + 1))
+        SUMMARY+=("FAIL - $stage")
+    fi
+    echo "${SUMMARY[-1]}"
+}
+
+# stage NAME COMMAND...: runs one stage and records its result.
+stage() {
+    local name=$1 start status=0
+    shift
+    echo
+    echo "=== $name: $*"
+    start=$(date +%s)
+    "$@" || status=$?
+    echo "=== $name: status $status after $(($(date +%s) - start)) s"
+    record "$status" "$name"
+    return "$status"
+}
+
+# script_stage NAME SCRIPT: a stage that runs a bash script of the project;
+# a missing script is a failure, not a skip.
+script_stage() {
+    local name=$1 script=$2
+    if [ ! -f "$ROOT/$script" ]; then
+        echo
+        echo "=== $name: $script is missing"
+        record 1 "$name ($script missing)"
+        return 1
+    fi
+    stage "$name" bash "$ROOT/$script"
+}
+
+# skipped NAME WHY: a stage that cannot run counts as failed.
+skipped() {
+    record 1 "$1 (not run: $2)"
+}
+
+install_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
+            missing+=("$p")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "all ${#PACKAGES[@]} packages are installed"
+        return 0
+    fi
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q "${missing[@]}"
+}
+
+# shellcheck source=lib/dockerd.sh
+source "$ROOT/tests/lib/dockerd.sh"
+DOCKERD_DIR=
+stop_dockerd() {
+    [ -z "$DOCKERD_DIR" ] || gdn_dockerd_stop
+    DOCKERD_DIR=
+}
+trap stop_dockerd EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_dockerd() {
+    DOCKERD_DIR=$(mktemp -d /tmp/gdn-dockerd.XXXXXX) && gdn_dockerd_start "$DOCKERD_DIR"
+}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/run-all.sh runs as root (it installs packages, starts dockerd, mounts)" >&2
+    exit 1
+fi
+
+setup_ok=yes
+stage packages install_packages || setup_ok=no
+if [ "$setup_ok" = yes ]; then
+    stage dockerd start_dockerd || setup_ok=no
+else
+    skipped dockerd "packages missing"
+fi
+
+if stage build cargo build --release; then
+    stage rust cargo test --release
+    script_stage c tests/c/run.sh
+    script_stage guile tests/guile/run.sh
+    if [ "$setup_ok" = yes ]; then
+        script_stage consumers tests/consumers/run.sh
+    else
+        skipped consumers "no packages or no dockerd"
+    fi
+else
+    for s in rust c guile consumers; do
+        skipped "$s" "the build failed"
+    done
+fi
+
+stop_dockerd
+echo
+echo "=== summary"
+printf '%s\n' "${SUMMARY[@]}"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
