@@ -123,7 +123,7 @@ measure() {
     clean_outputs
     sync
     start=$EPOCHREALTIME
-    if ! /usr/bin/time -f '%M %U %S' -o "$out/.time" bash -o pipefail -c "$command" 2>"$out/.stderr"; then
+    if ! /usr/bin/time -f '%M %U %S' -o "$out/.time" bash -o pipefail -c "$command" >/dev/null 2>"$out/.stderr"; then
         cat "$out/.stderr" >&2
         die "$name failed: $command"
     fi
@@ -318,10 +318,12 @@ sed 's/^/  /' "$root/summary" | tee -a "$results"
 report "runs:    $runs of each, interleaved; medians; the page cache is warm (every file read once first, never dropped)"
 
 warm "$root"
+report "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) before measuring"
 for ((r = 1; r <= runs; r++)); do
     note "round $r of $runs"
     all_measurements "$root"
 done
+report "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) after measuring"
 print_measurements
 print_targets
 
