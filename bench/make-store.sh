@@ -121,7 +121,7 @@ copy_pythons() {
     [ -d "$versions" ] || return 0
     while IFS= read -r dir; do
         [ -d "$dir" ] && [ ! -L "$dir" ] || continue
-        bytes=$(find "$dir" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+        bytes=$(find "$dir" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
         [ $((copied + bytes)) -le $((target * 4 / 10 + first_bytes)) ] || continue
         name=$(store_name python "${dir##*/}")
         base="$(nix_hash "$name")-$name"
@@ -135,7 +135,7 @@ copy_pythons() {
 
 # item_bytes ITEM: the sum of its regular files' sizes.
 item_bytes() {
-    find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'
+    find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
 # The packages, largest allowed one a sixteenth of the store: the always-first
@@ -265,7 +265,7 @@ nar_size() {
             if (path != "") n += str(5) + str(1) + str(4) + str(length(base(path))) + str(4) + str(1)
             total += n
         }
-        END { print total + str(13) }'
+        END { printf "%.0f\n", total + str(13) }'
 }
 
 # content_hash ITEM: sha256 of a deterministic tar of the item.  Guix stores
