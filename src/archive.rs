@@ -112,7 +112,9 @@ pub fn write_chunks(rx: Receiver<Chunk>, target: Target, pool: &BufferPool, outp
         }
         pool.give(chunk.buf);
     }
-    if failure.is_none() {
+    // A build that failed elsewhere is not worth finishing (a compressor
+    // would still compress what it holds).
+    if failure.is_none() && !abort.load(Ordering::Relaxed) {
         if let Some(mut s) = sink {
             failure = s.flush().and_then(|()| s.finish()).err();
         }

@@ -1,5 +1,5 @@
 //! `guix-docker-native [OPTIONS] ITEM...`: the command-line front end of the
-//! library.  `--help` documents it; doc/cli.md too.
+//! library.  `--help` documents it; README.md too.
 
 mod cli;
 
