@@ -268,6 +268,8 @@ print_targets() {
     target "uncompressed to a file / write-once floor" ours-1-file floor-write 1.2
     target "uncompressed to a file / seed pipeline" ours-1-file seed 0.334
     target "uncompressed to stdout / hash-once floor" ours-1-stdout floor-hash 1.3
+    target "  the same with 100 layers: to a file / write" ours-100-file floor-write 1.2
+    target "  the same with 100 layers: to stdout / hash" ours-100-stdout floor-hash 1.3
     target "zstd to a file / guix zstd -3 -T0 pipeline" ours-1-file-zstd guix-zstd 0.5 1.0
     target "gzip to a file / guix gzip -9n pipeline" ours-1-file-gzip guix-gzip 0.2 1.1
     target "100 layers / 1 layer, to a file" ours-100-file ours-1-file 1.05
@@ -335,12 +337,20 @@ if [ -n "$peak" ]; then
     report "$(printf '%-46s %s MiB (limit < 100 MiB)  %s' "our peak memory, $size store" "$(mib "$peak")" "$pass")"
 fi
 
+report ""
+report "commands (run with bash -o pipefail -c, outputs in $out):"
+while IFS= read -r line; do
+    report "$line"
+done < <(for name in "${!commands[@]}"; do
+    printf '  %s: %s\n' "$name" "$(tr -s ' \n' ' ' <<<"${commands[$name]}")"
+done | sort)
+
 if [ "$memory_check" = yes ] && [ -n "$peak" ]; then
     number=${size%[KMGT]} unit=${size: -1}
     big=$((number * 2))$unit
     big_root=$(store_for "$big")
     report ""
-    report "memory check: our runs again on a store of $big"
+    report "memory check: our runs again on a store of $big (the same commands on $big_root)"
     sed 's/^/  /' "$big_root/summary" | tee -a "$results"
     declare -A small_rss
     for name in "${measured[@]}"; do small_rss[$name]=${rsss[$name]}; done
@@ -366,13 +376,6 @@ if [ "$memory_check" = yes ] && [ -n "$peak" ]; then
         "$(mib "$big_peak")" "$(mib "$peak")" "$(awk -v a="$big_peak" -v b="$peak" 'BEGIN { printf "%.3f", a / b }')" "$pass")"
 fi
 
-report ""
-report "commands (run with bash -o pipefail -c, outputs in $out):"
-while IFS= read -r line; do
-    report "$line"
-done < <(for name in "${!commands[@]}"; do
-    printf '  %s: %s\n' "$name" "$(tr -s ' \n' ' ' <<<"${commands[$name]}")"
-done | sort)
 report ""
 failed=0
 for v in "${verdicts[@]}"; do [ "$v" = PASS ] || failed=$((failed + 1)); done
