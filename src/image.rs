@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::archive::{self, BufferPool, LayerJob, Measure, Shared, TarWriter, Target};
+use crate::archive::{self, BufferPool, Destination, LayerJob, Measure, Shared, TarWriter};
 use crate::closure::{self, Closure};
 use crate::compress;
 use crate::config::{self, LayerInfo};
@@ -320,20 +320,18 @@ impl ImagePlan {
 
     fn write(&self, out: &OutputFile, options: &ImageOptions) -> Result<()> {
         let output_name = out.display_path();
-        let handle = out.file.try_clone().map_err(|e| Error::output(&output_name, &e))?;
         let threads = options.worker_threads();
+        // To a file, uncompressed: layers in parallel, each written at its
+        // offsets by its producer.  Otherwise one ordered stream.
         let parallel = out.is_seekable() && options.compression == crate::Compression::None;
-        let target = if parallel {
-            Target::Positional(handle)
+        let sink = if parallel {
+            None
         } else {
-            let sink = compress::compressor(
-                options.compression,
-                options.effective_compression_level(),
-                threads,
-                Box::new(handle),
-            )
-            .map_err(|e| Error::output(&output_name, &e))?;
-            Target::Sequential(sink)
+            let handle = out.file.try_clone().map_err(|e| Error::output(&output_name, &e))?;
+            let level = options.effective_compression_level();
+            let sink = compress::compressor(options.compression, level, threads, Box::new(handle))
+                .map_err(|e| Error::output(&output_name, &e))?;
+            Some(sink)
         };
         let pool = BufferPool::new();
         let bytes_done = AtomicU64::new(0);
@@ -351,18 +349,25 @@ impl ImagePlan {
         self.report(options, &bytes_done, &items_done);
 
         std::thread::scope(|s| {
-            let (tx, rx) = mpsc::sync_channel(archive::POOL_BUFFERS);
-            let writer = s.spawn(|| archive::write_chunks(rx, target, &pool, &output_name, &abort));
+            let (dest, writer) = match sink {
+                None => (Destination::File(&out.file, &output_name), None),
+                Some(sink) => {
+                    let (tx, rx) = mpsc::sync_channel(archive::POOL_BUFFERS);
+                    let (pool, name, abort) = (&pool, &output_name, &abort);
+                    let writer = s.spawn(move || archive::write_chunks(rx, sink, pool, name, abort));
+                    (Destination::Stream(tx), Some(writer))
+                }
+            };
             let (done_tx, done_rx) = mpsc::channel::<(usize, Result<[u8; 32]>)>();
             for _ in 0..producers {
-                let (tx, done_tx, shared, next) = (tx.clone(), done_tx.clone(), &shared, &next);
+                let (dest, done_tx, shared, next) = (dest.clone(), done_tx.clone(), &shared, &next);
                 s.spawn(move || loop {
                     // In sequential mode the one producer takes the layers in order.
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = self.layers.get(i) else { return };
                     let r = archive::stop_others_on_error(shared.abort, || {
                         shared.check_stop()?;
-                        archive::produce_layer(shared, tx.clone(), job, i)
+                        archive::produce_layer(shared, dest.clone(), job, i)
                     });
                     let failed = r.is_err();
                     let _ = done_tx.send((i, r));
@@ -385,7 +390,7 @@ impl ImagePlan {
             }
             if errors.is_empty() {
                 let r = (|| {
-                    let mut w = TarWriter::new(&shared, tx.clone(), self.tail_offset, false);
+                    let mut w = TarWriter::new(&shared, dest.clone(), self.tail_offset, false);
                     for (name, data) in self.tail(&digests, options) {
                         w.entry(name.as_bytes(), &data)?;
                     }
@@ -396,9 +401,9 @@ impl ImagePlan {
                     errors.push(e);
                 }
             }
-            drop(tx);
-            let written = writer.join().expect("writer thread panicked");
-            if let Err(e) = written {
+            // The writer ends when the last sender is gone.
+            drop(dest);
+            if let Some(Err(e)) = writer.map(|w| w.join().expect("writer thread panicked")) {
                 errors.insert(0, e);
             }
             match archive::first_real_error(errors) {
