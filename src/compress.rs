@@ -37,11 +37,21 @@ pub fn compressor(kind: Compression, level: i32, threads: usize, inner: Box<dyn 
             let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
             // At least one worker, always: that fixes the output bytes.
             enc.multithread(threads.max(1) as u32)?;
+            // A fixed job size, a quarter of the level's default (8 MiB at
+            // level 3).  libzstd keeps up to 2 x workers + 3 output buffers
+            // of a job's size, and how many it uses depends on timing: small
+            // jobs keep the peak memory low and nearly the same whatever the
+            // archive's size, for 0.4% more bytes.  Being fixed, the job
+            // size keeps the output independent of the thread count.
+            enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
             enc.include_checksum(true)?;
             Box::new(ZstdSink(enc))
         }
     })
 }
+
+/// Bytes of input per zstd job.
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 struct ZstdSink(zstd::stream::write::Encoder<'static, Box<dyn Sink>>);
 
