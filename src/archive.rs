@@ -133,10 +133,10 @@ pub struct Shared<'a> {
 impl Shared<'_> {
     pub fn check_stop(&self) -> Result<()> {
         if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(Error::new(ErrorKind::Cancelled, "interrupted: the build was cancelled"));
+            return Err(Error::cancelled());
         }
         if self.abort.load(Ordering::Relaxed) {
-            return Err(Error::new(ErrorKind::Cancelled, "stopped: another part of the build failed"));
+            return Err(Error::knock_on(ErrorKind::Cancelled, "stopped: another part of the build failed"));
         }
         Ok(())
     }
@@ -216,7 +216,7 @@ impl<'a> TarWriter<'a> {
                 let buf = std::mem::replace(&mut self.buf, self.shared.pool.take());
                 tx.send(Chunk { offset, buf, len }).map_err(|_| {
                     // The writer stopped: its own error is the one reported.
-                    Error::new(ErrorKind::Output, "the output writer stopped")
+                    Error::knock_on(ErrorKind::Output, "the output writer stopped")
                 })
             }
         }
@@ -461,17 +461,12 @@ pub fn stop_others_on_error<T>(abort: &AtomicBool, f: impl FnOnce() -> Result<T>
     r
 }
 
-/// The result of the first thread that failed for a reason of its own
-/// (a thread that only stopped because another failed says so, and is
-/// not the error to report).
+/// The result of the first thread that failed for a reason of its own, not
+/// only because another one failed.
 pub fn first_real_error(errors: Vec<Error>) -> Option<Error> {
-    let is_echo = |e: &Error| {
-        (e.kind == ErrorKind::Cancelled && e.message.starts_with("stopped:"))
-            || (e.kind == ErrorKind::Output && e.message == "the output writer stopped")
-    };
     let mut fallback = None;
     for e in errors {
-        if !is_echo(&e) {
+        if !e.knock_on {
             return Some(e);
         }
         fallback.get_or_insert(e);

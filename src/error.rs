@@ -48,13 +48,26 @@ impl ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// Set on the error of a thread that stopped only because another
+    /// part of the build failed: the other failure is the one to report.
+    pub(crate) knock_on: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), knock_on: false }
+    }
+
+    /// The error of a build the caller cancelled.
+    pub fn cancelled() -> Error {
+        Error::new(ErrorKind::Cancelled, "interrupted: the build was cancelled")
+    }
+
+    /// The error of a thread that stopped because another one failed.
+    pub(crate) fn knock_on(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { knock_on: true, ..Error::new(kind, message) }
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Error {

@@ -134,7 +134,7 @@ fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) ->
                             return out;
                         }
                         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                            out.push((i, Err(Error::new(ErrorKind::Cancelled, "interrupted: the build was cancelled"))));
+                            out.push((i, Err(Error::cancelled())));
                             failed.store(true, Ordering::Relaxed);
                             return out;
                         }
