@@ -4,13 +4,13 @@
 //! Every layer's length is known before a byte is written (see
 //! [`crate::tarfmt`]), so in a file every layer has a fixed offset: layers
 //! are produced in parallel, and each producer writes its own bytes at
-//! their offsets.  The thread that read and hashed a buffer also writes it:
-//! handing buffers to another core for writing made the kernel's copy into
-//! the page cache several times slower on the machines this was measured on
-//! (README, benchmark).  To a pipe, or through a compressor, the bytes must
-//! come in order: one producer then makes the layers one after the other
-//! and a writer thread feeds the stream.  Buffers come from a fixed pool,
-//! so memory does not grow with the closure.
+//! their offsets.  A layer's SHA-256 is sequential; when there are fewer
+//! layers than cores, a producer hands its written buffers to a hashing
+//! thread of the layer's own, so that reading and writing one layer
+//! overlap with hashing it.  To a pipe, or through a compressor, the bytes
+//! must come in order: one producer then makes the layers one after the
+//! other and a writer thread feeds the stream.  Buffers come from a fixed
+//! pool, so memory does not grow with the closure.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -109,6 +109,38 @@ pub fn write_chunks(rx: Receiver<Chunk>, mut sink: Box<dyn Sink>, pool: &BufferP
     }
 }
 
+/// Buffers waiting for a layer's hashing thread, at most.
+const HASH_QUEUE: usize = 16;
+
+/// Bytes for a hashing thread: `buf[from..len]`.
+pub struct HashChunk {
+    buf: Vec<u8>,
+    from: usize,
+    len: usize,
+}
+
+/// Hashes the chunks, which arrive in order, and gives their buffers back.
+fn hash_chunks(rx: Receiver<HashChunk>, pool: &BufferPool) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for chunk in rx {
+        hasher.update(&chunk.buf[chunk.from..chunk.len]);
+        pool.give(chunk.buf);
+    }
+    hasher.finalize().into()
+}
+
+/// How a [`TarWriter`] hashes what it writes.
+pub enum Hashing {
+    /// Not at all.
+    Off,
+    /// On the producing thread.
+    Inline(Sha256),
+    /// On a thread of its own, which receives each buffer once it is
+    /// written (only with [`Destination::File`]: a stream's writer takes
+    /// the buffers).
+    Offloaded(SyncSender<HashChunk>),
+}
+
 /// Where a [`TarWriter`]'s full buffers go.
 #[derive(Clone)]
 pub enum Destination<'a> {
@@ -153,16 +185,20 @@ pub struct TarWriter<'a> {
     /// Output offset of `buf[0]`.
     offset: u64,
     written: u64,
-    hasher: Option<Sha256>,
+    hashing: Hashing,
     /// Where hashing starts in `buf` (after an unhashed prefix).
     hash_from: usize,
     header: Vec<u8>,
 }
 
 impl<'a> TarWriter<'a> {
-    /// A writer whose first byte goes to `offset` in the output; `hash`
-    /// says whether to compute the SHA-256 of what it writes.
-    pub fn new(shared: &'a Shared<'a>, dest: Destination<'a>, offset: u64, hash: bool) -> TarWriter<'a> {
+    /// A writer whose first byte goes to `offset` in the output, hashing
+    /// what it writes as `hashing` says.
+    pub fn new(shared: &'a Shared<'a>, dest: Destination<'a>, offset: u64, hashing: Hashing) -> TarWriter<'a> {
+        debug_assert!(
+            !matches!((&hashing, &dest), (Hashing::Offloaded(_), Destination::Stream(_))),
+            "a stream's buffers cannot also go to a hashing thread"
+        );
         TarWriter {
             shared,
             dest,
@@ -170,7 +206,7 @@ impl<'a> TarWriter<'a> {
             fill: 0,
             offset,
             written: 0,
-            hasher: hash.then(Sha256::new),
+            hashing,
             hash_from: 0,
             header: Vec::with_capacity(2048),
         }
@@ -179,8 +215,14 @@ impl<'a> TarWriter<'a> {
     /// A writer for a layer: `outer_header` (the archive's entry for the
     /// layer file) goes first at `offset`, and the layer itself, hashed and
     /// counted, after it.
-    pub fn for_layer(shared: &'a Shared<'a>, dest: Destination<'a>, offset: u64, outer_header: &[u8]) -> Result<TarWriter<'a>> {
-        let mut w = TarWriter::new(shared, dest, offset, true);
+    pub fn for_layer(
+        shared: &'a Shared<'a>,
+        dest: Destination<'a>,
+        offset: u64,
+        outer_header: &[u8],
+        hashing: Hashing,
+    ) -> Result<TarWriter<'a>> {
+        let mut w = TarWriter::new(shared, dest, offset, hashing);
         w.put(outer_header)?;
         w.hash_from = w.fill;
         w.written = 0;
@@ -199,19 +241,27 @@ impl<'a> TarWriter<'a> {
         // Checked per chunk, not only per file: one large file must not
         // delay a cancelled build until it is copied whole.
         self.shared.check_stop()?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&self.buf[self.hash_from..self.fill]);
+        let from = std::mem::take(&mut self.hash_from);
+        let len = std::mem::take(&mut self.fill);
+        if let Hashing::Inline(h) = &mut self.hashing {
+            h.update(&self.buf[from..len]);
         }
-        self.hash_from = 0;
-        let len = std::mem::replace(&mut self.fill, 0);
         let offset = self.offset;
         self.offset += len as u64;
         self.shared.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
         match &self.dest {
-            Destination::File(file, name) => file.write_all_at(&self.buf[..len], offset).map_err(|e| {
-                self.shared.abort.store(true, Ordering::Relaxed);
-                Error::output(name, &e)
-            }),
+            Destination::File(file, name) => {
+                file.write_all_at(&self.buf[..len], offset).map_err(|e| {
+                    self.shared.abort.store(true, Ordering::Relaxed);
+                    Error::output(name, &e)
+                })?;
+                if let Hashing::Offloaded(tx) = &self.hashing {
+                    let buf = std::mem::replace(&mut self.buf, self.shared.pool.take());
+                    // The hashing thread only ends when this sender is gone.
+                    tx.send(HashChunk { buf, from, len }).expect("the hashing thread ended early");
+                }
+                Ok(())
+            }
             Destination::Stream(tx) => {
                 let buf = std::mem::replace(&mut self.buf, self.shared.pool.take());
                 tx.send(Chunk { offset, buf, len }).map_err(|_| {
@@ -303,12 +353,16 @@ impl<'a> TarWriter<'a> {
     }
 
     /// Ends the stream: sends the last buffer and returns the SHA-256 of
-    /// everything written (all zeros when not hashing).
-    pub fn finish(mut self) -> Result<[u8; 32]> {
+    /// everything written when hashing inline (an offloaded hash is the
+    /// hashing thread's result, once this writer is gone).
+    pub fn finish(mut self) -> Result<Option<[u8; 32]>> {
         self.send_buffer()?;
         let buf = std::mem::take(&mut self.buf);
         self.shared.pool.give(buf);
-        Ok(self.hasher.take().map(|h| h.finalize().into()).unwrap_or([0; 32]))
+        Ok(match std::mem::replace(&mut self.hashing, Hashing::Off) {
+            Hashing::Inline(h) => Some(h.finalize().into()),
+            Hashing::Off | Hashing::Offloaded(_) => None,
+        })
     }
 }
 
@@ -431,9 +485,26 @@ pub struct LayerJob {
     pub offset: u64,
 }
 
-/// Produces layer number `index` and returns its SHA-256.
-pub fn produce_layer(shared: &Shared, dest: Destination, job: &LayerJob, index: usize) -> Result<[u8; 32]> {
-    let mut w = TarWriter::for_layer(shared, dest, job.offset, &job.outer_header)?;
+/// Produces layer number `index` and returns its SHA-256.  With
+/// `hash_thread` (for a file destination only) the layer is hashed on a
+/// thread of its own.
+pub fn produce_layer(shared: &Shared, dest: Destination, job: &LayerJob, index: usize, hash_thread: bool) -> Result<[u8; 32]> {
+    if !hash_thread {
+        let digest = write_layer(shared, dest, job, index, Hashing::Inline(Sha256::new()))?;
+        return Ok(digest.expect("an inline hash"));
+    }
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(HASH_QUEUE);
+        let hasher = s.spawn(move || hash_chunks(rx, shared.pool));
+        // The writer, and with it the sender, is gone when this returns.
+        let written = write_layer(shared, dest, job, index, Hashing::Offloaded(tx));
+        let digest = hasher.join().expect("hashing thread panicked");
+        written.map(|_| digest)
+    })
+}
+
+fn write_layer(shared: &Shared, dest: Destination, job: &LayerJob, index: usize, hashing: Hashing) -> Result<Option<[u8; 32]>> {
+    let mut w = TarWriter::for_layer(shared, dest, job.offset, &job.outer_header, hashing)?;
     for unit in &job.units {
         write_unit(&mut w, unit)?;
     }

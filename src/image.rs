@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::archive::{self, BufferPool, Destination, LayerJob, Measure, Shared, TarWriter};
+use crate::archive::{self, BufferPool, Destination, Hashing, LayerJob, Measure, Shared, TarWriter};
 use crate::closure::{self, Closure};
 use crate::compress;
 use crate::config::{self, LayerInfo};
@@ -345,6 +345,17 @@ impl ImagePlan {
             cancel: options.cancel.as_deref(),
         };
         let producers = if parallel { threads.min(self.layers.len()).max(1) } else { 1 };
+        // The cores no producer uses hash the first layers taken, on a
+        // thread of their own (in a file only: a stream's single producer
+        // hashes inline, with the writer or the compressor on the other
+        // cores).
+        let hash_threads = if parallel { threads.saturating_sub(producers) } else { 0 };
+        // In a file, the largest layers first, so that no core is left
+        // waiting for one big layer at the end; in a stream, in order.
+        let mut order: Vec<usize> = (0..self.layers.len()).collect();
+        if parallel {
+            order.sort_by_key(|&i| std::cmp::Reverse(self.layers[i].len));
+        }
         let next = AtomicUsize::new(0);
         self.report(options, &bytes_done, &items_done);
 
@@ -360,14 +371,14 @@ impl ImagePlan {
             };
             let (done_tx, done_rx) = mpsc::channel::<(usize, Result<[u8; 32]>)>();
             for _ in 0..producers {
-                let (dest, done_tx, shared, next) = (dest.clone(), done_tx.clone(), &shared, &next);
+                let (dest, done_tx, shared, next, order) = (dest.clone(), done_tx.clone(), &shared, &next, &order);
                 s.spawn(move || loop {
-                    // In sequential mode the one producer takes the layers in order.
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = self.layers.get(i) else { return };
+                    let taken = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(taken) else { return };
+                    let job = &self.layers[i];
                     let r = archive::stop_others_on_error(shared.abort, || {
                         shared.check_stop()?;
-                        archive::produce_layer(shared, dest.clone(), job, i)
+                        archive::produce_layer(shared, dest.clone(), job, i, taken < hash_threads)
                     });
                     let failed = r.is_err();
                     let _ = done_tx.send((i, r));
@@ -390,7 +401,7 @@ impl ImagePlan {
             }
             if errors.is_empty() {
                 let r = (|| {
-                    let mut w = TarWriter::new(&shared, dest.clone(), self.tail_offset, false);
+                    let mut w = TarWriter::new(&shared, dest.clone(), self.tail_offset, Hashing::Off);
                     for (name, data) in self.tail(&digests, options) {
                         w.entry(name.as_bytes(), &data)?;
                     }

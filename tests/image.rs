@@ -168,6 +168,27 @@ fn same_inputs_same_bytes_whatever_the_mtimes_modes_and_threads() {
 }
 
 #[test]
+fn layers_hashed_on_threads_of_their_own_have_the_right_digests() {
+    // With more threads than layers, a layer is hashed on a thread of its
+    // own while its producer writes; with one thread, inline.
+    let s = make_store();
+    let dir = tempfile::tempdir().unwrap();
+    for max_layers in [1, 3] {
+        let mut o = options(&s);
+        o.set_max_layers(max_layers).unwrap();
+        o.threads = 1;
+        let inline = build(&s, &o, &dir.path().join("inline.tar"));
+        image(&inline);
+        for threads in [2, 4, 8] {
+            o.threads = threads;
+            let offloaded = build(&s, &o, &dir.path().join(format!("{threads}.tar")));
+            image(&offloaded);
+            assert!(offloaded == inline, "{threads} threads, {max_layers} layers: archives differ");
+        }
+    }
+}
+
+#[test]
 fn compressed_archives_hold_the_same_bytes() {
     let s = make_store();
     let dir = tempfile::tempdir().unwrap();
