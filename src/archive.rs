@@ -14,7 +14,6 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -25,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::compress::Sink;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::Unit;
+use crate::output;
 use crate::tarfmt::{self, Header, Kind};
 use crate::tree::{self, Visitor};
 
@@ -251,7 +251,7 @@ impl<'a> TarWriter<'a> {
         self.shared.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
         match &self.dest {
             Destination::File(file, name) => {
-                file.write_all_at(&self.buf[..len], offset).map_err(|e| {
+                output::write_all_at(file, &self.buf[..len], offset).map_err(|e| {
                     self.shared.abort.store(true, Ordering::Relaxed);
                     Error::output(name, &e)
                 })?;

@@ -21,7 +21,7 @@ use crate::config::{self, LayerInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{self, archive_name, Unit};
 use crate::options::{ImageOptions, Progress};
-use crate::output::OutputFile;
+use crate::output::{OutputFile, PieceWriter};
 use crate::reference::repository_from_name;
 use crate::store::{StoreDir, StoreItem};
 use crate::tarfmt::{self, Header, Kind};
@@ -328,8 +328,10 @@ impl ImagePlan {
             None
         } else {
             let handle = out.file.try_clone().map_err(|e| Error::output(&output_name, &e))?;
+            let handle: Box<dyn compress::Sink> =
+                if out.is_seekable() { Box::new(PieceWriter(handle)) } else { Box::new(handle) };
             let level = options.effective_compression_level();
-            let sink = compress::compressor(options.compression, level, threads, Box::new(handle))
+            let sink = compress::compressor(options.compression, level, threads, handle)
                 .map_err(|e| Error::output(&output_name, &e))?;
             Some(sink)
         };
