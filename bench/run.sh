@@ -6,7 +6,7 @@
 # Usage: bash bench/run.sh [--size 1G] [--runs 3] [--workdir DIR]
 #                          [--memory-check] [--only REGEX] [--results FILE]
 #                          [--no-build]
-# See doc/benchmark.md.
+# See README.md, "Benchmark".
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
