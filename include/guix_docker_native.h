@@ -23,8 +23,9 @@
  *   output, the database, a source file), taken as bytes.  The library
  *   copies what it keeps; the caller keeps ownership of every argument.
  * - The library owns the strings it returns (gdn_version,
- *   gdn_last_error_message): never free them.  The caller owns a
- *   gdn_options handle and frees it with gdn_options_free.
+ *   gdn_last_error_message): never free them.  The caller owns the
+ *   gdn_options and gdn_cancel handles it makes, and frees them with
+ *   gdn_options_free and gdn_cancel_free.
  *
  * Thread-safety
  * - build_docker_image may run in several threads at once, with distinct
@@ -33,7 +34,7 @@
  * - An options handle may not be changed by two threads at once, nor changed
  *   or freed while a build uses it.  Distinct handles are independent.
  * - gdn_abi_version, gdn_version and gdn_last_error_message are safe from
- *   any thread.
+ *   any thread; gdn_cancel_request too, and from a signal handler.
  */
 
 #ifndef GUIX_DOCKER_NATIVE_H
@@ -50,6 +51,24 @@
  * `gdn_abi_version()` to detect a library built for another header.
  */
 #define GDN_ABI_VERSION 1
+
+/**
+ * A cancellation flag: an opaque handle.
+ *
+ * Create it with `gdn_cancel_new`, attach it to options with
+ * `gdn_options_set_cancel`, and call `gdn_cancel_request` (from any thread,
+ * or from a signal handler) to stop every build that uses those options.
+ * Such a build returns `GDN_ERR_CANCELLED` soon after (it looks at the flag
+ * before each store item it measures, and before each file and every
+ * 128 KiB of data it writes) and leaves nothing at its output path.  The
+ * flag stays set: a build that starts after the request stops before
+ * writing anything, so make a new flag for new builds.  The progress
+ * callback may request cancellation.
+ *
+ * Thread-safety: any number of threads may request cancellation at the
+ * same time, and while builds use the flag.
+ */
+typedef struct gdn_cancel gdn_cancel;
 
 /**
  * Options for `build_docker_image`: an opaque handle.
@@ -426,6 +445,48 @@ gdn_result gdn_options_set_threads(gdn_options *options, uint32_t n);
 gdn_result gdn_options_set_progress_callback(gdn_options *options,
                                              gdn_progress_callback callback,
                                              void *userdata);
+
+/**
+ * Creates a cancellation flag, not requested.
+ *
+ * Ownership: the caller owns the handle and must free it with
+ * `gdn_cancel_free`.  Returns NULL only if the library failed internally
+ * (see `gdn_last_error_message`).
+ */
+gdn_cancel *gdn_cancel_new(void);
+
+/**
+ * Requests cancellation: every build using options this flag is attached
+ * to stops, now or when it starts.  NULL is ignored.
+ *
+ * Thread-safe and async-signal-safe (it only sets an atomic flag; it
+ * leaves the last error alone), so a SIGINT handler may call it.
+ *
+ * # Safety
+ * `cancel` is NULL or a handle from `gdn_cancel_new` not freed yet.
+ */
+void gdn_cancel_request(const gdn_cancel *cancel);
+
+/**
+ * Frees a flag made by `gdn_cancel_new`.  NULL is accepted and ignored.
+ * Options it is attached to keep their own reference: freeing it neither
+ * detaches it from them nor cancels, nor undoes a request made before.
+ *
+ * # Safety
+ * `cancel` is NULL or a handle from `gdn_cancel_new` not freed yet, not in
+ * use by another thread (`gdn_cancel_request`).
+ */
+void gdn_cancel_free(gdn_cancel *cancel);
+
+/**
+ * Attaches a cancellation flag to the options (see `gdn_cancel`); NULL
+ * `cancel` detaches it.  The options keep a reference of their own: the
+ * caller may free `cancel` after this call, whatever the options' fate.
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `cancel` is NULL or a live handle.
+ */
+gdn_result gdn_options_set_cancel(gdn_options *options, const gdn_cancel *cancel);
 
 /**
  * Builds the Docker image archive (what `docker load` reads) of the store

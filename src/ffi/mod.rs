@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod options;
+pub mod cancel;
 pub mod build;
 
 use std::ffi::{c_char, CStr, OsStr};

@@ -358,6 +358,7 @@ static void test_null_options_handle(void) {
   NULL_OPTIONS(gdn_options_set_compression(NULL, "gzip", 0));
   NULL_OPTIONS(gdn_options_set_threads(NULL, 1));
   NULL_OPTIONS(gdn_options_set_progress_callback(NULL, progress_noop, NULL));
+  NULL_OPTIONS(gdn_options_set_cancel(NULL, NULL));
   gdn_options_free(NULL);
   expect(1, "gdn_options_free(NULL) returns");
 }
@@ -495,6 +496,54 @@ static void test_build_errors(const char *store, const char *item, const char *w
   free(out);
   rmdir(fail_dir);
   free(fail_dir);
+}
+
+/* A progress callback that requests cancellation the first time it runs. */
+static void cancel_on_progress(uint64_t done, uint64_t total, void *userdata) {
+  (void)done;
+  (void)total;
+  gdn_cancel_request(userdata);
+}
+
+static void test_cancel(const char *store, const char *item, const char *work) {
+  char *dir = join(work, "cancel");
+  if (mkdir(dir, 0755) != 0) {
+    perror(dir);
+    exit(2);
+  }
+  char *out = join(dir, "image.tar");
+  gdn_options *o = gdn_options_new();
+  gdn_cancel *c = gdn_cancel_new();
+  if (!o || !c || gdn_options_set_store_dir(o, store) != GDN_OK || gdn_options_set_cancel(o, c) != GDN_OK) {
+    expect(0, "options for the cancelled builds: %s", last_error());
+    return;
+  }
+  expect(build(item, NULL, 0, out, o) == GDN_OK && exists(out), "a build with a flag not requested succeeds");
+  unlink(out);
+
+  /* Requested during the build, from its progress callback. */
+  gdn_options_set_progress_callback(o, cancel_on_progress, c);
+  expect_build_failure("cancelled during the build", build(item, NULL, 0, out, o),
+                       GDN_ERR_CANCELLED, "cancelled", out, dir);
+
+  /* The flag stays set: a new build stops before writing; freeing the
+   * flag does not detach it. */
+  gdn_options_set_progress_callback(o, NULL, NULL);
+  gdn_cancel_free(c);
+  expect_build_failure("built after the request", build(item, NULL, 0, out, o),
+                       GDN_ERR_CANCELLED, "cancelled", out, dir);
+
+  expect(gdn_options_set_cancel(o, NULL) == GDN_OK, "gdn_options_set_cancel(o, NULL) detaches");
+  expect(build(item, NULL, 0, out, o) == GDN_OK && exists(out), "without the flag the build succeeds");
+  unlink(out);
+  gdn_cancel_request(NULL);
+  gdn_cancel_free(NULL);
+  expect(1, "gdn_cancel_request(NULL) and gdn_cancel_free(NULL) return");
+
+  gdn_options_free(o);
+  free(out);
+  rmdir(dir);
+  free(dir);
 }
 
 static gdn_options *rich_options(const char *store, const char *database, const char *work,
@@ -650,6 +699,7 @@ int main(int argc, char **argv) {
   test_null_options_handle();
   test_setter_errors();
   test_build_errors(store, item, work);
+  test_cancel(store, item, work);
   test_builds(store, item, database, work, entry_point);
 
   printf("%d passed, %d failed\n", passed, failed);
