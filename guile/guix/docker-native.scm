@@ -417,6 +417,7 @@ epoch, a SRFI-19 date, or a time-utc or time-tai time" value))))
 (define-option-setter %set-threads "gdn_options_set_threads" (uint32))
 (define-option-setter %set-progress-callback
   "gdn_options_set_progress_callback" ('* '*))
+(define-option-setter %set-cancel "gdn_options_set_cancel" ('*))
 
 (define (pairs-argument what value)
   "Check that VALUE is a list of pairs of strings (an alist); return it."
@@ -580,14 +581,29 @@ program first" entry-point)))
 ;;; Progress.
 ;;;
 
-;; The progress procedure of the build running on this thread, and the
-;; exception it raised, if any.  The library calls the callback only on the
-;; thread that called build_docker_image, inside that call.
+;; The progress procedure of the build running on this thread, the
+;; exception it raised, if any, and the build's cancellation flag (a
+;; gdn_cancel pointer).  The library calls the callback only on the thread
+;; that called build_docker_image, inside that call.
 (define-record-type <progress-state>
-  (make-progress-state procedure exception)
+  (make-progress-state procedure exception cancel)
   progress-state?
   (procedure progress-state-procedure)
-  (exception progress-state-exception set-progress-state-exception!))
+  (exception progress-state-exception set-progress-state-exception!)
+  (cancel progress-state-cancel))
+
+(define %cancel-new (library-procedure '* "gdn_cancel_new" '()))
+(define %cancel-request (library-procedure void "gdn_cancel_request" '(*)))
+
+(define (new-cancel-flag)
+  "Return a fresh gdn_cancel pointer, freed by the garbage collector.  A
+flag stays set once requested, so each build gets its own."
+  (let ((pointer (%cancel-new)))
+    (when (null-pointer? pointer)
+      (raise-docker-native-error 10 "gdn_cancel_new returned NULL"))
+    (set-pointer-finalizer! pointer
+                            (library-function-pointer "gdn_cancel_free"))
+    pointer))
 
 (define %current-progress (make-thread-local-fluid #f))
 
@@ -597,10 +613,11 @@ program first" entry-point)))
     (state
      (unless (progress-state-exception state)
        ;; Never let a Scheme exception unwind through the library's frames:
-       ;; keep it and raise it once the build has returned.
+       ;; keep it, stop the build, and raise it once the build has returned.
        (with-exception-handler
            (lambda (exception)
-             (set-progress-state-exception! state exception))
+             (set-progress-state-exception! state exception)
+             (%cancel-request (progress-state-cancel state)))
          (lambda ()
            ((progress-state-procedure state) bytes-done bytes-total))
          #:unwind? #t)))))
@@ -627,9 +644,10 @@ image archive of ITEM, a store item, shaped by OPTIONS, a handle from
 image, ITEM's closure, or #f to let the library compute it (from the
 options' database when one is set, else by scanning the store).  PROGRESS,
 when true, is called as (PROGRESS BYTES-DONE BYTES-TOTAL) as the build
-advances, on the calling thread; an exception it raises is raised again once
-the library has returned, and nothing is left at OUTPUT then.  Return
-OUTPUT.  Errors are raised as docker-native errors."
+advances, on the calling thread; an exception it raises cancels the build
+(which stops within the next 128 KiB of data) and is raised again once the
+library has returned, and nothing is left at OUTPUT then.  Return OUTPUT.
+Errors are raised as docker-native errors."
   (unless (image-options? options)
     (invalid-argument "options ~s: expected a handle from make-image-options"
                       options))
@@ -646,22 +664,33 @@ procedure" item))
                               "closure item" (list-argument "closure" closure))
                              %null-pointer))
         (closure-length (if closure (length closure) 0))
-        (state (and progress (make-progress-state progress #f))))
+        (state (and progress
+                    (make-progress-state progress #f (new-cancel-flag)))))
     (when progress
       (%set-progress-callback options (force %progress-callback)
-                              %null-pointer))
+                              %null-pointer)
+      (%set-cancel options (progress-state-cancel state)))
     (dynamic-wind
       (const #t)
       (lambda ()
         (with-fluids ((%current-progress state))
-          (%build-docker-image item-pointer closure-pointer closure-length
-                               output-pointer
-                               (image-options->pointer options))))
+          (catch %error-key
+            (lambda ()
+              (%build-docker-image item-pointer closure-pointer closure-length
+                                   output-pointer
+                                   (image-options->pointer options)))
+            (lambda (key code symbol message)
+              ;; When the progress procedure raised, the build was
+              ;; cancelled on its behalf: its exception is raised below.
+              (unless (and state (progress-state-exception state)
+                           (eq? symbol 'cancelled))
+                (throw key code symbol message))))))
       (lambda ()
-        ;; Clear the callback, whether one was set or not: besides, this
-        ;; use of OPTIONS after the build keeps its handle reachable, so
-        ;; its finalizer cannot run while the library uses it.
-        (%set-progress-callback options %null-pointer %null-pointer)))
+        ;; Clear the callback and the flag, whether set or not: besides,
+        ;; this use of OPTIONS after the build keeps its handle reachable,
+        ;; so its finalizer cannot run while the library uses it.
+        (%set-progress-callback options %null-pointer %null-pointer)
+        (%set-cancel options %null-pointer)))
     (match (and state (progress-state-exception state))
       (#f output)
       (exception

@@ -55,6 +55,24 @@
     (test-assert "and nothing is left at the output"
       (not (file-exists? output)))))
 
+(test-group "options whose build a progress procedure stopped"
+  (let ((options (make-image-options #:store-directory store))
+        (output (string-append root "/again.tar")))
+    (test-equal "the build is stopped with the procedure's exception"
+      'stop-here
+      (catch 'stop-here
+        (lambda ()
+          (build-docker-image/options big output options
+                                      #:progress (lambda (done total)
+                                                   (throw 'stop-here))))
+        (lambda (key . args) key)))
+    (test-assert "and nothing is at the output" (not (file-exists? output)))
+    (test-equal "build again: the cancellation went with the build"
+      output
+      (build-docker-image/options big output options))
+    (test-assert "the second build's image is there" (file-exists? output))
+    (delete-file output)))
+
 (test-group "a build started from the progress procedure"
   (let ((inner #f))
     (build-docker-image/item
