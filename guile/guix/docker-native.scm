@@ -619,7 +619,13 @@ flag stays set once requested, so each build gets its own."
              (set-progress-state-exception! state exception)
              (%cancel-request (progress-state-cancel state)))
          (lambda ()
-           ((progress-state-procedure state) bytes-done bytes-total))
+           ;; The build runs with asyncs blocked (see
+           ;; `checked-library-procedure'); let them run here, inside the
+           ;; handler, so that a signal handler's exception stops the build
+           ;; too instead of waiting for its end.
+           (call-with-unblocked-asyncs
+            (lambda ()
+              ((progress-state-procedure state) bytes-done bytes-total))))
          #:unwind? #t)))))
 
 ;; One C function pointer for every build: made once, never freed.
@@ -670,33 +676,40 @@ procedure" item))
       (%set-progress-callback options (force %progress-callback)
                               %null-pointer)
       (%set-cancel options (progress-state-cancel state)))
-    (dynamic-wind
-      (const #t)
-      (lambda ()
-        (with-fluids ((%current-progress state))
-          (catch %error-key
-            (lambda ()
-              (%build-docker-image item-pointer closure-pointer closure-length
-                                   output-pointer
-                                   (image-options->pointer options)))
-            (lambda (key code symbol message)
-              ;; When the progress procedure raised, the build was
-              ;; cancelled on its behalf: its exception is raised below.
-              (unless (and state (progress-state-exception state)
-                           (eq? symbol 'cancelled))
-                (throw key code symbol message))))))
-      (lambda ()
-        ;; Clear the callback and the flag, whether set or not: besides,
-        ;; this use of OPTIONS after the build keeps its handle reachable,
-        ;; so its finalizer cannot run while the library uses it.
-        (%set-progress-callback options %null-pointer %null-pointer)
-        (%set-cancel options %null-pointer)))
-    (match (and state (progress-state-exception state))
-      (#f output)
-      (exception
-       (unless (string=? output "-")
-         (false-if-exception (delete-file output)))
-       (raise-exception exception)))))
+    (let ((completed?                   ;#f when cancelled on PROGRESS's behalf
+           (dynamic-wind
+             (const #t)
+             (lambda ()
+               (with-fluids ((%current-progress state))
+                 (catch %error-key
+                   (lambda ()
+                     (%build-docker-image item-pointer closure-pointer
+                                          closure-length output-pointer
+                                          (image-options->pointer options)))
+                   (lambda (key code symbol message)
+                     ;; When the progress procedure raised, the build was
+                     ;; cancelled on its behalf: its exception is raised
+                     ;; below.
+                     (if (and state (progress-state-exception state)
+                              (eq? symbol 'cancelled))
+                         #f
+                         (throw key code symbol message))))))
+             (lambda ()
+               ;; Clear the callback and the flag, whether set or not:
+               ;; besides, this use of OPTIONS after the build keeps its
+               ;; handle reachable, so its finalizer cannot run while the
+               ;; library uses it.
+               (%set-progress-callback options %null-pointer %null-pointer)
+               (%set-cancel options %null-pointer)))))
+      (match (and state (progress-state-exception state))
+        (#f output)
+        (exception
+         ;; A cancelled build left nothing (and whatever was at OUTPUT
+         ;; before is untouched); one that had finished when the
+         ;; procedure raised, at its last call, is undone.
+         (when (and completed? (not (string=? output "-")))
+           (false-if-exception (delete-file output)))
+         (raise-exception exception))))))
 
 
 ;;;

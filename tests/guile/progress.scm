@@ -6,7 +6,8 @@
              (test-helpers)
              (srfi srfi-1)
              (srfi srfi-64)
-             (ice-9 match))
+             (ice-9 match)
+             (ice-9 textual-ports))
 
 (test-suite-begin "progress")
 
@@ -71,6 +72,17 @@
       output
       (build-docker-image/options big output options))
     (test-assert "the second build's image is there" (file-exists? output))
+    (test-equal "a file at the output before a cancelled build is untouched"
+      "an older image"
+      (begin
+        (write-file output "an older image")
+        (catch 'stop-here
+          (lambda ()
+            (build-docker-image/options big output options
+                                        #:progress (lambda (done total)
+                                                     (throw 'stop-here))))
+          (const #f))
+        (call-with-input-file output get-string-all)))
     (delete-file output)))
 
 (test-group "a build started from the progress procedure"
