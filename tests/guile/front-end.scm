@@ -6,7 +6,9 @@
              (srfi srfi-1)
              (srfi srfi-26)
              (srfi srfi-64)
-             (ice-9 match))
+             (ice-9 ftw)
+             (ice-9 match)
+             (ice-9 textual-ports))
 
 (test-suite-begin "front-end")
 
@@ -285,6 +287,58 @@ the sample store; return (STATUS STDOUT STDERR)."
   (match (archive (list "--help"))
     ((0 stdout _) (string-contains stdout "--format=FORMAT"))
     (_ #f)))
+
+(define (scandir* directory)
+  "The names in DIRECTORY, but . and .."
+  (scandir directory (negate (cut member <> '("." "..")))))
+
+;; A store whose one item holds a 1 GiB sparse file: a build long enough
+;; to be interrupted while it writes.
+(define slow-store (string-append root "/slow/gnu/store"))
+(define slow-item
+  (string-append slow-store "/" (make-string 32 #\a) "-slow-1.0"))
+(system* "mkdir" "-p" (string-append slow-item "/share"))
+(call-with-output-file (string-append slow-item "/share/zeros")
+  (lambda (port) (truncate-file port (expt 2 30))))
+
+(define (interrupted-export signal-name directory)
+  "Start guix-archive-docker on the slow item, writing into DIRECTORY; send
+it SIGNAL-NAME (\"INT\", \"TERM\") as soon as its temporary file appears
+there; return (STATUS STDERR)."
+  (mkdir directory)
+  (let ((err (string-append directory ".err"))
+        (status (string-append directory ".status")))
+    (system* "/bin/sh" "-c"
+             (string-append
+              "NIX_STORE_DIR=" (shell-quote slow-store) " NIX_STATE_DIR="
+              (shell-quote root) " guix-archive-docker --export -f docker -o "
+              (shell-quote (string-append directory "/slow.tar")) " "
+              (shell-quote slow-item) " 2>" (shell-quote err) " & pid=$!; "
+              "i=0; while [ -z \"$(ls -A " (shell-quote directory) ")\" ] "
+              "&& [ $i -lt 6000 ]; do sleep 0.01; i=$((i + 1)); done; "
+              "kill -" signal-name " $pid; wait $pid; echo $? >"
+              (shell-quote status)))
+    (list (string->number
+           (string-trim-both (call-with-input-file status get-string-all)))
+          (call-with-input-file err get-string-all))))
+
+(test-group "a signal during the build"
+  (for-each
+   (match-lambda
+     ((name number)
+      (let ((directory (string-append root "/interrupted-" name)))
+        (match (interrupted-export name directory)
+          ((status stderr)
+           (test-equal (string-append "SIG" name ": exit status 128 + "
+                                      (number->string number))
+             (+ 128 number) status)
+           (test-assert (string-append "SIG" name ": says so")
+             (string-contains stderr (string-append "interrupted by SIG"
+                                                    name)))
+           (test-equal (string-append "SIG" name
+                                      ": nothing left in the output directory")
+             '() (scandir* directory)))))))
+   `(("INT" ,SIGINT) ("TERM" ,SIGTERM))))
 
 (delete-directory root)
 (test-suite-end "front-end")

@@ -35,6 +35,39 @@
 
 
 ;;;
+;;; Signals.
+;;;
+
+(define %stopping-signals
+  ;; The signals that stop the command.
+  (list SIGINT SIGTERM SIGHUP))
+
+(define (call-with-stopping-signals-raised thunk)
+  "Call THUNK with SIGINT, SIGTERM and SIGHUP raised in this thread as
+exceptions with key `interrupted' and the signal number; restore the
+previous handlers when THUNK returns.  During a build they are raised in
+its progress procedure, which cancels it."
+  (let ((previous (map (lambda (signal)
+                         (sigaction signal
+                                    (lambda (signal)
+                                      (throw 'interrupted signal))))
+                       %stopping-signals)))
+    (dynamic-wind
+      (const #t)
+      thunk
+      (lambda ()
+        (for-each (lambda (signal handler)
+                    (sigaction signal (car handler) (cdr handler)))
+                  %stopping-signals previous)))))
+
+(define (signal-name signal)
+  (cond ((= signal SIGINT) "SIGINT")
+        ((= signal SIGTERM) "SIGTERM")
+        ((= signal SIGHUP) "SIGHUP")
+        (else (format #f "signal ~a" signal))))
+
+
+;;;
 ;;; Progress bar.
 ;;;
 
@@ -292,47 +325,63 @@ code 1 and a message on error."
 images only"))
       (other (leave "--format=~a: unsupported format; only docker is \
 supported here" other)))
-    (catch 'docker-native-error
+    (catch 'interrupted
       (lambda ()
-        (let* ((store (value-of 'store-directory options (store-directory)))
-               (items (checked-items (values-of 'item options) store))
-               (closure (daemon-closure items store))
-               (database (and (not closure)
-                              (value-of 'database options
-                                        (default-database store))))
-               (compression (value-of 'compression options 'none))
-               (output (value-of 'output options
-                                 (default-image-file-name (first items)
-                                                          compression)))
-               (entry-arguments (values-of 'entry-point-argument options))
-               (entry-point (match (value-of 'entry-point options #f)
-                              (#f (unless (null? entry-arguments)
-                                    (leave "--entry-point-argument needs \
+        (call-with-stopping-signals-raised
+         (lambda ()
+           (export-image options))))
+      (lambda (key signal)
+        (format (current-error-port)
+                "~a: error: interrupted by ~a; no image was written~%"
+                %program-name (signal-name signal))
+        (exit (+ 128 signal))))))
+
+(define (export-image options)
+  "Write the image that OPTIONS, the parsed command line, asks for, and
+print its file name; exit with code 1 and a message on error."
+  (catch 'docker-native-error
+    (lambda ()
+      (let* ((store (value-of 'store-directory options (store-directory)))
+             (items (checked-items (values-of 'item options) store))
+             (closure (daemon-closure items store))
+             (database (and (not closure)
+                            (value-of 'database options
+                                      (default-database store))))
+             (compression (value-of 'compression options 'none))
+             (output (value-of 'output options
+                               (default-image-file-name (first items)
+                                                        compression)))
+             (entry-arguments (values-of 'entry-point-argument options))
+             (entry-point (match (value-of 'entry-point options #f)
+                            (#f (unless (null? entry-arguments)
+                                  (leave "--entry-point-argument needs \
 --entry-point"))
-                                  #f)
-                              (program (cons program entry-arguments)))))
-          (when (and (not closure) (> (length items) 1))
-            (leave "several items need the Guix daemon to compute their \
+                                #f)
+                            (program (cons program entry-arguments)))))
+        (when (and (not closure) (> (length items) 1))
+          (leave "several items need the Guix daemon to compute their \
 joint closure; give one item, or run this where guix-daemon runs"))
-          (build-docker-image/item
-           (first items)
-           #:output output
-           #:closure closure
-           #:database database
-           #:store-directory store
-           #:tags (values-of 'tag options)
-           #:entry-point entry-point
-           #:symlinks (values-of 'symlink options)
-           #:compression compression
-           #:max-layers (value-of 'max-layers options #f)
-           #:system (value-of 'system options #f)
-           #:progress (and (isatty? (current-error-port))
-                           (make-progress-bar (current-error-port)
-                                              (basename output))))
-          (unless (string=? output "-")
-            (format #t "~a~%" output))))
-      (lambda (key code symbol message)
-        (leave "~a" message)))))
+        (build-docker-image/item
+         (first items)
+         #:output output
+         #:closure closure
+         #:database database
+         #:store-directory store
+         #:tags (values-of 'tag options)
+         #:entry-point entry-point
+         #:symlinks (values-of 'symlink options)
+         #:compression compression
+         #:max-layers (value-of 'max-layers options #f)
+         #:system (value-of 'system options #f)
+         ;; Always a procedure: a signal is taken in it.
+         #:progress (if (isatty? (current-error-port))
+                        (make-progress-bar (current-error-port)
+                                           (basename output))
+                        (const #t)))
+        (unless (string=? output "-")
+          (format #t "~a~%" output))))
+    (lambda (key code symbol message)
+      (leave "~a" message))))
 
 (define (main args)
   "Entry point of the guix-archive-docker script: ARGS is the whole command
