@@ -20,6 +20,10 @@
             make-image-options
             image-options?
 
+            make-cancel-flag
+            cancel-flag?
+            cancel-build!
+
             docker-native-error?
             docker-native-error-code
             docker-native-error-symbol
@@ -592,18 +596,47 @@ program first" entry-point)))
   (exception progress-state-exception set-progress-state-exception!)
   (cancel progress-state-cancel))
 
+
+
+;;;
+;;; Cancellation.
+;;;
+
 (define %cancel-new (library-procedure '* "gdn_cancel_new" '()))
 (define %cancel-request (library-procedure void "gdn_cancel_request" '(*)))
 
 (define (new-cancel-flag)
-  "Return a fresh gdn_cancel pointer, freed by the garbage collector.  A
-flag stays set once requested, so each build gets its own."
+  "Return a fresh gdn_cancel pointer, freed by the garbage collector."
   (let ((pointer (%cancel-new)))
     (when (null-pointer? pointer)
       (raise-docker-native-error 10 "gdn_cancel_new returned NULL"))
     (set-pointer-finalizer! pointer
                             (library-function-pointer "gdn_cancel_free"))
     pointer))
+
+(define-wrapped-pointer-type <cancel-flag>
+  cancel-flag?
+  pointer->cancel-flag cancel-flag->pointer
+  (lambda (flag port)
+    (format port "#<cancel-flag ~a>"
+            (number->string (pointer-address (cancel-flag->pointer flag))
+                            16))))
+
+(define (make-cancel-flag)
+  "Return a new cancellation flag.  Pass it as #:cancel to builds, and call
+`cancel-build!' on it, from any thread, to stop them: each raises a
+docker-native error with symbol `cancelled' and leaves nothing at its
+output.  A flag stays requested: a build started with it afterwards stops
+before writing anything."
+  (pointer->cancel-flag (new-cancel-flag)))
+
+(define (cancel-build! flag)
+  "Request the cancellation of the builds that use FLAG, a flag from
+`make-cancel-flag'.  Safe from any thread."
+  (unless (cancel-flag? flag)
+    (invalid-argument "cancel flag ~s: expected a flag from make-cancel-flag"
+                      flag))
+  (%cancel-request (cancel-flag->pointer flag)))
 
 (define %current-progress (make-thread-local-fluid #f))
 
@@ -643,7 +676,7 @@ flag stays set once requested, so each build gets its own."
                              (list '* '* size_t '* '*)))
 
 (define* (build-docker-image/options item output options
-                                     #:key closure progress)
+                                     #:key closure progress cancel)
   "Write to OUTPUT (a file name, or \"-\" for standard output) the Docker
 image archive of ITEM, a store item, shaped by OPTIONS, a handle from
 `make-image-options'.  CLOSURE is the list of store items to put in the
@@ -652,13 +685,18 @@ options' database when one is set, else by scanning the store).  PROGRESS,
 when true, is called as (PROGRESS BYTES-DONE BYTES-TOTAL) as the build
 advances, on the calling thread; an exception it raises cancels the build
 (which stops within the next 128 KiB of data) and is raised again once the
-library has returned, and nothing is left at OUTPUT then.  Return OUTPUT.
-Errors are raised as docker-native errors."
+library has returned, and nothing is left at OUTPUT then.  CANCEL, a flag
+from `make-cancel-flag', stops the build when `cancel-build!' is called on
+it (it is also the flag an exception from PROGRESS requests).  Return
+OUTPUT.  Errors are raised as docker-native errors."
   (unless (image-options? options)
     (invalid-argument "options ~s: expected a handle from make-image-options"
                       options))
   (unless (or (not progress) (procedure? progress))
     (invalid-argument "progress ~s: expected a procedure" progress))
+  (unless (or (not cancel) (cancel-flag? cancel))
+    (invalid-argument "cancel ~s: expected a flag from make-cancel-flag"
+                      cancel))
   ;; The library forbids starting a build from its progress callback.
   (when (fluid-ref %current-progress)
     (invalid-argument "build of ~s: cannot start a build from a progress \
@@ -670,12 +708,15 @@ procedure" item))
                               "closure item" (list-argument "closure" closure))
                              %null-pointer))
         (closure-length (if closure (length closure) 0))
-        (state (and progress
-                    (make-progress-state progress #f (new-cancel-flag)))))
+        (flag (cond (cancel (cancel-flag->pointer cancel))
+                    (progress (new-cancel-flag))
+                    (else #f))))
+    (define state (and progress (make-progress-state progress #f flag)))
     (when progress
       (%set-progress-callback options (force %progress-callback)
-                              %null-pointer)
-      (%set-cancel options (progress-state-cancel state)))
+                              %null-pointer))
+    (when flag
+      (%set-cancel options flag))
     (let ((completed?                   ;#f when cancelled on PROGRESS's behalf
            (dynamic-wind
              (const #t)
@@ -963,6 +1004,7 @@ image as Guix does, with PREFIX, the profile, as root's profile (a GC root)."
                              ;; Ours.
                              (tags '())
                              progress
+                             cancel
                              store-directory
                              threads)
   "Write to IMAGE a Docker image archive holding PATHS, the closure of
@@ -997,7 +1039,7 @@ raises an error.
 
 Our own keywords: TAGS, more \"NAME[:TAG]\" references; PROGRESS, a
 procedure called with (BYTES-DONE BYTES-TOTAL) as the build advances;
-STORE-DIRECTORY, the store PATHS live in (default: `store-directory');
+CANCEL, a flag from `make-cancel-flag' that stops the build; STORE-DIRECTORY, the store PATHS live in (default: `store-directory');
 THREADS, the number of worker threads (#f: one per core).
 
 Return IMAGE.  Errors are raised as docker-native errors naming the
@@ -1031,7 +1073,8 @@ root is not supported yet" root-system))
       #:compression-level (if (zero? level) #f level)
       #:threads threads)
      #:closure (list-argument "paths" paths)
-     #:progress progress)))
+     #:progress progress
+     #:cancel cancel)))
 
 (define* (build-docker-image/item item
                                   #:key
@@ -1048,6 +1091,7 @@ root is not supported yet" root-system))
                                   creation-time
                                   (symlinks '())
                                   progress
+                                  cancel
                                   store-directory
                                   threads)
   "Build the Docker image archive of ITEM, a store item, and return the
@@ -1064,8 +1108,9 @@ COMPRESSION: `none' (default), `gzip' or `zstd', at COMPRESSION-LEVEL (#f:
 default).  MAX-LAYERS, SYSTEM, CREATION-TIME, THREADS: as for
 `make-image-options'.  SYMLINKS: alist (LINK . TARGET), TARGET relative to
 ITEM or absolute, like `guix pack -S'.  PROGRESS: a procedure called with
-(BYTES-DONE BYTES-TOTAL).  STORE-DIRECTORY: the store ITEM lives in
-(default: `store-directory')."
+(BYTES-DONE BYTES-TOTAL).  CANCEL: a flag from `make-cancel-flag' that stops
+the build.  STORE-DIRECTORY: the store ITEM lives in (default:
+`store-directory')."
   (let ((output (or output (default-image-file-name item compression))))
     (build-docker-image/options
      item output
@@ -1082,6 +1127,7 @@ ITEM or absolute, like `guix pack -S'.  PROGRESS: a procedure called with
                          #:compression-level compression-level
                          #:threads threads)
      #:closure closure
-     #:progress progress)))
+     #:progress progress
+     #:cancel cancel)))
 
 ;;; docker-native.scm ends here
