@@ -376,16 +376,25 @@ epoch, a SRFI-19 date, or a time-utc or time-tai time" value))))
                              (image-options->pointer options))
                             16))))
 
-(define %options-new (library-procedure '* "gdn_options_new" '()))
+(define (library-object-maker new-name free-name)
+  "Return a procedure that makes an object with the library's NEW-NAME, a
+C function of no arguments, and returns its pointer, which the garbage
+collector frees with FREE-NAME."
+  (let ((new (library-procedure '* new-name '())))
+    (lambda ()
+      (let ((pointer (new)))
+        (when (null-pointer? pointer)
+          (raise-docker-native-error 10 (string-append new-name
+                                                       " returned NULL")))
+        (set-pointer-finalizer! pointer (library-function-pointer free-name))
+        pointer))))
+
+(define %new-options-pointer
+  (library-object-maker "gdn_options_new" "gdn_options_free"))
 
 (define (new-image-options)
   "Return a fresh options handle, freed by the garbage collector."
-  (let ((pointer (%options-new)))
-    (when (null-pointer? pointer)
-      (raise-docker-native-error 10 "gdn_options_new returned NULL"))
-    (set-pointer-finalizer! pointer
-                            (library-function-pointer "gdn_options_free"))
-    (pointer->image-options pointer)))
+  (pointer->image-options (%new-options-pointer)))
 
 (define-syntax-rule (define-option-setter name c-name (type ...))
   (define name
@@ -602,17 +611,11 @@ program first" entry-point)))
 ;;; Cancellation.
 ;;;
 
-(define %cancel-new (library-procedure '* "gdn_cancel_new" '()))
 (define %cancel-request (library-procedure void "gdn_cancel_request" '(*)))
 
-(define (new-cancel-flag)
-  "Return a fresh gdn_cancel pointer, freed by the garbage collector."
-  (let ((pointer (%cancel-new)))
-    (when (null-pointer? pointer)
-      (raise-docker-native-error 10 "gdn_cancel_new returned NULL"))
-    (set-pointer-finalizer! pointer
-                            (library-function-pointer "gdn_cancel_free"))
-    pointer))
+;; Return a fresh gdn_cancel pointer, freed by the garbage collector.
+(define new-cancel-flag
+  (library-object-maker "gdn_cancel_new" "gdn_cancel_free"))
 
 (define-wrapped-pointer-type <cancel-flag>
   cancel-flag?
