@@ -3,7 +3,6 @@
 (use-modules (guix docker-native)
              (test-helpers)
              (srfi srfi-64)
-             (ice-9 ftw)
              (ice-9 match)
              (ice-9 threads))
 
@@ -13,9 +12,6 @@
 (define store (make-mini-store root))
 (define tiny (mini-store-item root "tiny"))
 (define closure (mini-store-closure root))
-
-(define (files-in directory)
-  (scandir directory (lambda (name) (not (member name '("." ".."))))))
 
 (define (fresh-directory name)
   (let ((directory (string-append root "/" name)))
@@ -60,7 +56,7 @@
                                     #:store-directory store
                                     #:cancel flag)))
         ((code symbol _) (list code symbol))))
-    (test-equal "nothing is left" '() (files-in directory))
+    (test-equal "nothing is left" '() (directory-entries directory))
     (test-assert "a new flag lets the build through"
       (file-exists?
        (build-docker-image/item tiny #:store-directory store
@@ -81,19 +77,10 @@
                                                       (cancel-build! flag)))))
         ((9 'cancelled message) (string-contains message "cancelled"))
         (_ #f)))
-    (test-equal "nothing is left" '() (files-in directory))))
+    (test-equal "nothing is left" '() (directory-entries directory))))
 
-;; An item holding a 1 GiB sparse file: a build that writes long enough to
-;; be cancelled from another thread while it runs.
-(define slow-store (string-append root "/slow/gnu/store"))
-(define slow-item
-  (string-append slow-store "/" (make-string 32 #\b) "-slow-1.0"))
-(mkdir (string-append root "/slow"))
-(mkdir (string-append root "/slow/gnu"))
-(mkdir slow-store)
-(mkdir slow-item)
-(call-with-output-file (string-append slow-item "/zeros")
-  (lambda (port) (truncate-file port (expt 2 30))))
+;; A build that writes long enough to be cancelled from another thread.
+(define-values (slow-store slow-item) (make-slow-store root))
 
 (test-group "a flag requested by another thread"
   (let* ((flag (make-cancel-flag))
@@ -109,16 +96,16 @@
                        #:cancel flag)))))))
       ;; The temporary file appears when the library starts writing.
       (let wait ((tries 0))
-        (when (and (null? (files-in directory)) (< tries 6000))
+        (when (and (null? (directory-entries directory)) (< tries 6000))
           (usleep 10000)
           (wait (+ tries 1))))
       (test-assert "the build had started writing"
-        (pair? (files-in directory)))
+        (pair? (directory-entries directory)))
       (cancel-build! flag)
       (test-equal "the build raises `cancelled'" '(9 cancelled)
         (match (join-thread build)
           ((code symbol _) (list code symbol))))
-      (test-equal "nothing is left" '() (files-in directory))))
+      (test-equal "nothing is left" '() (directory-entries directory))))
 
 (delete-directory root)
 (test-suite-end "cancel")

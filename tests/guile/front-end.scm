@@ -6,7 +6,6 @@
              (srfi srfi-1)
              (srfi srfi-26)
              (srfi srfi-64)
-             (ice-9 ftw)
              (ice-9 match)
              (ice-9 textual-ports))
 
@@ -65,26 +64,23 @@ the sample store; return (STATUS STDOUT STDERR)."
        (test-assert "what is outside the closure is not"
          (not (in-layers? image unrelated)))))))
 
+(define image-option-arguments
+  (list "--export" "--format=docker" "-r"
+        "--output=out/custom.tar" "--tag=gdn/front-end:v1"
+        "-t" "gdn/front-end:latest"
+        "--entry-point=bin/hello" "-A" "one" "-A" "two"
+        "--max-layers=2" "-S" "/bin=bin"
+        "--system=aarch64-linux"
+        profile))
+
 (test-group "--export --format=docker -r with image options"
-  (match (archive (list "--export" "--format=docker" "-r"
-                        "--output=out/custom.tar" "--tag=gdn/front-end:v1"
-                        "-t" "gdn/front-end:latest"
-                        "--entry-point=bin/hello" "-A" "one" "-A" "two"
-                        "--max-layers=2" "-S" "/bin=bin"
-                        "--system=aarch64-linux"
-                        profile))
+  (match (archive image-option-arguments)
     ((status stdout stderr)
      (test-equal "a missing output directory: exit status 1" 1 status)
      (test-assert "a missing output directory is reported, naming it"
        (string-contains stderr "out/custom.tar"))))
   (mkdir (string-append work "/out"))
-  (match (archive (list "--export" "--format=docker" "-r"
-                        "--output=out/custom.tar" "--tag=gdn/front-end:v1"
-                        "-t" "gdn/front-end:latest"
-                        "--entry-point=bin/hello" "-A" "one" "-A" "two"
-                        "--max-layers=2" "-S" "/bin=bin"
-                        "--system=aarch64-linux"
-                        profile))
+  (match (archive image-option-arguments)
     ((status stdout stderr)
      (let* ((image (string-append work "/out/custom.tar"))
             (config (image-config image)))
@@ -288,18 +284,8 @@ the sample store; return (STATUS STDOUT STDERR)."
     ((0 stdout _) (string-contains stdout "--format=FORMAT"))
     (_ #f)))
 
-(define (scandir* directory)
-  "The names in DIRECTORY, but . and .."
-  (scandir directory (negate (cut member <> '("." "..")))))
-
-;; A store whose one item holds a 1 GiB sparse file: a build long enough
-;; to be interrupted while it writes.
-(define slow-store (string-append root "/slow/gnu/store"))
-(define slow-item
-  (string-append slow-store "/" (make-string 32 #\a) "-slow-1.0"))
-(system* "mkdir" "-p" (string-append slow-item "/share"))
-(call-with-output-file (string-append slow-item "/share/zeros")
-  (lambda (port) (truncate-file port (expt 2 30))))
+;; A build long enough to be interrupted while it writes.
+(define-values (slow-store slow-item) (make-slow-store root))
 
 (define (interrupted-export signal-name directory)
   "Start guix-archive-docker on the slow item, writing into DIRECTORY; send
@@ -337,7 +323,7 @@ there; return (STATUS STDERR)."
                                                     name)))
            (test-equal (string-append "SIG" name
                                       ": nothing left in the output directory")
-             '() (scandir* directory)))))))
+             '() (directory-entries directory)))))))
    `(("INT" ,SIGINT) ("TERM" ,SIGTERM))))
 
 (delete-directory root)

@@ -10,6 +10,7 @@
   #:use-module (srfi srfi-26)
   #:use-module (srfi srfi-64)
   #:use-module (ice-9 format)
+  #:use-module (ice-9 ftw)
   #:use-module (ice-9 match)
   #:use-module (ice-9 popen)
   #:use-module (ice-9 rdelim)
@@ -27,11 +28,13 @@
             make-temporary-directory
             delete-directory
             write-file
+            directory-entries
 
             make-mini-store
             mini-store-directory
             mini-store-item
             mini-store-closure
+            make-slow-store
 
             sample-store
 
@@ -184,6 +187,10 @@ command and showing its standard error when it fails."
   (system* "chmod" "-R" "u+w" directory)
   (system* "rm" "-rf" directory))
 
+(define (directory-entries directory)
+  "The names in DIRECTORY, sorted, without . and ..; hidden ones too."
+  (scandir directory (lambda (name) (not (member name '("." ".."))))))
+
 (define (write-file file content)
   "Create FILE (and its directories) holding CONTENT, a string or
 bytevector."
@@ -246,6 +253,17 @@ directory."
     (write-file (string-append big "/data") (pseudo-random-bytes (* 2 1024 1024)))
     (write-file (string-append medium "/data") (pseudo-random-bytes (* 64 1024)))
     (mini-store-directory root)))
+
+(define (make-slow-store root)
+  "Create under ROOT a store whose one item holds a 1 GiB sparse file: a
+build that writes long enough to be interrupted while it runs.  Return
+two values: the store directory and the item."
+  (let* ((store (string-append root "/slow/gnu/store"))
+         (item (string-append store "/" (make-string 32 #\b) "-slow-1.0")))
+    (system* "mkdir" "-p" item)
+    (call-with-output-file (string-append item "/zeros")
+      (lambda (port) (truncate-file port (expt 2 30))))
+    (values store item)))
 
 
 ;;;
