@@ -12,6 +12,7 @@ pub mod error;
 pub mod ffi;
 pub mod image;
 pub mod layers;
+pub mod localstate;
 pub mod options;
 pub mod output;
 pub mod reference;
