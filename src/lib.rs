@@ -13,6 +13,7 @@ pub mod ffi;
 pub mod image;
 pub mod layers;
 pub mod localstate;
+pub mod manifest;
 pub mod options;
 pub mod output;
 pub mod reference;
