@@ -23,7 +23,8 @@ ROOT=$PWD
 # Debian 12 packages: the engines and tools the consumer tests drive,
 # valgrind for the C test, Guile for the bindings, and the small tools the
 # scripts use (sqlite3, jq, zstd; setpriv, unshare and script are in
-# util-linux and bsdutils; perl in perl-base).
+# util-linux and bsdutils; perl in perl-base), and nix-bin, whose nix-store
+# verifies the store database --localstatedir puts in an image.
 PACKAGES=(
     docker.io containerd runc iptables
     podman uidmap
@@ -33,6 +34,7 @@ PACKAGES=(
     guile-3.0
     sqlite3 jq zstd
     util-linux bsdutils perl-base
+    nix-bin
 )
 
 PASSED=0

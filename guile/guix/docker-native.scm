@@ -428,6 +428,8 @@ collector frees with FREE-NAME."
 (define-option-setter %set-compression "gdn_options_set_compression"
   ('* int32))
 (define-option-setter %set-threads "gdn_options_set_threads" (uint32))
+(define-option-setter %set-localstatedir "gdn_options_set_localstatedir"
+  (int32))
 (define-option-setter %set-progress-callback
   "gdn_options_set_progress_callback" ('* '*))
 (define-option-setter %set-cancel "gdn_options_set_cancel" ('*))
@@ -464,6 +466,7 @@ collector frees with FREE-NAME."
                              (directories '())
                              (files '())
                              (transformations '())
+                             localstatedir?
                              max-layers
                              system
                              creation-time
@@ -485,7 +488,11 @@ of strings.  WORKING-DIRECTORY, USER: strings.  EXPOSED-PORTS: list of
 SYMLINKS: alist (LINK . TARGET), TARGET relative to the item or absolute.
 DIRECTORIES: list of (PATH UID GID MODE).  FILES: alist (IMAGE-PATH . SOURCE)
 of host files to copy in.  TRANSFORMATIONS: alist (OLD . NEW) of prefixes to
-rewrite in the archive's names.  MAX-LAYERS: at most this many layers (1 to
+rewrite in the archive's names.  LOCALSTATEDIR?: true to put the store
+database in the image, as `guix pack --localstatedir': /var/guix/db/db.sqlite
+registering exactly the closure with the rows DATABASE holds for it (which
+it then requires), and root's profile, a GC root, linking to the item.
+MAX-LAYERS: at most this many layers (1 to
 125; #f: one).  SYSTEM: a Guix system type or GNU triplet (default: the
 host's).  CREATION-TIME: seconds since the epoch, or a SRFI-19 date or time
 (default: SOURCE_DATE_EPOCH, else 1970-01-01T00:00:01Z).  COMPRESSION:
@@ -568,6 +575,7 @@ program first" entry-point)))
                                       (string-of "transformation target"
                                                  new))))
               (pairs-argument "transformations" transformations))
+    (%set-localstatedir options (if localstatedir? 1 0))
     (when max-layers
       (%set-max-layers options (uint32-argument "max-layers" max-layers)))
     (when system
@@ -976,21 +984,6 @@ NAME [UID GID [MODE]]) or (LINK -> TARGET)" directive)))))))
 both strings" other)))
        (list-argument "environment" environment)))
 
-(define %root-profile "/var/guix/profiles/per-user/root")
-
-(define (database-options database prefix)
-  "Return the directories, symlinks and files that install DATABASE in the
-image as Guix does, with PREFIX, the profile, as root's profile (a GC root)."
-  (values `(("/var/guix/db" 0 0 #o755)
-            ("/var/guix/profiles" 0 0 #o755)
-            ("/var/guix/gcroots" 0 0 #o755)
-            (,%root-profile 0 0 #o755))
-          `(("/var/guix/gcroots/profiles" . "/var/guix/profiles")
-            (,(string-append %root-profile "/guix-profile-1-link") . ,prefix)
-            (,(string-append %root-profile "/guix-profile")
-             . ,(string-append %root-profile "/guix-profile-1-link")))
-          `(("/var/guix/db/db.sqlite" . ,database))))
-
 (define* (build-docker-image image paths prefix
                              #:key
                              repository
@@ -1022,13 +1015,14 @@ directives (directory NAME [UID GID [MODE]]), mode #o755 by default, and
 (OLD -> NEW); archive names starting with OLD start with NEW instead.
 SYSTEM: the Guix system or GNU triplet the binaries are for (x86_64, i686,
 arm, aarch64, mips64el, riscv64), recorded as the image's architecture;
-default: the host's.  DATABASE: a store database (db.sqlite) for PATHS,
-installed as Guix does: /var/guix/db/db.sqlite, the directories /var/guix/
-profiles and /var/guix/gcroots, /var/guix/gcroots/profiles pointing to
-/var/guix/profiles, and root's profile link guix-profile-1-link to PREFIX,
-which makes PREFIX a GC root; guix-profile points to that link with an
-absolute target where Guix writes a relative one, and the database's file
-mode is the one the library gives to added files, not Guix's #o644.
+default: the host's.  DATABASE: a store database (db.sqlite) holding PATHS,
+installed as Guix does: /var/guix/db/db.sqlite (mode #o644), registering
+exactly PATHS with the hash, size, references, deriver and registration
+time DATABASE gives each (Guix passes a database of just PATHS; a larger
+one, such as the store's own, gives the same rows), the directories
+/var/guix/profiles and /var/guix/gcroots, /var/guix/gcroots/profiles
+pointing to /var/guix/profiles, and root's profile guix-profile, through
+guix-profile-1-link, pointing to PREFIX, which makes PREFIX a GC root.
 ENTRY-POINT: list of strings, the program first.  ENVIRONMENT: alist of
 (NAME . VALUE) strings.  COMPRESSOR: the command Guix passes, applied to the
 whole archive: gzip and zstd with their level flags, such as (\"gzip\"
@@ -1052,22 +1046,19 @@ offending input."
 root is not supported yet" root-system))
   (let*-values (((compression level) (compressor->compression compressor))
                 ((extra-directories extra-symlinks)
-                 (extra-files->options extra-files))
-                ((database-directories database-symlinks database-files)
-                 (if database
-                     (database-options database prefix)
-                     (values '() '() '()))))
+                 (extra-files->options extra-files)))
     (build-docker-image/options
      prefix image
      (make-image-options
       #:store-directory store-directory
+      #:database database
+      #:localstatedir? (and database #t)
       #:tags (append (if repository (list (repository->tag repository)) '())
                      tags)
       #:entry-point entry-point
       #:environment (environment->options environment)
-      #:directories (append extra-directories database-directories)
-      #:symlinks (append extra-symlinks database-symlinks)
-      #:files database-files
+      #:directories extra-directories
+      #:symlinks extra-symlinks
       #:transformations (transformations->options transformations)
       #:max-layers max-layers
       #:system system
@@ -1093,6 +1084,7 @@ root is not supported yet" root-system))
                                   system
                                   creation-time
                                   (symlinks '())
+                                  localstatedir?
                                   progress
                                   cancel
                                   store-directory
@@ -1110,7 +1102,9 @@ or absolute, and its arguments.  ENVIRONMENT: alist of (NAME . VALUE).
 COMPRESSION: `none' (default), `gzip' or `zstd', at COMPRESSION-LEVEL (#f:
 default).  MAX-LAYERS, SYSTEM, CREATION-TIME, THREADS: as for
 `make-image-options'.  SYMLINKS: alist (LINK . TARGET), TARGET relative to
-ITEM or absolute, like `guix pack -S'.  PROGRESS: a procedure called with
+ITEM or absolute, like `guix pack -S'.  LOCALSTATEDIR?: true to put the
+store database in the image, as `guix pack --localstatedir' (see
+`make-image-options'; it needs DATABASE).  PROGRESS: a procedure called with
 (BYTES-DONE BYTES-TOTAL).  CANCEL: a flag from `make-cancel-flag' that stops
 the build.  STORE-DIRECTORY: the store ITEM lives in (default:
 `store-directory')."
@@ -1123,6 +1117,7 @@ the build.  STORE-DIRECTORY: the store ITEM lives in (default:
                          #:entry-point entry-point
                          #:environment environment
                          #:symlinks symlinks
+                         #:localstatedir? localstatedir?
                          #:max-layers max-layers
                          #:system system
                          #:creation-time creation-time
