@@ -7,7 +7,7 @@
 //! 4. Produce the layers (read, hash and write each byte once), then the
 //!    config and manifest, which need the layers' hashes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -137,8 +137,8 @@ fn extra_units(main: &StoreItem, options: &ImageOptions) -> Result<Vec<Unit>> {
 /// was asked for (not the parent directories every layer needs).
 struct Extras {
     units: Vec<Unit>,
-    /// Names of the units the options asked for.
-    requested: BTreeSet<Vec<u8>>,
+    /// The units the options asked for, by name.
+    requested: BTreeMap<Vec<u8>, Unit>,
     /// Names of the database's units, and the database file's.
     database: BTreeSet<Vec<u8>>,
     database_file: Vec<u8>,
@@ -147,7 +147,7 @@ struct Extras {
 impl Extras {
     fn new(main: &StoreItem, options: &ImageOptions, database: Option<&ImageDatabase>) -> Result<Extras> {
         let mut units = extra_units(main, options)?;
-        let requested = units.iter().map(|u| u.name().to_vec()).collect();
+        let requested = units.iter().map(|u| (u.name().to_vec(), u.clone())).collect();
         let database_units = match database {
             Some(db) => db.units(main, &options.transformations)?,
             None => Vec::new(),
@@ -166,11 +166,13 @@ impl Extras {
         let mut database = false;
         for u in units {
             let name = u.name();
-            if self.database.contains(name) && !self.requested.contains(name) {
+            if self.database.contains(name) && !self.requested.contains_key(name) {
                 database |= name == self.database_file.as_slice();
                 continue;
             }
-            if !self.requested.contains(name) {
+            // A parent directory another layer needs (such as /tmp for a
+            // store under /tmp) is not the directory asked for.
+            if self.requested.get(name) != Some(u) {
                 continue;
             }
             let shown = format!("/{}", String::from_utf8_lossy(name));

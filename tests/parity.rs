@@ -276,16 +276,16 @@ fn history_comments_say_what_each_layer_holds() {
     );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let (config, layers) = image(&out);
-    let comments = comments(&config);
-    assert_eq!(comments.len(), 5);
+    let layer_comments = comments(&config);
+    assert_eq!(layer_comments.len(), 5);
     let names: Vec<String> =
         closure_paths(&s).iter().map(|p| Path::new(p).file_name().unwrap().to_str().unwrap()[33..].to_string()).collect();
-    let mut item_comments = comments[..4].to_vec();
+    let mut item_comments = layer_comments[..4].to_vec();
     item_comments.sort();
     let mut expected = names.clone();
     expected.sort();
     assert_eq!(item_comments, expected, "a layer per item, named after it alone");
-    assert_eq!(comments[4], "directories /srv, /tmp; symlinks /bin, /share; file /etc/app.conf");
+    assert_eq!(layer_comments[4], "directories /srv, /tmp; symlinks /bin, /share; file /etc/app.conf");
     assert_eq!(layers[4]["srv"].1, 0o750);
     assert_eq!(layers[4]["etc/app.conf"].2, b"key = value\n");
 
