@@ -235,6 +235,19 @@ the source's hashes, sizes and references"
        (json-ref (vector-ref (json-ref (image-config image) "history") 0)
                  "comment")
        "the store database /var/guix/db/db.sqlite"))
+    (test-equal "#:localstatedir? without #:database is refused"
+      '(2 invalid-argument #t)
+      (catch 'docker-native-error
+        (lambda ()
+          (build-docker-image/item tiny #:store-directory store
+                                   #:output (string-append root "/none.tar")
+                                   #:localstatedir? #t)
+          'built)
+        (lambda (key code symbol message)
+          (list code symbol
+                (and (string-contains message "no store database") #t)))))
+    (test-assert "... and leaves nothing"
+      (not (file-exists? (string-append root "/none.tar"))))
     (test-equal "a file that is not a store database is refused, naming it"
       '(8 database #t)
       (catch 'docker-native-error
