@@ -718,7 +718,7 @@ check "zstd archive: unzstds to the plain archive; podman loads and runs it" zst
 check "gzip: identical bytes with one and two threads" compressed_reproducibly gzip
 check "zstd: identical bytes with one and two threads" compressed_reproducibly zstd
 check "--max-layers 2: 2 layers; docker loads and runs it" layered_image 2 0
-check "--max-layers 4: a layer per item; docker loads and runs it" layered_image 4 0
+check "--max-layers 4 --no-tmp: a layer per item; docker loads and runs it" layered_image 4 0 --no-tmp
 check "--max-layers 125 -S /bin=bin: items + symlink layer; runs /bin/hello" \
     layered_image 125 1 -S /bin=bin --entry-point /bin/hello
 check "bad input: a missing item" refuses_missing_item
