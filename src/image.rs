@@ -277,7 +277,8 @@ fn describe(units: &[Unit], closure: &Closure, extras: &Extras) -> String {
     }
     parts.extend(extras.describe(units));
     if parts.is_empty() {
-        // A layer holds an item or an extra; say so rather than nothing.
+        // Every layer holds an item or something asked for; should one
+        // hold only parent directories, its comment still says so.
         parts.push(String::from("parent directories"));
     }
     parts.join("; ")
