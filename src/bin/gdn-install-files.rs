@@ -65,10 +65,30 @@ fn write_all(dir: &Path) -> Result<(), String> {
 /// a SEE ALSO section.  No date, so that the same sources give the same
 /// bytes.
 fn man_page() -> Result<Vec<u8>, String> {
-    let man = clap_mangen::Man::new(cli::args::Cli::command()).manual("User Commands");
+    let command = cli::args::Cli::command();
+    let version = command.get_version().unwrap_or_default().to_string();
+    let man = clap_mangen::Man::new(command);
     let mut page = Vec::new();
     man.render(&mut page).map_err(|err| format!("rendering the man page: {err}"))?;
     let page = String::from_utf8(page).map_err(|err| format!("the man page is not UTF-8: {err}"))?;
+    // The title line, with an explicit empty date (clap_mangen leaves the
+    // field out, which shifts the source and manual into the wrong places).
+    let title = format!(".TH {PROGRAM} 1 \"\" \"{PROGRAM} {version}\" \"User Commands\"");
+    let mut titled = false;
+    let page: String = page
+        .lines()
+        .map(|line| {
+            if line.starts_with(".TH ") && !titled {
+                titled = true;
+                format!("{title}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    if !titled {
+        return Err("clap_mangen no longer writes a .TH line; update gdn-install-files".into());
+    }
     let extra = ".SH EXTRA\n";
     if !page.contains(extra) {
         return Err("clap_mangen no longer writes an EXTRA section; update gdn-install-files".into());
@@ -76,9 +96,9 @@ fn man_page() -> Result<Vec<u8>, String> {
     let mut page = page.replacen(extra, ".SH \"EXAMPLES, PROGRESS, SIGNALS, EXIT STATUS\"\n", 1);
     page.push_str(
         ".SH \"SEE ALSO\"\n\
-         \\fBguix\\-archive\\-docker\\fR(1) (\\fBguix archive \\-\\-export \\-\\-format=docker\\fR), \
-         \\fBguix\\fR(1) (\\fBguix pack \\-f docker\\fR), \\fBdocker\\-load\\fR(1), \\fBpodman\\-load\\fR(1), \
-         \\fBskopeo\\-copy\\fR(1)\n",
+         \\fBguix\\-archive\\-docker \\-\\-help\\fR (\\fBguix archive \\-\\-export \\-\\-format=docker\\fR, \
+         installed with this program), \\fBguix pack \\-f docker\\fR, \\fBdocker\\-load\\fR(1), \
+         \\fBpodman\\-load\\fR(1), \\fBskopeo\\-copy\\fR(1)\n",
     );
     Ok(page.into_bytes())
 }
