@@ -20,7 +20,10 @@
 #   - `man -l` renders the man page without warnings, and it documents
 #     every option of `--help`;
 #   - the bash, zsh and fish completions load and complete an option;
-# and then `make uninstall` leaves the staging directory as it was.
+# and then `make uninstall` leaves the staging directory as it was.  Last,
+# installed for real (no DESTDIR) in a temporary PREFIX with LIBDIR outside
+# PREFIX/lib, Guile opens the library through the file name configured at
+# installation alone, and uninstall leaves PREFIX empty.
 #
 # Usage: bash tests/install/run.sh    (as root, or where unprivileged user
 # namespaces are allowed).  Needs: make, cc, pkg-config, binutils, man-db,
@@ -317,4 +320,23 @@ else
     fail "after uninstall the staging directory is as it was before install:"
     diff <(echo "$before") <(echo "$after") | sed 's/^/    /'
 fi
+
+# Installed for real (no DESTDIR) with LIBDIR outside PREFIX/lib: only the
+# file name configured at installation leads Guile to the library.
+direct=$tmp/direct
+mkdir "$direct"
+if make --no-print-directory install PREFIX="$direct" LIBDIR="$direct/lib64" >"$tmp/direct.log" 2>&1; then
+    ok "make install PREFIX=DIR LIBDIR=DIR/lib64"
+    found=$(cd "$tmp" && env -i PATH="$PATH" HOME="$tmp/home-direct" \
+                GUILE_LOAD_PATH="$direct/share/guile/site/3.0" \
+                GUILE_LOAD_COMPILED_PATH="$direct/lib64/guile/3.0/site-ccache" \
+                guile -c '(use-modules (guix docker-native)) (display (docker-native-library-file))' 2>&1)
+    check "Guile opens the configured LIBDIR/libguix_docker_native.so.1, no variable set (got: $found)" \
+        test "$found" = "$direct/lib64/libguix_docker_native.so.1"
+else
+    fail "make install PREFIX=DIR LIBDIR=DIR/lib64:"; tail -n 30 "$tmp/direct.log" | sed 's/^/    /'
+fi
+make --no-print-directory uninstall PREFIX="$direct" LIBDIR="$direct/lib64" >"$tmp/direct-uninstall.log" 2>&1
+check "make uninstall leaves PREFIX itself, empty ($(cd "$direct" && find . -mindepth 1 | head -n 3 | tr '\n' ' '))" \
+    test -d "$direct" -a -z "$(ls -A "$direct")"
 finish
