@@ -136,11 +136,17 @@ that was refused and says what is wrong with it."
 (define %library-soname "libguix_docker_native")
 (define %library-file-name (string-append %library-soname ".so"))
 (define %expected-abi-version 1)
+;; The installed library's name: the SONAME, which carries the ABI version
+;; (the unversioned .so is for the linker, and may be absent).
+(define %installed-library-file-name
+  (string-append %library-file-name "." (number->string %expected-abi-version)))
 
 ;; The absolute file name of the library an installation put in place, or
-;; #f.  A package definition may substitute it at build time, as Guix's own
-;; (guix config) does for the libraries Guix binds.
-(define %configured-library-file #f)
+;; #f: set by `make install' or a package definition in
+;; (guix docker-native config), as Guix's own (guix config) does for the
+;; libraries Guix binds.
+(define %configured-library-file
+  (@ (guix docker-native config) %configured-library-file))
 
 (define (module-relative-library-files)
   "Return the files where the library sits relative to this module's source:
@@ -158,8 +164,9 @@ in PREFIX/lib when it is installed under PREFIX/share/guile/site/VERSION."
               '()))
         (match (string-match "^(.*)/share/guile/site/[0-9.]+$" root)
           (#f '())
-          (m (list (string-append (match:substring m 1) "/lib/"
-                                  %library-file-name)))))))))
+          (m (map (cut string-append (match:substring m 1) "/lib/" <>)
+                  (list %installed-library-file-name
+                        %library-file-name)))))))))
 
 (define (dynamic-link-error-message args)
   "Turn the arguments of a `dynamic-link' failure into a short reason."
@@ -194,11 +201,14 @@ what to pass to `dynamic-link' and how to describe it in an error."
              '())
          (map (lambda (file) (cons file file))
               (delete-duplicates (module-relative-library-files)))
-         `((,%library-soname
-            . ,(string-append %library-file-name
-                              " through the dynamic linker (LD_LIBRARY_PATH: "
-                              (or (getenv "LD_LIBRARY_PATH") "unset")
-                              ")")))))))
+         (map (lambda (name)
+                (cons name
+                      (string-append name
+                                     " through the dynamic linker \
+(LD_LIBRARY_PATH: "
+                                     (or (getenv "LD_LIBRARY_PATH") "unset")
+                                     ")")))
+              (list %installed-library-file-name %library-file-name))))))
 
 (define (open-library)
   "Open the library at the first place that works and check its ABI
