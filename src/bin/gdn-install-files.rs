@@ -60,12 +60,26 @@ fn write_all(dir: &Path) -> Result<(), String> {
     write_file(&dir.join("guix_docker_native.map"), include_str!(env!("GDN_VERSION_SCRIPT")).as_bytes())
 }
 
+/// The command with each option's visible aliases named in its help, as
+/// `--help` shows them: clap_mangen leaves aliases out of the page.
+fn with_aliases_in_help(command: clap::Command) -> clap::Command {
+    command.mut_args(|arg| {
+        let Some(aliases) = arg.get_visible_aliases().filter(|a| !a.is_empty()) else {
+            return arg;
+        };
+        let names: Vec<String> = aliases.iter().map(|a| format!("--{a}")).collect();
+        let help = arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()).unwrap_or_default();
+        let text = format!("{help}\n\n[alias: {}]", names.join(", "));
+        arg.long_help(text)
+    })
+}
+
 /// The man page: clap_mangen's rendering of the command, with the text
 /// that follows the options under a heading that says what it holds, and
 /// a SEE ALSO section.  No date, so that the same sources give the same
 /// bytes.
 fn man_page() -> Result<Vec<u8>, String> {
-    let command = cli::args::Cli::command();
+    let command = with_aliases_in_help(cli::args::Cli::command());
     let version = command.get_version().unwrap_or_default().to_string();
     let man = clap_mangen::Man::new(command);
     let mut page = Vec::new();

@@ -180,7 +180,7 @@ if [ "$phase" = installed ]; then
     check "guix-docker-native --version prints $version" \
         sh -c "'$p/bin/guix-docker-native' --version | grep -qw '$version'"
     (cd "$tmp/guile-work" && env -u NIX_STORE_DIR -u SOURCE_DATE_EPOCH "$p/bin/guix-docker-native" \
-         --store-dir "$store" --database "$database" -o cli.tar "$item" >/dev/null 2>"$tmp/cli.err")
+         --store-dir "$store" --database "$database" --no-tmp -t profile -o cli.tar "$item" >/dev/null 2>"$tmp/cli.err")
     check "the installed guix-docker-native builds the same image as Guile$(test -s "$tmp/cli.err" && echo " ($(head -c 300 "$tmp/cli.err"))")" \
         cmp -s "$tmp/guile-work/cli.tar" "$tmp/guile-work/guile.tar"
     check "the installed front end knows the installed modules (site_dir=$PREFIX/share/guile/site/3.0)" \
