@@ -6,11 +6,11 @@
 //! the daemon does when it registers an item.
 
 mod database;
+mod input;
 mod scan;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -98,7 +98,7 @@ impl Closure {
 pub fn compute_closure(store: &StoreDir, roots: &[StoreItem], database: Option<&Path>) -> Result<Closure> {
     for root in roots {
         check_in_store(store, root)?;
-        check_exists(root, "")?;
+        check_exists(root, String::new)?;
     }
     let references = match database {
         Some(file) => references_from_database(store, roots, file)?,
@@ -127,7 +127,7 @@ pub fn check_closure(store: &StoreDir, roots: &[StoreItem], given: &[PathBuf], d
         items.insert(store.parse_item(path)?);
     }
     for item in &items {
-        check_exists(item, " (listed in the closure)")?;
+        check_exists(item, || " (listed in the closure)".to_string())?;
     }
     for root in roots {
         check_in_store(store, root)?;
@@ -167,14 +167,19 @@ pub fn check_closure(store: &StoreDir, roots: &[StoreItem], given: &[PathBuf], d
 }
 
 /// Reads a closure file: one store path a line, as `guix gc -R` prints.
-/// Blank lines are ignored.  Every path must be absolute; an error names
-/// the file and the line.
+///
+/// Tolerated: blank lines, spaces around a path, `\r\n` line ends, and
+/// the same item listed twice (the closure is a set).  Refused, naming the
+/// file and the line: a relative path, a NUL byte, a line that is not
+/// UTF-8.  The file must be a regular file: a FIFO or a device is refused
+/// at once rather than waited on.
 pub fn read_closure_file(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(closure_file_lines(path)?.into_iter().map(|(_, item)| item).collect())
 }
 
 /// Reads a closure file like [`read_closure_file`] and checks that every
-/// line is an item of `store`; an error names the file and the line.
+/// line is an item of `store` (not outside it, not a file inside an item,
+/// named `<hash>-<name>`); an error names the file and the line.
 pub fn read_closure_file_in(store: &StoreDir, path: &Path) -> Result<Vec<PathBuf>> {
     let mut items = Vec::new();
     for (line, item) in closure_file_lines(path)? {
@@ -188,24 +193,32 @@ pub fn read_closure_file_in(store: &StoreDir, path: &Path) -> Result<Vec<PathBuf
 
 /// The non-blank lines of a closure file, with their numbers.
 fn closure_file_lines(path: &Path) -> Result<Vec<(usize, PathBuf)>> {
-    let data = std::fs::read(path).map_err(|err| Error::io(path, "reading the closure file", &err))?;
+    let (mut file, _) = input::open_regular_file(path, "closure file", ErrorKind::Io)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(|err| Error::io(path, "reading the closure file", &err))?;
     let mut items = Vec::new();
     for (index, line) in data.split(|&b| b == b'\n').enumerate() {
+        let refuse = |why: String| {
+            Error::new(ErrorKind::InvalidStorePath, format!("closure file {}, line {}: {why}", path.display(), index + 1))
+        };
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
         }
-        let item = PathBuf::from(OsStr::from_bytes(line));
-        if !item.is_absolute() {
-            return Err(Error::new(
-                ErrorKind::InvalidStorePath,
-                format!(
-                    "closure file {}, line {}: '{}': relative path; a store item path must be absolute",
-                    path.display(),
-                    index + 1,
-                    item.display()
-                ),
+        if line.contains(&0) {
+            return Err(refuse(
+                "holds a NUL byte; a closure file is text, one store path a line (is it a binary file?)".to_string(),
             ));
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Err(refuse(format!(
+                "'{}': not valid UTF-8; store paths are ASCII",
+                String::from_utf8_lossy(line)
+            )));
+        };
+        let item = PathBuf::from(text);
+        if !item.is_absolute() {
+            return Err(refuse(format!("'{text}': relative path; a store item path must be absolute")));
         }
         items.push((index + 1, item));
     }
@@ -240,14 +253,17 @@ fn references_from_database(
     })?;
     // A member the database lists but the store lacks would only fail
     // later, when the image is written; say now where it came from.
+    // Each once, named with the first referrer in path order.
+    let mut checked: HashSet<&StoreItem> = HashSet::new();
     for (referrer, referenced) in &references {
-        for item in referenced {
-            let context = format!(
-                " (referenced by {} according to the store database {})",
-                referrer.path.display(),
-                file.display()
-            );
-            check_exists(item, &context)?;
+        for item in referenced.iter().filter(|item| checked.insert(item)) {
+            check_exists(item, || {
+                format!(
+                    " (referenced by {} according to the store database {})",
+                    referrer.path.display(),
+                    file.display()
+                )
+            })?;
         }
     }
     Ok(references)
@@ -273,14 +289,14 @@ fn check_in_store(store: &StoreDir, item: &StoreItem) -> Result<()> {
     }
 }
 
-/// Does `item` exist (as a directory, file or symlink)?  `context` ends
+/// Does `item` exist (as a directory, file or symlink)?  `context()` ends
 /// the message when it does not.
-fn check_exists(item: &StoreItem, context: &str) -> Result<()> {
+fn check_exists(item: &StoreItem, context: impl FnOnce() -> String) -> Result<()> {
     match std::fs::symlink_metadata(&item.path) {
         Ok(_) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
             ErrorKind::Io,
-            format!("{}: store item does not exist{context}", item.path.display()),
+            format!("{}: store item does not exist{}", item.path.display(), context()),
         )),
         Err(err) => Err(Error::io(&item.path, "looking up the store item", &err)),
     }
