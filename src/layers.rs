@@ -96,21 +96,29 @@ pub fn assemble(units: Vec<Unit>) -> Result<Vec<Unit>> {
             Some(_) => return Err(conflict(&name, &name)),
         }
     }
-    // Implied parents.
-    let names: Vec<Vec<u8>> = by_name.keys().cloned().collect();
-    for name in &names {
+    // Implied parents.  Names come sorted, so a name shares most of its
+    // ancestors with the one before it, which were found to be fine.
+    let mut missing: Vec<Vec<u8>> = Vec::new();
+    let mut previous: &[u8] = &[];
+    for name in by_name.keys() {
         let mut end = 0;
         while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
-            let parent = name[..end + i].to_vec();
+            let parent = &name[..end + i];
             end += i + 1;
-            match by_name.get(&parent) {
-                None => {
-                    by_name.insert(parent.clone(), Unit::Dir { name: parent, mode: PARENT_DIR_MODE, uid: 0, gid: 0 });
-                }
+            let checked = previous.len() > parent.len() && previous[parent.len()] == b'/' && previous.starts_with(parent);
+            if checked {
+                continue;
+            }
+            match by_name.get(parent) {
+                None => missing.push(parent.to_vec()),
                 Some(Unit::Dir { .. }) => {}
                 Some(other) => return Err(conflict(other.name(), name)),
             }
         }
+        previous = name;
+    }
+    for parent in missing {
+        by_name.entry(parent.clone()).or_insert(Unit::Dir { name: parent, mode: PARENT_DIR_MODE, uid: 0, gid: 0 });
     }
     // Nothing may sit inside a whole store item (its tree is written in
     // one piece): the walk above has refused it, since every ancestor of
