@@ -126,6 +126,14 @@ impl StoreDir {
     /// (absolute, no `..`, not a file inside an item) and returns it.
     /// The item need not exist; the error names `path` and says what is wrong.
     pub fn parse_item(&self, path: &Path) -> Result<StoreItem> {
+        // The common case, a normal path (as the database and `guix gc -R`
+        // give them), without taking the path apart.
+        let (bytes, store) = (path.as_os_str().as_bytes(), self.path.as_os_str().as_bytes());
+        if let Some(base) = bytes.strip_prefix(store).and_then(|rest| rest.strip_prefix(b"/")) {
+            if std::str::from_utf8(base).is_ok_and(StoreDir::is_item_name) {
+                return Ok(StoreItem { path: path.to_path_buf() });
+            }
+        }
         let shown = path.display();
         if !path.is_absolute() {
             return Err(invalid(format!("'{shown}': relative path; a store item path must be absolute")));
