@@ -5,7 +5,6 @@
 //! directories they need.  [`plan`] decides how store items are grouped
 //! when more than one layer is asked for.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -85,22 +84,39 @@ fn conflict(a: &[u8], b: &[u8]) -> Error {
 /// things at one path (identical directories are merged; a directory given
 /// explicitly keeps its mode and owner as a parent).
 pub fn assemble(units: Vec<Unit>) -> Result<Vec<Unit>> {
-    let mut by_name: BTreeMap<Vec<u8>, Unit> = BTreeMap::new();
-    for unit in units {
-        let name = unit.name().to_vec();
-        match by_name.get(&name) {
-            None => {
-                by_name.insert(name, unit);
+    // The units by name; a stable sort keeps units of one name in the
+    // order given.
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by(|&a, &b| units[a].name().cmp(units[b].name()));
+    // The first unit of a name is kept; a later identical directory is
+    // merged with it, anything else conflicts.  The conflict reported is
+    // the first one in the order given.
+    let mut kept: Vec<usize> = Vec::with_capacity(units.len());
+    let mut first_conflict: Option<usize> = None;
+    for &i in &order {
+        match kept.last() {
+            Some(&k) if units[k].name() == units[i].name() => {
+                let merged = units[i] == units[k] && matches!(units[i], Unit::Dir { .. });
+                if !merged && first_conflict.is_none_or(|c| i < c) {
+                    first_conflict = Some(i);
+                }
             }
-            Some(existing) if *existing == unit && matches!(unit, Unit::Dir { .. }) => {}
-            Some(_) => return Err(conflict(&name, &name)),
+            _ => kept.push(i),
         }
     }
-    // Implied parents.  Names come sorted, so a name shares most of its
-    // ancestors with the one before it, which were found to be fine.
+    if let Some(i) = first_conflict {
+        return Err(conflict(units[i].name(), units[i].name()));
+    }
+    // Implied parents.  Every ancestor of every name must be a directory
+    // (so nothing sits inside a whole store item, whose tree is written in
+    // one piece) or missing (it is then added).  Names come sorted, so a
+    // name shares most of its ancestors with the one before it, which were
+    // found to be fine.
+    let find = |name: &[u8]| kept.binary_search_by(|&k| units[k].name().cmp(name)).ok().map(|k| &units[kept[k]]);
     let mut missing: Vec<Vec<u8>> = Vec::new();
     let mut previous: &[u8] = &[];
-    for name in by_name.keys() {
+    for &k in &kept {
+        let name = units[k].name();
         let mut end = 0;
         while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
             let parent = &name[..end + i];
@@ -109,7 +125,7 @@ pub fn assemble(units: Vec<Unit>) -> Result<Vec<Unit>> {
             if checked {
                 continue;
             }
-            match by_name.get(parent) {
+            match find(parent) {
                 None => missing.push(parent.to_vec()),
                 Some(Unit::Dir { .. }) => {}
                 Some(other) => return Err(conflict(other.name(), name)),
@@ -117,14 +133,22 @@ pub fn assemble(units: Vec<Unit>) -> Result<Vec<Unit>> {
         }
         previous = name;
     }
-    for parent in missing {
-        by_name.entry(parent.clone()).or_insert(Unit::Dir { name: parent, mode: PARENT_DIR_MODE, uid: 0, gid: 0 });
+    missing.sort_unstable();
+    missing.dedup();
+    // Merge the kept units and the added parents, by name: sorting by name
+    // puts every parent before its children.
+    let mut units: Vec<Option<Unit>> = units.into_iter().map(Some).collect();
+    let mut sorted = Vec::with_capacity(kept.len() + missing.len());
+    let mut missing = missing.into_iter().peekable();
+    for k in kept {
+        let unit = units[k].take().expect("each unit once");
+        while let Some(parent) = missing.next_if(|parent| parent.as_slice() < unit.name()) {
+            sorted.push(Unit::Dir { name: parent, mode: PARENT_DIR_MODE, uid: 0, gid: 0 });
+        }
+        sorted.push(unit);
     }
-    // Nothing may sit inside a whole store item (its tree is written in
-    // one piece): the walk above has refused it, since every ancestor of
-    // every name must be a directory.  Sorting by name puts every parent
-    // before its children.
-    Ok(by_name.into_values().collect())
+    sorted.extend(missing.map(|name| Unit::Dir { name, mode: PARENT_DIR_MODE, uid: 0, gid: 0 }));
+    Ok(sorted)
 }
 
 /// Groups closure items into at most `slots` layers, returned bottom first.
@@ -300,6 +324,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn dir(name: &str) -> Unit {
         Unit::Dir { name: name.as_bytes().to_vec(), mode: PARENT_DIR_MODE, uid: 0, gid: 0 }
