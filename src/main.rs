@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use guix_docker_native::closure::read_closure_file_in;
+use guix_docker_native::closure::read_closure_file_cancellable;
 use guix_docker_native::store::StoreDir;
 use guix_docker_native::{build_docker_image, default_output_name, Error, ErrorKind, Output, Result};
 
@@ -73,7 +73,11 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
         OutputChoice::File(path) => (Output::Path(path.clone()), Some(path)),
     };
     let closure = match &cli.closure_file {
-        Some(file) => Some(read_closure_file_in(&StoreDir::new(&options.store_dir)?, file)?),
+        Some(file) => Some(read_closure_file_cancellable(
+            &StoreDir::new(&options.store_dir)?,
+            file,
+            Some(&interrupts.cancel),
+        )?),
         None => None,
     };
     let bar = (!cli.quiet && std::io::stderr().is_terminal()).then(|| Arc::new(ProgressBar::new()));
