@@ -124,7 +124,10 @@ impl OutputFile {
     /// Checks the output path and opens where the archive will be written.
     pub fn open(output: &Output) -> Result<OutputFile> {
         match output {
-            Output::Stdout => open_descriptor(1, Path::new("standard output")),
+            Output::Stdout => {
+                let out = open_descriptor(1, Path::new("-"))?;
+                Ok(OutputFile { name: PathBuf::from("standard output"), ..out })
+            }
             Output::Path(path) => match descriptor_of(path) {
                 Some(fd) => open_descriptor(fd, path),
                 None => open_path(path),
@@ -381,18 +384,11 @@ fn open_in_place(path: &Path, expected: &fs::Metadata, follow: bool) -> Result<O
 }
 
 fn new_file(path: &Path, dir: &Path, name: &OsStr) -> Result<OutputFile> {
-    make_replacement(path, dir, name, None, TempChoice::Unnamed)
+    make_replacement(path, dir, name, None, false)
 }
 
 fn replace_file(path: &Path, dir: &Path, name: &OsStr, existing: fs::Metadata) -> Result<OutputFile> {
-    make_replacement(path, dir, name, Some(existing), TempChoice::Unnamed)
-}
-
-/// Which temporary file to try first (tests force the named one).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum TempChoice {
-    Unnamed,
-    Named,
+    make_replacement(path, dir, name, Some(existing), false)
 }
 
 fn make_replacement(
@@ -400,7 +396,8 @@ fn make_replacement(
     dir: &Path,
     name: &OsStr,
     existing: Option<fs::Metadata>,
-    choice: TempChoice,
+    // As on a file system without O_TMPFILE (for the tests).
+    force_named: bool,
 ) -> Result<OutputFile> {
     let bad = |why: String| Error::new(ErrorKind::Output, format!("output '{}': {why}", path.display()));
     let dir_fd = match open_dir(dir) {
@@ -414,9 +411,9 @@ fn make_replacement(
         Err(e) => return Err(Error::output(path, &e)),
     };
     remove_stale_temps(&dir_fd, dir);
-    let unnamed = match choice {
-        TempChoice::Unnamed => open_unnamed(&dir_fd).map_err(|e| creating_failed(path, dir, &e))?,
-        TempChoice::Named => None,
+    let unnamed = match force_named {
+        false => open_unnamed(&dir_fd).map_err(|e| creating_failed(path, dir, &e))?,
+        true => None,
     };
     let (file, temp) = match unnamed {
         Some(file) => (file, Temp::Unnamed),
@@ -770,7 +767,7 @@ mod tests {
     /// An output in `dir` with the named temporary file, as on a file
     /// system without O_TMPFILE.
     fn open_named(path: &Path, existing: Option<fs::Metadata>) -> OutputFile {
-        make_replacement(path, &parent_of(path), path.file_name().unwrap(), existing, TempChoice::Named).unwrap()
+        make_replacement(path, &parent_of(path), path.file_name().unwrap(), existing, true).unwrap()
     }
 
     fn mkfifo(path: &Path) {
