@@ -514,7 +514,7 @@ fn create_named_temp(dir: &OwnedFd) -> io::Result<(File, OsString)> {
     Err(io::Error::from_raw_os_error(libc::EEXIST))
 }
 
-// Temporary names: `.gdn-tmp-<tag>-<pid>-<random>`, 36 bytes at most, so a
+// Temporary names: `.gdn-tmp-<tag>-<pid>-<random>`, 45 bytes at most, so a
 // valid output name never makes one too long.  The tag tells this boot and
 // pid namespace from others, so that a pid is only judged where it means
 // the same process.
@@ -1060,7 +1060,8 @@ mod tests {
     #[test]
     fn temporary_names_are_short_and_recognised() {
         let name = temp_name();
-        assert!(name.len() <= 40, "{name:?}");
+        assert!(name.len() <= 45, "{name:?}");
+        assert_eq!(format!("{TEMP_PREFIX}00000000-{}-0123456789abcdef", u32::MAX).len(), 45);
         let (tag, pid) = parse_temp_name(&name).unwrap();
         assert_eq!(pid, std::process::id());
         assert_eq!(Some(tag), host_tag());
