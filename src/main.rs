@@ -68,15 +68,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
             let name = PathBuf::from(default_output_name(&item, &options));
             (Output::Path(name.clone()), Some(name))
         }
-        OutputChoice::Stdout => {
-            if std::io::stdout().is_terminal() {
-                return Err(Error::new(
-                    ErrorKind::Output,
-                    "output '-': standard output is a terminal; redirect it (-o - | docker load) or give -o FILE",
-                ));
-            }
-            (Output::Stdout, None)
-        }
+        OutputChoice::Stdout => (Output::Stdout, None),
         OutputChoice::File(path) => (Output::Path(path.clone()), Some(path)),
     };
     // No file name after an archive written to standard output.
@@ -104,7 +96,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
 /// Refuses an output on a descriptor that was closed when the program
 /// started (the runtime put `/dev/null` there), and a closed standard
 /// output when the file name is to be printed on it: both would otherwise
-/// succeed silently.
+/// succeed silently.  An archive is not written to a terminal.
 fn check_descriptors(output: &Output, prints_name: bool) -> Result<()> {
     let (shown, fd) = match output {
         Output::Stdout => ("-".to_string(), Some(1)),
@@ -116,6 +108,12 @@ fn check_descriptors(output: &Output, prints_name: bool) -> Result<()> {
             _ => format!("file descriptor {fd} is not open"),
         };
         return Err(Error::new(ErrorKind::Output, format!("output '{shown}': {what}")));
+    }
+    if fd == Some(1) && std::io::stdout().is_terminal() {
+        return Err(Error::new(
+            ErrorKind::Output,
+            format!("output '{shown}': standard output is a terminal; redirect it (-o - | docker load) or give -o FILE"),
+        ));
     }
     if prints_name && !cli::stdio::was_open_at_start(1) {
         return Err(Error::new(

@@ -165,6 +165,15 @@ fn dev_stdout_is_standard_output_written_in_place() {
     assert!(r.status.success(), "{}", stderr(&r));
     let bytes = fs::read(&file).unwrap();
     assert!(bytes.starts_with(b"before") && bytes[6..] == st.reference()[..]);
+    // On a terminal, as -o -: refused.
+    if Command::new("script").arg("--version").output().is_ok_and(|r| r.status.success()) {
+        let typescript = st.dir.path().join("typescript");
+        let command = format!("{BIN} --store-dir {} -o /dev/stdout {}", s(&st.store), s(&st.item));
+        let r = Command::new("script").args(["-qec", &command]).arg(&typescript).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(r.status.code(), Some(7));
+        let shown = fs::read_to_string(&typescript).unwrap();
+        assert!(shown.contains("output '/dev/stdout': standard output is a terminal"), "{shown}");
+    }
     // A descriptor that is not open.
     let r = st.run(&["-o", "/dev/fd/9"]);
     refused(&r, &["output '/dev/fd/9': file descriptor 9 is not open"]);
@@ -305,7 +314,7 @@ fn an_overwritten_file_keeps_its_mode_and_a_new_one_follows_the_umask() {
 /// Whether process `pid` has a file open in `dir` (its temporary file).
 fn has_file_open_in(pid: u32, dir: &Path) -> bool {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(dir)))
+    fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(dir) && target != dir))
 }
 
 /// The tag of this boot and pid namespace in temporary names
