@@ -622,7 +622,13 @@ pub fn refuse_inputs(output: &Output, inputs: &[Input], store: Option<&Path>) ->
         },
     };
     for input in inputs {
-        let same_file = id.is_some() && id == path_id(input.path);
+        // A character device read and written (`/dev/null`, a terminal) is
+        // not an input the output could damage.
+        let input_meta = fs::metadata(input.path).ok();
+        if input_meta.as_ref().is_some_and(|m| m.file_type().is_char_device()) {
+            continue;
+        }
+        let same_file = id.is_some() && id == input_meta.map(|m| FileId::of(&m));
         let same_place = place.is_some() && place == place_of(input.path);
         if same_file || same_place {
             return Err(Error::new(
@@ -1023,6 +1029,28 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_file_keeps_its_owner_where_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.tar");
+        fs::write(&path, "old").unwrap();
+        let c = cstring(&path).unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        }
+        let before = fs::metadata(&path).unwrap();
+        let mut out = open(&path).unwrap();
+        out.file.write_all(b"new").unwrap();
+        out.commit().unwrap();
+        let after = fs::metadata(&path).unwrap();
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        assert_ne!(after.ino(), before.ino());
+        if root {
+            assert_eq!(after.uid(), 65534);
+        }
+    }
+
+    #[test]
     fn what_appears_at_the_output_during_the_build_is_never_renamed_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("image.tar");
@@ -1178,6 +1206,7 @@ mod tests {
         for out in [dir.path().join("image.tar"), dir.path().join("gnu/image.tar"), PathBuf::from("/dev/null")] {
             check(&out).unwrap();
         }
+        refuse_inputs(&Output::Path("/dev/null".into()), &[input("closure file", Path::new("/dev/null"))], None).unwrap();
         // A journal file that does not exist yet: the same place.
         let wal = dir.path().join("db.sqlite-wal");
         let err = refuse_inputs(&Output::Path(wal.clone()), &[input("store database's journal", &wal)], None).err().unwrap();
