@@ -61,6 +61,7 @@ fn run() -> i32 {
 /// Builds the archive; returns the file name to print (none for `-o -`).
 fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     let mut options = cli.image_options()?;
+    cli.add_default_tag(&mut options)?;
     options.cancel = Some(Arc::clone(&interrupts.cancel));
     let (output, name) = match cli.output_choice() {
         OutputChoice::Default => {
