@@ -259,6 +259,12 @@ fn an_output_that_is_an_input_is_refused_before_anything_is_written() {
         refused(&r, &[&format!("output '{}' is the closure file '{}'", output.display(), closure.display())]);
         assert_eq!(fs::read_to_string(&closure).unwrap(), list);
     }
+    // A file copied into the image.
+    let extra = out.join("app.conf");
+    fs::write(&extra, "conf").unwrap();
+    let r = st.run(&["--file", &format!("/etc/app.conf={}", extra.display()), "-o", s(&extra)]);
+    refused(&r, &[&format!("output '{}' is the extra file '{}'", extra.display(), extra.display())]);
+    assert_eq!(fs::read_to_string(&extra).unwrap(), "conf");
     // Inside the store: in an item, over a file of an item, in the store.
     let app = st.item.join("bin/app");
     for output in [st.item.join("image.tar"), app.clone(), st.store.join("image.tar")] {
@@ -272,7 +278,7 @@ fn an_output_that_is_an_input_is_refused_before_anything_is_written() {
     let r = st.command(&[]).current_dir(&st.item).output().unwrap();
     refused(&r, &["output 'app-1.0-docker-image.tar' is inside the store directory"]);
     assert_eq!(names(&st.item), ["big", "bin", "data"]);
-    assert_eq!(names(&out), ["closure-link", "closure.txt", "db.sqlite"]);
+    assert_eq!(names(&out), ["app.conf", "closure-link", "closure.txt", "db.sqlite"]);
 }
 
 #[test]
