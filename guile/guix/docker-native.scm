@@ -447,9 +447,15 @@ collector frees with FREE-NAME."
 (define-option-setter %set-compression "gdn_options_set_compression"
   ('* int32))
 (define-option-setter %set-threads "gdn_options_set_threads" (uint32))
-(define-option-setter %set-progress-callback
-  "gdn_options_set_progress_callback" ('* '*))
-(define-option-setter %set-cancel "gdn_options_set_cancel" ('*))
+
+;; These two are set on a build's private copy of the options, a bare
+;; pointer: never wrap such a pointer in an <image-options>, whose table
+;; maps addresses to wrappers and would hand the copy's wrapper, with no
+;; finalizer, to the next handle that the allocator puts at that address.
+(define %set-progress-callback
+  (checked-library-procedure "gdn_options_set_progress_callback" '(* * *)))
+(define %set-cancel
+  (checked-library-procedure "gdn_options_set_cancel" '(* *)))
 
 (define (pairs-argument what value)
   "Check that VALUE is a list of pairs of strings (an alist); return it."
@@ -664,8 +670,9 @@ before writing anything."
 ;; is paused while the progress procedure runs, as it would be were the
 ;; procedure called from the callback), or until the build is abandoned.
 (define-record-type <build>
-  (make-build mutex condition report finished? outcome abandoned?)
+  (make-build mutex condition report finished? outcome abandoned? kept)
   build?
+  (kept build-kept set-build-kept!)   ;objects the library uses: see below
   (mutex build-mutex)
   (condition build-condition)
   (report build-report set-build-report!)          ;(DONE . TOTAL) or #f
@@ -830,18 +837,25 @@ procedure" item))
                               %null-pointer))
          (closure-length (if closure (length closure) 0))
          (flag (if cancel (cancel-flag->pointer cancel) (new-cancel-flag)))
-         (build (make-build (make-mutex) (make-condition-variable) #f #f #f #f))
+         ;; The build record lives until `finish!' is done, and with it
+         ;; what the library reads: the pointer objects of the strings and
+         ;; the closure table, and that of OPTIONS, whose finalizer
+         ;; (gdn_options_free) must not run while gdn_options_clone reads
+         ;; it.  A foreign call's arguments alone do not keep them alive.
+         (build (make-build (make-mutex) (make-condition-variable) #f #f #f #f
+                            (list (image-options->pointer options)
+                                  item-pointer output-pointer
+                                  closure-pointer flag)))
          (copy #f)
          (thread #f)
          (entered? #f)
          (completed? #f))               ;left through the loop's end
     (define (start!)
       (set! copy (private-options options))
-      (let ((handle (pointer->image-options copy)))
-        (%set-cancel handle flag)
-        (when progress
-          (%set-progress-callback handle (force %progress-callback)
-                                  %null-pointer)))
+      (%set-cancel copy flag)
+      (when progress
+        (%set-progress-callback copy (force %progress-callback)
+                                %null-pointer))
       (set! thread
         (start-build-thread
          build
@@ -850,46 +864,57 @@ procedure" item))
                                 output-pointer copy)))))
 
     (define (finish!)
-      ;; Asyncs stay blocked: nothing may interrupt the wait for the
-      ;; library, or the exit would outrun the build again.
-      (call-with-blocked-asyncs
-       (lambda ()
-         (unless completed?
-           (%cancel-request flag)
-           (abandon-build! build))
-         (when thread
-           (join-thread thread))
-         (when copy
-           (%free-options copy)
-           (set! copy #f))
-         ;; The build had written OUTPUT when the call was left at its
-         ;; last report: undo it, the caller never got OUTPUT back.
-         (when (and (not completed?)
-                    (build-finished? build)
-                    (eq? #t (build-outcome build))
-                    (not (string=? output "-")))
-           (false-if-exception (delete-file output))))))
+      ;; Runs with asyncs blocked (see below): nothing may interrupt the
+      ;; wait for the library, or the exit would outrun the build again.
+      (unless completed?
+        (%cancel-request flag)
+        (abandon-build! build))
+      (when thread
+        (join-thread thread))
+      (when copy
+        (%free-options copy)
+        (set! copy #f))
+      ;; The library is done with them: release them (and, this being a
+      ;; use of the record, nothing is collected before this point).
+      (set-build-kept! build #f)
+      ;; The build had written OUTPUT when the call was left at its last
+      ;; report: undo it, the caller never got OUTPUT back.
+      (when (and (not completed?)
+                 (build-finished? build)
+                 (eq? #t (build-outcome build))
+                 (not (string=? output "-")))
+        (false-if-exception (delete-file output))))
 
+    ;; Asyncs (signal handlers, `cancel-thread', ...) are blocked from here
+    ;; on and run only where this thread waits for the build or calls
+    ;; PROGRESS: an async's exit then always finds the build thread known
+    ;; and reaches `finish!' with asyncs blocked again, with no window for a
+    ;; second async to cut the wait short.
     (let ((outcome
-           (dynamic-wind
-             (lambda ()
-               (when entered?
-                 (invalid-argument "build of ~s: it has ended; its progress \
-procedure cannot be entered again" item))
-               (set! entered? #t))
-             (lambda ()
-               (start!)
-               (let loop ()
-                 (match (next-event build)
-                   (('report done . total)
-                    (with-fluids ((%in-progress-procedure #t))
-                      (progress done total))
-                    (report-taken! build)
-                    (loop))
-                   (('finished . outcome)
-                    (set! completed? #t)
-                    outcome))))
-             finish!)))
+           (call-with-blocked-asyncs
+            (lambda ()
+              (dynamic-wind
+                (lambda ()
+                  (when entered?
+                    (invalid-argument "build of ~s: it has ended; its \
+progress procedure cannot be entered again" item))
+                  (set! entered? #t))
+                (lambda ()
+                  (start!)
+                  (let loop ()
+                    (match (call-with-unblocked-asyncs
+                            (lambda () (next-event build)))
+                      (('report done . total)
+                       (call-with-unblocked-asyncs
+                        (lambda ()
+                          (with-fluids ((%in-progress-procedure #t))
+                            (progress done total))))
+                       (report-taken! build)
+                       (loop))
+                      (('finished . outcome)
+                       (set! completed? #t)
+                       outcome))))
+                finish!)))))
       (match outcome
         (#t output)
         ((key . args) (apply throw key args))))))

@@ -24,6 +24,16 @@
 (define (task-count)
   (length (directory-entries "/proc/self/task")))
 
+(define (settled-task-count)
+  "The number of threads once those that have ended their work are gone:
+a joined thread may show in /proc for a moment while it exits.  Waits up to
+2 s for the count to come down to what it was before the builds."
+  (let wait ((tries 0))
+    (let ((count (task-count)))
+      (if (or (<= count tasks-before) (> tries 200))
+          count
+          (begin (usleep 10000) (wait (+ tries 1)))))))
+
 (define (fresh-directory name)
   (let ((directory (string-append root "/" name)))
     (mkdir directory)
@@ -69,7 +79,7 @@ once the build writes in DIRECTORY."
   (test-equal (string-append what ": still nothing a while later")
     '() (directory-entries directory))
   (test-equal (string-append what ": no thread of the build is left")
-    tasks-before (task-count)))
+    tasks-before (settled-task-count)))
 
 (test-group "call/ec"
   (let* ((directory (fresh-directory "call-ec"))
@@ -171,7 +181,8 @@ once the build writes in DIRECTORY."
     (test-assert "the image of the build that ran is there"
       (file-exists? output))
     (delete-file output)
-    (test-equal "no thread of the build is left" tasks-before (task-count))))
+    (test-equal "no thread of the build is left" tasks-before
+      (settled-task-count))))
 
 (test-group "an async's exception in the building thread"
   ;; As a signal handler's: it runs while the thread waits for the build,
@@ -238,6 +249,28 @@ once the build writes in DIRECTORY."
     (cancel-thread thread 'cancelled)
     (test-equal "the thread ends cancelled" 'cancelled (join-thread thread))
     (check-left-clean "cancel-thread in progress" directory)))
+
+(test-group "exit from the progress procedure"
+  ;; In a process of its own: `exit' unwinds, so the build is cancelled and
+  ;; ended before the process is.
+  (let* ((directory (fresh-directory "exit"))
+         (script
+          (format #f "(use-modules (guix docker-native) (ice-9 ftw))
+(define (writing?) (> (length (scandir ~s)) 2))
+(build-docker-image/item ~s #:store-directory ~s #:closure (list ~s)
+                         #:output ~s
+                         #:progress (lambda (done total)
+                                      (when (writing?) (exit 7))))"
+                  directory slow-item slow-store slow-item
+                  (string-append directory "/slow.tar"))))
+    (call-with-values
+        (lambda ()
+          (run-command (list (or (getenv "GUILE") "guile") "--no-auto-compile"
+                             "-c" script)))
+      (lambda (status stdout stderr)
+        (test-equal "the process exits with the status given" 7 status)
+        (test-equal "exit: nothing at the output, no temporary file"
+          '() (directory-entries directory))))))
 
 (test-group "after all that"
   (let ((output (string-append root "/after.tar")))

@@ -177,7 +177,11 @@ store; else #f."
             (and (string=? store (configured '%storedir "/gnu/store"))
                  (string-append (configured '%localstatedir "/var")
                                 "/guix/db/db.sqlite")))
-           (state (string-append state "/db/db.sqlite")))))
+           ((? absolute-file-name? state)
+            (string-append state "/db/db.sqlite"))
+           (state
+            (leave "NIX_STATE_DIR=~a: not an absolute file name; set it to \
+Guix's state directory, such as /var/guix, or unset it" state)))))
     (and database (file-exists? database) database)))
 
 
