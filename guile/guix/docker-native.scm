@@ -825,7 +825,8 @@ BYTES-DONE and BYTES-TOTAL" progress))
   (unless (or (not cancel) (cancel-flag? cancel))
     (invalid-argument "cancel ~s: expected a flag from make-cancel-flag"
                       cancel))
-  ;; The library forbids starting a build from its progress callback.
+  ;; One rule, as the library's for its callbacks (which refuses a build
+  ;; with the running build's options): no build from a progress procedure.
   (when (fluid-ref %in-progress-procedure)
     (invalid-argument "build of ~s: cannot start a build from a progress \
 procedure" item))
