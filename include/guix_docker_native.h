@@ -73,15 +73,28 @@ typedef struct gdn_cancel gdn_cancel;
 /**
  * Options for `build_docker_image`: an opaque handle.
  *
- * Create it with `gdn_options_new`, fill it with the `gdn_options_set_*` /
- * `gdn_options_add_*` setters, pass it to any number of builds, and free it
- * with `gdn_options_free`.  Its layout is private, so options can grow
- * without breaking callers.
+ * Create it with `gdn_options_new` (or `gdn_options_clone`), fill it with
+ * the `gdn_options_set_*` / `gdn_options_add_*` setters, pass it to any
+ * number of builds, and free it with `gdn_options_free`.  Its layout is
+ * private, so options can grow without breaking callers.
  *
- * Thread-safety: a handle may not be changed (by a setter or by
- * `gdn_options_free`) while another thread uses it.  Any number of threads
- * may read one handle at the same time (pass it to `build_docker_image`),
- * and distinct handles may be used freely in distinct threads.
+ * Thread-safety: every function taking a handle may be called from any
+ * thread, also while builds use the handle:
+ * - any number of builds may use one handle at once, each in its thread;
+ * - while a build uses the handle (from the moment `build_docker_image` is
+ *   entered until it returns), every setter on it fails with
+ *   `GDN_ERR_BUSY` and changes nothing, whether called from another thread
+ *   or from the build's own progress callback: a running build's options
+ *   never change under it.  To build with other options meanwhile, copy
+ *   the handle with `gdn_options_clone` and change the copy;
+ * - `gdn_options_free` while builds use the handle is allowed (from their
+ *   progress callback or from another thread): the handle is released when
+ *   the last of them returns, and they finish with the options they had.
+ *   (A build counts from its start: a free racing with the entry into
+ *   `build_docker_image` is a use after free, as with any function.)
+ *   Using a freed handle is an error: until it is released, setters,
+ *   `gdn_options_clone` and `build_docker_image` refuse it with
+ *   `GDN_ERR_BUSY`; after, the pointer is dangling, as after any free.
  */
 typedef struct gdn_options gdn_options;
 
@@ -101,8 +114,17 @@ typedef int32_t gdn_result;
  * only while that call runs, and never concurrently with itself for one
  * options handle (when two threads build with one handle, their calls are
  * serialised).  It must return normally: it may not unwind (C++
- * exceptions) or longjmp out, and may not call `build_docker_image` or
- * change the options handle.
+ * exceptions) or longjmp out (the build's worker threads would be left
+ * running); to stop the build, request a cancellation (`gdn_cancel`).
+ *
+ * Rules, enforced: the callback may not change its build's options handle
+ * (the setters return `GDN_ERR_BUSY`), and may not start a build with that
+ * handle or a copy of it (`gdn_options_clone`), which would wait for the
+ * callback itself: `build_docker_image` returns `GDN_ERR_BUSY` at once.
+ * It may start a build with an unrelated handle, and may free its build's
+ * handle (see `gdn_options`).  It should not wait for another thread that
+ * builds with its handle or a copy: that build's callbacks wait for this
+ * one to return.
  */
 typedef void (*gdn_progress_callback)(uint64_t bytes_done, uint64_t bytes_total, void *userdata);
 
@@ -164,6 +186,14 @@ typedef void (*gdn_progress_callback)(uint64_t bytes_done, uint64_t bytes_total,
  */
 #define GDN_ERR_PANIC 10
 
+/**
+ * A handle was used against its rules while a build uses it: a setter
+ * called on the options of a running build, a build started from a
+ * progress callback with that callback's own options, or a freed handle
+ * that running builds still hold (see `gdn_options`).  Nothing was done.
+ */
+#define GDN_ERR_BUSY 11
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -218,13 +248,32 @@ const char *gdn_last_error_message(void);
 gdn_options *gdn_options_new(void);
 
 /**
- * Frees an options handle made by `gdn_options_new`.  NULL is accepted and
- * ignored.  The handle must not be used afterwards, nor be in use by
- * another thread.  Builds that already returned are unaffected: they kept
- * nothing of it.
+ * Creates a copy of the options handle `options`: the same values, the
+ * same progress callback and userdata, the same cancellation flag (a
+ * request stops the builds of both).  The copy is independent: changing
+ * or freeing one leaves the other as it is.  Copying a handle that builds
+ * are using is allowed: the copy may be changed at once.
+ *
+ * Ownership: the caller owns the copy and must free it with
+ * `gdn_options_free`.  Returns NULL when `options` is NULL or freed, with
+ * the message in `gdn_last_error_message`.
  *
  * # Safety
- * `options` is NULL or a handle from `gdn_options_new` not freed yet.
+ * `options` is NULL or a live handle.
+ */
+gdn_options *gdn_options_clone(const gdn_options *options);
+
+/**
+ * Frees an options handle made by `gdn_options_new` or
+ * `gdn_options_clone`.  NULL is accepted and ignored.  The handle must not
+ * be used afterwards.  Builds that already returned are unaffected: they
+ * kept nothing of it.  Builds that are still running with it (this may be
+ * called from their progress callback, or from another thread) finish with
+ * their options, and the last of them releases the handle.
+ *
+ * # Safety
+ * `options` is NULL or a handle from `gdn_options_new` or
+ * `gdn_options_clone` not freed yet.
  */
 void gdn_options_free(gdn_options *options);
 
@@ -431,7 +480,8 @@ gdn_result gdn_options_set_compression(gdn_options *options, const char *name, i
  * gives it, and root's profile `guix-profile` linking to the item, which
  * makes it a GC root.  A build with it and without a database fails with
  * `GDN_ERR_INVALID_ARGUMENT`: the hashes cannot be made up.  0 (the
- * default) turns it off.
+ * default) turns it off.  Fails with `GDN_ERR_BUSY`, as every setter,
+ * while a build uses the handle.
  *
  * # Safety
  * `options` is NULL or a live handle.
@@ -451,7 +501,9 @@ gdn_result gdn_options_set_threads(gdn_options *options, uint32_t n);
  * Sets the progress callback (see `gdn_progress_callback`) and the pointer
  * it receives; NULL `callback` removes it.  The library never reads or
  * frees `userdata`: it must stay valid for every build that uses this
- * handle, until the callback is replaced or the handle freed.
+ * handle or a copy of it (`gdn_options_clone`), until the callback is
+ * replaced or the handles freed.  Fails with `GDN_ERR_BUSY`, as every
+ * setter, while a build uses the handle.
  *
  * # Safety
  * `options` is NULL or a live handle; `callback` is NULL or a function
@@ -498,6 +550,9 @@ void gdn_cancel_free(gdn_cancel *cancel);
  * `cancel` detaches it.  The options keep a reference of their own: the
  * caller may free `cancel` after this call, whatever the options' fate.
  *
+ * Fails with `GDN_ERR_BUSY`, as every setter, while a build uses the
+ * options (see `gdn_options`).
+ *
  * # Safety
  * `options` is NULL or a live handle; `cancel` is NULL or a live handle.
  */
@@ -535,8 +590,12 @@ gdn_result gdn_options_set_cancel(gdn_options *options, const gdn_cancel *cancel
  * keeps none of them; the caller still owns and frees them.
  *
  * Thread-safety: may run in several threads at once, with distinct
- * options handles or with one shared handle, as long as no thread changes
- * or frees that handle meanwhile.  Give concurrent calls distinct outputs.
+ * options handles or with one shared handle.  While it runs, the handle
+ * refuses every setter (`GDN_ERR_BUSY`) and a `gdn_options_free` of it is
+ * deferred to the end of the last build using it (see `gdn_options`).
+ * Called from a progress callback with that callback's own options handle
+ * (or a copy of it), it fails at once with `GDN_ERR_BUSY` instead of
+ * waiting for the callback.  Give concurrent calls distinct outputs.
  *
  * # Safety
  * Each pointer is NULL or valid as described above; `closure` points to

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Cancelled = 9,
     /// A bug: the library panicked.  The panic did not cross the boundary.
     Panic = 10,
+    /// A C handle used against its rules while a build uses it (C ABI only).
+    Busy = 11,
 }
 
 impl ErrorKind {

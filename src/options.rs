@@ -175,11 +175,53 @@ impl Default for ImageOptions {
     }
 }
 
-/// `$NIX_STORE_DIR` when set and not empty, else `/gnu/store`, as Guix decides.
+/// `$NIX_STORE_DIR` when set and not empty, else `/gnu/store`, as Guix
+/// decides.  The value is taken as it is (a build refuses a bad store
+/// directory); [`store_dir_from_environment`] checks it as the option.
 pub fn default_store_dir() -> PathBuf {
     match std::env::var_os("NIX_STORE_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from("/gnu/store"),
+    }
+}
+
+/// `$NIX_STORE_DIR` checked as the store directory option is (absolute),
+/// with an error naming it; `None` when it is unset or empty.
+pub fn store_dir_from_environment() -> Result<Option<PathBuf>> {
+    match std::env::var_os("NIX_STORE_DIR") {
+        Some(dir) if !dir.is_empty() => check_store_dir_variable(PathBuf::from(dir)).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn check_store_dir_variable(dir: PathBuf) -> Result<PathBuf> {
+    if !dir.is_absolute() {
+        return Err(Error::invalid_argument(format!(
+            "NIX_STORE_DIR '{}': not an absolute path; set it to the store directory, e.g. /gnu/store, or unset it",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// The value of `SOURCE_DATE_EPOCH`, checked as the creation time option.
+fn source_date_epoch(value: &str) -> Result<i64> {
+    let refuse = |why: &str| {
+        Err(Error::invalid_argument(format!(
+            "SOURCE_DATE_EPOCH '{value}': {why}; unset it or set the creation time explicitly"
+        )))
+    };
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return refuse("not an integer number of seconds since the epoch");
+    }
+    match value.parse::<i64>() {
+        Ok(seconds) if CREATION_TIME_RANGE.contains(&seconds) => Ok(seconds),
+        _ => refuse(&format!(
+            "outside the years 0000 to 9999 that an image's creation time can hold ({} to {} seconds)",
+            CREATION_TIME_RANGE.start(),
+            CREATION_TIME_RANGE.end()
+        )),
     }
 }
 
@@ -460,17 +502,17 @@ impl ImageOptions {
     }
 
     /// The creation time to record: the option, else `SOURCE_DATE_EPOCH`,
-    /// else 1970-01-01T00:00:01Z.
+    /// else 1970-01-01T00:00:01Z.  `SOURCE_DATE_EPOCH` is checked as the
+    /// option is: an integer number of seconds (ASCII digits, an optional
+    /// `-`) within the years 0000 to 9999; anything else is an error naming
+    /// it, not an image whose date no loader reads.  Set but empty means
+    /// unset, as the reproducible-builds specification allows.
     pub fn effective_creation_time(&self) -> Result<i64> {
         if let Some(t) = self.creation_time {
             return Ok(t);
         }
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(value) if !value.is_empty() => value.trim().parse::<i64>().map_err(|_| {
-                Error::invalid_argument(format!(
-                    "SOURCE_DATE_EPOCH '{value}': not a number of seconds"
-                ))
-            }),
+        match std::env::var_os("SOURCE_DATE_EPOCH") {
+            Some(value) if !value.is_empty() => source_date_epoch(&value.to_string_lossy()),
             _ => Ok(DEFAULT_CREATION_TIME),
         }
     }
@@ -565,5 +607,45 @@ mod tests {
         assert!(o.set_compression(Compression::None, Some(3)).is_err());
         o.set_compression(Compression::Zstd, Some(19)).unwrap();
         assert_eq!(o.effective_compression_level(), 19);
+    }
+
+    #[test]
+    fn source_date_epoch_is_checked_as_the_option_is() {
+        for good in ["0", "1", "1700000000", "-62167219200", "253402300799"] {
+            assert_eq!(source_date_epoch(good).unwrap(), good.parse::<i64>().unwrap(), "{good}");
+        }
+        for (bad, why) in [
+            ("253402300800", "outside the years 0000 to 9999"),
+            ("-62167219201", "outside the years 0000 to 9999"),
+            ("99999999999999999999", "outside the years 0000 to 9999"),
+            ("1.5", "not an integer"),
+            ("1e9", "not an integer"),
+            (" 1", "not an integer"),
+            ("+1", "not an integer"),
+            ("-", "not an integer"),
+            ("now", "not an integer"),
+            ("1700000000\n", "not an integer"),
+        ] {
+            let err = source_date_epoch(bad).unwrap_err();
+            assert_eq!(err.kind, crate::error::ErrorKind::InvalidArgument);
+            assert!(err.message.starts_with(&format!("SOURCE_DATE_EPOCH '{bad}': ")), "{}", err.message);
+            assert!(err.message.contains(why), "{bad}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn the_creation_time_option_wins_over_source_date_epoch() {
+        // The environment is the process's: only read it here, never set it.
+        let mut o = ImageOptions::new();
+        o.set_creation_time(42).unwrap();
+        assert_eq!(o.effective_creation_time().unwrap(), 42);
+    }
+
+    #[test]
+    fn nix_store_dir_is_checked_as_the_option_is() {
+        let err = check_store_dir_variable(PathBuf::from("gnu/store")).unwrap_err();
+        assert_eq!(err.kind, crate::error::ErrorKind::InvalidArgument);
+        assert!(err.message.starts_with("NIX_STORE_DIR 'gnu/store': not an absolute path"), "{}", err.message);
+        assert_eq!(check_store_dir_variable(PathBuf::from("/x/gnu/store")).unwrap(), Path::new("/x/gnu/store"));
     }
 }

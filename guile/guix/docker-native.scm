@@ -9,6 +9,7 @@
   #:use-module (ice-9 format)
   #:use-module (ice-9 match)
   #:use-module (ice-9 regex)
+  #:use-module (ice-9 threads)
   #:use-module (srfi srfi-1)
   #:use-module (srfi srfi-9)
   #:use-module (srfi srfi-11)
@@ -75,7 +76,8 @@
     (7 . output)
     (8 . database)
     (9 . cancelled)
-    (10 . panic)))
+    (10 . panic)
+    (11 . busy)))
 
 (define %invalid-argument 2)
 (define %invalid-store-path 3)
@@ -328,6 +330,9 @@ refuse anything else with an error naming WHAT."
     (invalid-argument "~a ~s: contains a NUL character" what value))
   (string->pointer value "UTF-8"))
 
+(define (uint32? value)
+  (and (exact-integer? value) (<= 0 value #xffffffff)))
+
 (define (uint32-argument what value)
   (unless (and (exact-integer? value) (<= 0 value #xffffffff))
     (invalid-argument "~a ~s: expected an integer from 0 to ~a"
@@ -359,18 +364,32 @@ pointer keeps alive for as long as it is referenced."
          (loop rest (+ slot pointer-size)
                (+ offset 1 (bytevector-length bv))))))))
 
+(define %creation-time-range
+  ;; The creation times an image can hold, RFC 3339's years 0000 to 9999, in
+  ;; seconds since the epoch (the library's CREATION_TIME_RANGE).
+  '(-62167219200 . 253402300799))
+
 (define (creation-time->seconds value)
   "Return VALUE, a number of seconds since the epoch, a SRFI-19 date, or a
-SRFI-19 time of type time-utc or time-tai, as seconds since the epoch."
-  (cond ((exact-integer? value) value)
-        ((date? value) (time-second (date->time-utc value)))
-        ((and (time? value) (eq? (time-type value) time-utc))
-         (time-second value))
-        ((and (time? value) (eq? (time-type value) time-tai))
-         (time-second (time-tai->time-utc value)))
-        (else
-         (invalid-argument "creation-time ~s: expected seconds since the \
-epoch, a SRFI-19 date, or a time-utc or time-tai time" value))))
+SRFI-19 time of type time-utc or time-tai, as seconds since the epoch, within
+the years 0000 to 9999."
+  (let ((seconds
+         (cond ((exact-integer? value) value)
+               ((date? value) (time-second (date->time-utc value)))
+               ((and (time? value) (eq? (time-type value) time-utc))
+                (time-second value))
+               ((and (time? value) (eq? (time-type value) time-tai))
+                (time-second (time-tai->time-utc value)))
+               (else
+                (invalid-argument "creation-time ~s: expected seconds since \
+the epoch, a SRFI-19 date, or a time-utc or time-tai time" value)))))
+    (match %creation-time-range
+      ((low . high)
+       (unless (<= low seconds high)
+         (invalid-argument "creation-time ~s: outside the years 0000 to 9999 \
+that an image's creation time can hold (~a to ~a seconds since the epoch)"
+                           value low high))))
+    seconds))
 
 
 ;;;
@@ -438,11 +457,18 @@ collector frees with FREE-NAME."
 (define-option-setter %set-compression "gdn_options_set_compression"
   ('* int32))
 (define-option-setter %set-threads "gdn_options_set_threads" (uint32))
+;; Whether the image holds the store database (--localstatedir).
 (define-option-setter %set-localstatedir "gdn_options_set_localstatedir"
   (int32))
-(define-option-setter %set-progress-callback
-  "gdn_options_set_progress_callback" ('* '*))
-(define-option-setter %set-cancel "gdn_options_set_cancel" ('*))
+
+;; These two are set on a build's private copy of the options, a bare
+;; pointer: never wrap such a pointer in an <image-options>, whose table
+;; maps addresses to wrappers and would hand the copy's wrapper, with no
+;; finalizer, to the next handle that the allocator puts at that address.
+(define %set-progress-callback
+  (checked-library-procedure "gdn_options_set_progress_callback" '(* * *)))
+(define %set-cancel
+  (checked-library-procedure "gdn_options_set_cancel" '(* *)))
 
 (define (pairs-argument what value)
   "Check that VALUE is a list of pairs of strings (an alist); return it."
@@ -609,23 +635,6 @@ program first" entry-point)))
 
 
 ;;;
-;;; Progress.
-;;;
-
-;; The progress procedure of the build running on this thread, the
-;; exception it raised, if any, and the build's cancellation flag (a
-;; gdn_cancel pointer).  The library calls the callback only on the thread
-;; that called build_docker_image, inside that call.
-(define-record-type <progress-state>
-  (make-progress-state procedure exception cancel)
-  progress-state?
-  (procedure progress-state-procedure)
-  (exception progress-state-exception set-progress-state-exception!)
-  (cancel progress-state-cancel))
-
-
-
-;;;
 ;;; Cancellation.
 ;;;
 
@@ -659,28 +668,99 @@ before writing anything."
                       flag))
   (%cancel-request (cancel-flag->pointer flag)))
 
-(define %current-progress (make-thread-local-fluid #f))
+
+;;;
+;;; Running a build.
+;;;
+
+;; The library's call is made on a thread of its own, the build thread, and
+;; the caller's thread waits for it, calling the progress procedure with
+;; each report.  So no Scheme code of the caller ever runs above the
+;; library's frames: an exception, an escape (call/ec, abort-to-prompt, a
+;; continuation), `cancel-thread' or a signal's handler leave the waiting
+;; loop as they would any Scheme procedure, through a `dynamic-wind' that
+;; cancels the build, waits for the library to return (and so for its
+;; worker threads to end), and only then lets the exit go on.  Unwinding
+;; through the library's frames, which would leave its workers running on
+;; a stack that is gone, cannot happen.
+;;
+;; The two threads meet in a <build>: the build thread's callback posts a
+;; report and waits until the caller's thread has taken it (so the library
+;; is paused while the progress procedure runs, as it would be were the
+;; procedure called from the callback), or until the build is abandoned.
+(define-record-type <build>
+  (make-build mutex condition report finished? outcome abandoned? kept)
+  build?
+  (kept build-kept set-build-kept!)   ;objects the library uses: see below
+  (mutex build-mutex)
+  (condition build-condition)
+  (report build-report set-build-report!)          ;(DONE . TOTAL) or #f
+  (finished? build-finished? set-build-finished!)
+  (outcome build-outcome set-build-outcome!)       ;#t, or (KEY . ARGS)
+  (abandoned? build-abandoned? set-build-abandoned!))
+
+;; On the build thread: its <build>.
+(define %current-build (make-thread-local-fluid #f))
+
+;; On the caller's thread: true while its progress procedure runs.
+(define %in-progress-procedure (make-thread-local-fluid #f))
+
+(define (post-report! build done total)
+  "On the build thread: hand (DONE . TOTAL) to the caller's thread and wait
+until it has been taken, or until the build is abandoned."
+  (with-mutex (build-mutex build)
+    (unless (build-abandoned? build)
+      (set-build-report! build (cons done total))
+      (broadcast-condition-variable (build-condition build))
+      (let wait ()
+        (when (and (build-report build) (not (build-abandoned? build)))
+          (wait-condition-variable (build-condition build)
+                                   (build-mutex build))
+          (wait))))))
+
+(define (finish-build! build outcome)
+  "On the build thread: record OUTCOME, the library call's, and wake the
+caller's thread."
+  (with-mutex (build-mutex build)
+    (set-build-outcome! build outcome)
+    (set-build-finished! build #t)
+    (broadcast-condition-variable (build-condition build))))
+
+(define (next-event build)
+  "On the caller's thread: wait for the next report, returned as
+(report DONE . TOTAL), or for the end of the build, returned as
+(finished . OUTCOME).  The wait is interruptible: signal handlers,
+`cancel-thread' and other asyncs run in it."
+  (with-mutex (build-mutex build)
+    (let wait ()
+      (cond ((build-report build) => (cut cons 'report <>))
+            ((build-finished? build) (cons 'finished (build-outcome build)))
+            (else
+             (wait-condition-variable (build-condition build)
+                                      (build-mutex build))
+             (wait))))))
+
+(define (report-taken! build)
+  (with-mutex (build-mutex build)
+    (set-build-report! build #f)
+    (broadcast-condition-variable (build-condition build))))
+
+(define (abandon-build! build)
+  "Release the build thread from any report it waits on, for good."
+  (with-mutex (build-mutex build)
+    (set-build-abandoned! build #t)
+    (set-build-report! build #f)
+    (broadcast-condition-variable (build-condition build))))
 
 (define (progress-trampoline bytes-done bytes-total data)
-  (match (fluid-ref %current-progress)
-    (#f #t)
-    (state
-     (unless (progress-state-exception state)
-       ;; Never let a Scheme exception unwind through the library's frames:
-       ;; keep it, stop the build, and raise it once the build has returned.
-       (with-exception-handler
-           (lambda (exception)
-             (set-progress-state-exception! state exception)
-             (%cancel-request (progress-state-cancel state)))
-         (lambda ()
-           ;; The build runs with asyncs blocked (see
-           ;; `checked-library-procedure'); let them run here, inside the
-           ;; handler, so that a signal handler's exception stops the build
-           ;; too instead of waiting for its end.
-           (call-with-unblocked-asyncs
-            (lambda ()
-              ((progress-state-procedure state) bytes-done bytes-total))))
-         #:unwind? #t)))))
+  ;; Called by the library on the build thread.  Nothing may leave it but a
+  ;; normal return: keep any failure of ours inside.
+  (catch #t
+    (lambda ()
+      (let ((build (fluid-ref %current-build)))
+        (when build
+          (post-report! build bytes-done bytes-total))))
+    (const #f)))
 
 ;; One C function pointer for every build: made once, never freed.
 (define %progress-callback
@@ -696,6 +776,44 @@ before writing anything."
   (checked-library-procedure "build_docker_image"
                              (list '* '* size_t '* '*)))
 
+(define %clone-options (library-procedure '* "gdn_options_clone" '(*)))
+(define %free-options (library-procedure void "gdn_options_free" '(*)))
+
+(define (private-options options)
+  "Return a copy of OPTIONS for one build, freed by the caller with
+`%free-options': the build's callback and flag are set on it, so that
+OPTIONS itself never changes and may serve several builds at once."
+  (let ((copy (call-with-blocked-asyncs
+               (lambda ()
+                 (let ((copy (%clone-options (image-options->pointer options))))
+                   (if (null-pointer? copy)
+                       (cons #f (let ((message (%last-error-message)))
+                                  (if (null-pointer? message)
+                                      "gdn_options_clone failed"
+                                      (pointer->string message -1 "UTF-8"))))
+                       copy))))))
+    (match copy
+      ((#f . message) (raise-docker-native-error 10 message))
+      (pointer pointer))))
+
+(define (start-build-thread build call)
+  "Make the library call CALL, a thunk, on a new thread with BUILD as its
+current build; return the thread."
+  (call-with-new-thread
+   (lambda ()
+     (with-fluids ((%current-build build))
+       (finish-build!
+        build
+        (catch #t
+          (lambda () (call) #t)
+          (lambda (key . args) (cons key args))))))))
+
+(define (accepts-two-arguments? procedure)
+  (match (procedure-minimum-arity procedure)
+    ((required optional rest?)
+     (and (<= required 2) (or rest? (>= (+ required optional) 2))))
+    (#f #t)))                           ;unknown: let the call tell
+
 (define* (build-docker-image/options item output options
                                      #:key closure progress cancel)
   "Write to OUTPUT (a file name, or \"-\" for standard output) the Docker
@@ -704,74 +822,122 @@ image archive of ITEM, a store item, shaped by OPTIONS, a handle from
 image, ITEM's closure, or #f to let the library compute it (from the
 options' database when one is set, else by scanning the store).  PROGRESS,
 when true, is called as (PROGRESS BYTES-DONE BYTES-TOTAL) as the build
-advances, on the calling thread; an exception it raises cancels the build
-(which stops within the next 128 KiB of data) and is raised again once the
-library has returned, and nothing is left at OUTPUT then.  CANCEL, a flag
-from `make-cancel-flag', stops the build when `cancel-build!' is called on
-it (it is also the flag an exception from PROGRESS requests).  Return
-OUTPUT.  Errors are raised as docker-native errors."
+advances, on the calling thread, the build pausing meanwhile.  CANCEL, a
+flag from `make-cancel-flag', stops the build when `cancel-build!' is called
+on it (and is the flag requested when the call is left early, see below).
+Return OUTPUT.  Errors are raised as docker-native errors.
+
+However the call is left before the build's end (an exception or an escape
+from PROGRESS, such as `call/ec' or `abort-to-prompt', a signal handler's
+exception, `cancel-thread'), the build is cancelled, and the exit goes on
+once the library has returned and its threads have ended, leaving nothing
+at OUTPUT (a file that was there is untouched, unless the build had already
+replaced it).  OPTIONS is not changed and may be used by several builds at
+once."
   (unless (image-options? options)
     (invalid-argument "options ~s: expected a handle from make-image-options"
                       options))
-  (unless (or (not progress) (procedure? progress))
-    (invalid-argument "progress ~s: expected a procedure" progress))
+  (unless (or (not progress)
+              (and (procedure? progress) (accepts-two-arguments? progress)))
+    (invalid-argument "progress ~s: expected a procedure of two arguments, \
+BYTES-DONE and BYTES-TOTAL" progress))
   (unless (or (not cancel) (cancel-flag? cancel))
     (invalid-argument "cancel ~s: expected a flag from make-cancel-flag"
                       cancel))
-  ;; The library forbids starting a build from its progress callback.
-  (when (fluid-ref %current-progress)
+  ;; One rule, as the library's for its callbacks (which refuses a build
+  ;; with the running build's options): no build from a progress procedure.
+  (when (fluid-ref %in-progress-procedure)
     (invalid-argument "build of ~s: cannot start a build from a progress \
 procedure" item))
-  (let ((item-pointer (string-argument "item" item))
-        (output-pointer (string-argument "output" output))
-        (closure-pointer (if closure
-                             (string-array-argument
-                              "closure item" (list-argument "closure" closure))
-                             %null-pointer))
-        (closure-length (if closure (length closure) 0))
-        (flag (cond (cancel (cancel-flag->pointer cancel))
-                    (progress (new-cancel-flag))
-                    (else #f))))
-    (define state (and progress (make-progress-state progress #f flag)))
-    (when progress
-      (%set-progress-callback options (force %progress-callback)
+  (let* ((item-pointer (string-argument "item" item))
+         (output-pointer (string-argument "output" output))
+         (closure-pointer (if closure
+                              (string-array-argument
+                               "closure item" (list-argument "closure" closure))
                               %null-pointer))
-    (when flag
-      (%set-cancel options flag))
-    (let ((completed?                   ;#f when cancelled on PROGRESS's behalf
-           (dynamic-wind
-             (const #t)
-             (lambda ()
-               (with-fluids ((%current-progress state))
-                 (catch %error-key
-                   (lambda ()
-                     (%build-docker-image item-pointer closure-pointer
-                                          closure-length output-pointer
-                                          (image-options->pointer options)))
-                   (lambda (key code symbol message)
-                     ;; When the progress procedure raised, the build was
-                     ;; cancelled on its behalf: its exception is raised
-                     ;; below.
-                     (if (and state (progress-state-exception state)
-                              (eq? symbol 'cancelled))
-                         #f
-                         (throw key code symbol message))))))
-             (lambda ()
-               ;; Clear the callback and the flag, whether set or not:
-               ;; besides, this use of OPTIONS after the build keeps its
-               ;; handle reachable, so its finalizer cannot run while the
-               ;; library uses it.
-               (%set-progress-callback options %null-pointer %null-pointer)
-               (%set-cancel options %null-pointer)))))
-      (match (and state (progress-state-exception state))
-        (#f output)
-        (exception
-         ;; A cancelled build left nothing (and whatever was at OUTPUT
-         ;; before is untouched); one that had finished when the
-         ;; procedure raised, at its last call, is undone.
-         (when (and completed? (not (string=? output "-")))
-           (false-if-exception (delete-file output)))
-         (raise-exception exception))))))
+         (closure-length (if closure (length closure) 0))
+         (flag (if cancel (cancel-flag->pointer cancel) (new-cancel-flag)))
+         ;; The build record lives until `finish!' is done, and with it
+         ;; what the library reads: the pointer objects of the strings and
+         ;; the closure table, and that of OPTIONS, whose finalizer
+         ;; (gdn_options_free) must not run while gdn_options_clone reads
+         ;; it.  A foreign call's arguments alone do not keep them alive.
+         (build (make-build (make-mutex) (make-condition-variable) #f #f #f #f
+                            (list (image-options->pointer options)
+                                  item-pointer output-pointer
+                                  closure-pointer flag)))
+         (copy #f)
+         (thread #f)
+         (entered? #f)
+         (completed? #f))               ;left through the loop's end
+    (define (start!)
+      (set! copy (private-options options))
+      (%set-cancel copy flag)
+      (when progress
+        (%set-progress-callback copy (force %progress-callback)
+                                %null-pointer))
+      (set! thread
+        (start-build-thread
+         build
+         (lambda ()
+           (%build-docker-image item-pointer closure-pointer closure-length
+                                output-pointer copy)))))
+
+    (define (finish!)
+      ;; Runs with asyncs blocked (see below): nothing may interrupt the
+      ;; wait for the library, or the exit would outrun the build again.
+      (unless completed?
+        (%cancel-request flag)
+        (abandon-build! build))
+      (when thread
+        (join-thread thread))
+      (when copy
+        (%free-options copy)
+        (set! copy #f))
+      ;; The library is done with them: release them (and, this being a
+      ;; use of the record, nothing is collected before this point).
+      (set-build-kept! build #f)
+      ;; The build had written OUTPUT when the call was left at its last
+      ;; report: undo it, the caller never got OUTPUT back.
+      (when (and (not completed?)
+                 (build-finished? build)
+                 (eq? #t (build-outcome build))
+                 (not (string=? output "-")))
+        (false-if-exception (delete-file output))))
+
+    ;; Asyncs (signal handlers, `cancel-thread', ...) are blocked from here
+    ;; on and run only where this thread waits for the build or calls
+    ;; PROGRESS: an async's exit then always finds the build thread known
+    ;; and reaches `finish!' with asyncs blocked again, with no window for a
+    ;; second async to cut the wait short.
+    (let ((outcome
+           (call-with-blocked-asyncs
+            (lambda ()
+              (dynamic-wind
+                (lambda ()
+                  (when entered?
+                    (invalid-argument "build of ~s: it has ended; its \
+progress procedure cannot be entered again" item))
+                  (set! entered? #t))
+                (lambda ()
+                  (start!)
+                  (let loop ()
+                    (match (call-with-unblocked-asyncs
+                            (lambda () (next-event build)))
+                      (('report done . total)
+                       (call-with-unblocked-asyncs
+                        (lambda ()
+                          (with-fluids ((%in-progress-procedure #t))
+                            (progress done total))))
+                       (report-taken! build)
+                       (loop))
+                      (('finished . outcome)
+                       (set! completed? #t)
+                       outcome))))
+                finish!)))))
+      (match outcome
+        (#t output)
+        ((key . args) (apply throw key args))))))
 
 
 ;;;
@@ -799,11 +965,15 @@ procedure" item))
                        '%store-directory))))
 
 (define (store-directory)
-  "Return the store directory as Guix decides it: NIX_STORE_DIR when set,
-else Guix's own setting when its modules are there, else \"/gnu/store\"."
+  "Return the store directory as Guix decides it: NIX_STORE_DIR when set
+(it must be absolute), else Guix's own setting when its modules are there,
+else \"/gnu/store\"."
   (match (getenv "NIX_STORE_DIR")
     ((or #f "") (or (guix-store-directory) "/gnu/store"))
-    (directory directory)))
+    ((? absolute-file-name? directory) directory)
+    (directory
+     (invalid-argument "NIX_STORE_DIR ~s: not an absolute file name; set it \
+to the store directory, such as /gnu/store, or unset it" directory))))
 
 ;; For keyword arguments named store-directory, which shadow the procedure.
 (define default-store-directory store-directory)
@@ -968,15 +1138,17 @@ gzip, zstd or none" compressor program))))
        (match directive
          (('directory (? string? name))
           (loop rest (cons (list name 0 0 #o755) directories) symlinks))
-         (('directory (? string? name) uid gid)
+         (('directory (? string? name) (? uint32? uid) (? uint32? gid))
           (loop rest (cons (list name uid gid #o755) directories) symlinks))
-         (('directory (? string? name) uid gid mode)
+         (('directory (? string? name) (? uint32? uid) (? uint32? gid)
+           (? uint32? mode))
           (loop rest (cons (list name uid gid mode) directories) symlinks))
          (((? string? link) '-> (? string? target))
           (loop rest directories (cons (cons link target) symlinks)))
          (_
           (invalid-argument "extra-files directive ~s: expected (directory \
-NAME [UID GID [MODE]]) or (LINK -> TARGET)" directive)))))))
+NAME [UID GID [MODE]]), UID, GID and MODE integers from 0 to 4294967295, or \
+(LINK -> TARGET), both strings" directive)))))))
 
 (define (transformations->options transformations)
   (map (match-lambda
@@ -1054,6 +1226,9 @@ offending input."
   (when root-system
     (invalid-argument "root-system ~s: building an image of a whole system's \
 root is not supported yet" root-system))
+  (unless (or (not database) (string? database))
+    (invalid-argument "database ~s: expected the file name of a store \
+database (a string), or #f" database))
   (let*-values (((compression level) (compressor->compression compressor))
                 ((extra-directories extra-symlinks)
                  (extra-files->options extra-files)))

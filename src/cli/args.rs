@@ -246,8 +246,13 @@ impl Cli {
     /// The options the command line asks for; the first bad value is the error.
     pub fn image_options(&self) -> Result<ImageOptions> {
         let mut o = ImageOptions::new();
-        if let Some(dir) = &self.store_dir {
-            o.set_store_dir(dir)?;
+        match &self.store_dir {
+            Some(dir) => o.set_store_dir(dir)?,
+            None => {
+                if let Some(dir) = guix_docker_native::options::store_dir_from_environment()? {
+                    o.set_store_dir(&dir)?;
+                }
+            }
         }
         if let Some(file) = &self.database {
             o.set_database(file)?;

@@ -3,8 +3,8 @@
 use std::ffi::c_char;
 use std::path::PathBuf;
 
-use super::options::gdn_options;
-use super::{arg_bytes, arg_path, arg_ref, call, gdn_result, utf8};
+use super::options::{begin_build, gdn_options};
+use super::{arg_bytes, arg_path, call, gdn_result, utf8};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::Output;
 use crate::options::ImageOptions;
@@ -40,8 +40,12 @@ use crate::options::ImageOptions;
 /// keeps none of them; the caller still owns and frees them.
 ///
 /// Thread-safety: may run in several threads at once, with distinct
-/// options handles or with one shared handle, as long as no thread changes
-/// or frees that handle meanwhile.  Give concurrent calls distinct outputs.
+/// options handles or with one shared handle.  While it runs, the handle
+/// refuses every setter (`GDN_ERR_BUSY`) and a `gdn_options_free` of it is
+/// deferred to the end of the last build using it (see `gdn_options`).
+/// Called from a progress callback with that callback's own options handle
+/// (or a copy of it), it fails at once with `GDN_ERR_BUSY` instead of
+/// waiting for the callback.  Give concurrent calls distinct outputs.
 ///
 /// # Safety
 /// Each pointer is NULL or valid as described above; `closure` points to
@@ -59,12 +63,16 @@ pub unsafe extern "C" fn build_docker_image(
         let item = store_path(F, "item", arg_bytes(F, "item", item)?)?;
         let closure = closure_paths(closure, closure_len)?;
         let output = output_of(arg_path(F, "output", output)?)?;
+        // Held to the end of the build: the handle can neither change nor
+        // be released meanwhile.
+        let handle_use;
         let defaults;
         let options = if options.is_null() {
             defaults = ImageOptions::new();
             &defaults
         } else {
-            &arg_ref(F, "options", options)?.inner
+            handle_use = begin_build(F, options)?;
+            &*handle_use.options
         };
         crate::image::build_docker_image(&[item], closure.as_deref(), &output, options)
     })

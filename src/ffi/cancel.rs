@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{arg_mut, arg_ref, call, call_returning, gdn_result};
-use super::options::gdn_options;
+use super::{arg_ref, call, call_returning, gdn_result};
+use super::options::{arg_handle, gdn_options};
 
 /// A cancellation flag: an opaque handle.
 ///
@@ -76,15 +76,21 @@ pub unsafe extern "C" fn gdn_cancel_free(cancel: *mut gdn_cancel) {
 /// `cancel` detaches it.  The options keep a reference of their own: the
 /// caller may free `cancel` after this call, whatever the options' fate.
 ///
+/// Fails with `GDN_ERR_BUSY`, as every setter, while a build uses the
+/// options (see `gdn_options`).
+///
 /// # Safety
 /// `options` is NULL or a live handle; `cancel` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn gdn_options_set_cancel(options: *mut gdn_options, cancel: *const gdn_cancel) -> gdn_result {
     const F: &str = "gdn_options_set_cancel";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
-        options.inner.cancel = if cancel.is_null() { None } else { Some(arg_ref(F, "cancel", cancel)?.flag.clone()) };
-        Ok(())
+        let options = arg_handle(F, options)?;
+        let flag = if cancel.is_null() { None } else { Some(arg_ref(F, "cancel", cancel)?.flag.clone()) };
+        options.change(F, |o| {
+            o.cancel = flag;
+            Ok(())
+        })
     })
 }
 
@@ -99,7 +105,7 @@ mod tests {
             let o = super::super::options::gdn_options_new();
             let c = gdn_cancel_new();
             assert_eq!(gdn_options_set_cancel(o, c), GDN_OK);
-            let seen = (*o).inner.cancel.clone().unwrap();
+            let seen = (*o).snapshot().cancel.clone().unwrap();
             assert!(!seen.load(Ordering::SeqCst));
             std::thread::scope(|s| {
                 let c = c as usize;
@@ -107,9 +113,9 @@ mod tests {
             });
             assert!(seen.load(Ordering::SeqCst));
             gdn_cancel_free(c);
-            assert!((*o).inner.cancel.as_ref().unwrap().load(Ordering::SeqCst));
+            assert!((*o).snapshot().cancel.as_ref().unwrap().load(Ordering::SeqCst));
             assert_eq!(gdn_options_set_cancel(o, std::ptr::null()), GDN_OK);
-            assert!((*o).inner.cancel.is_none());
+            assert!((*o).snapshot().cancel.is_none());
             gdn_cancel_request(std::ptr::null());
             gdn_cancel_free(std::ptr::null_mut());
             super::super::options::gdn_options_free(o);

@@ -4,9 +4,9 @@
 //! Conventions, in the manner of rustls-ffi:
 //! - every exported function runs its body through [`call`] (or
 //!   [`call_returning`]), which catches panics so that none unwinds into C;
-//! - every pointer argument is checked for NULL by [`arg_ref`], [`arg_mut`],
-//!   [`arg_str`] or [`arg_path`], whose errors name the function and the
-//!   argument;
+//! - every pointer argument is checked for NULL by [`arg_ref`],
+//!   [`arg_str`], [`arg_path`] or [`options::arg_handle`], whose errors name
+//!   the function and the argument;
 //! - failures are reported as a [`gdn_result`] code plus a thread-local
 //!   message ([`error`]).
 
@@ -53,6 +53,11 @@ pub const GDN_ERR_CANCELLED: gdn_result = 9;
 /// A bug in the library: it panicked.  The panic was caught and did not
 /// cross into the caller; the message says where it happened.
 pub const GDN_ERR_PANIC: gdn_result = 10;
+/// A handle was used against its rules while a build uses it: a setter
+/// called on the options of a running build, a build started from a
+/// progress callback with that callback's own options, or a freed handle
+/// that running builds still hold (see `gdn_options`).  Nothing was done.
+pub const GDN_ERR_BUSY: gdn_result = 11;
 
 /// The version of this ABI that the header describes.  Compare it with
 /// `gdn_abi_version()` to detect a library built for another header.
@@ -127,14 +132,6 @@ pub(crate) unsafe fn arg_ref<'a, T>(function: &str, name: &str, ptr: *const T) -
     ptr.as_ref().ok_or_else(|| null_argument(function, name))
 }
 
-/// The object behind a pointer argument, mutably, or `GDN_ERR_NULL_ARGUMENT`.
-///
-/// # Safety
-/// A non-NULL `ptr` must point to a live `T` that nobody else uses meanwhile.
-pub(crate) unsafe fn arg_mut<'a, T>(function: &str, name: &str, ptr: *mut T) -> Result<&'a mut T> {
-    ptr.as_mut().ok_or_else(|| null_argument(function, name))
-}
-
 /// The bytes of a C string argument, or `GDN_ERR_NULL_ARGUMENT`.
 ///
 /// # Safety
@@ -200,6 +197,7 @@ mod tests {
             (GDN_ERR_DATABASE, ErrorKind::Database),
             (GDN_ERR_CANCELLED, ErrorKind::Cancelled),
             (GDN_ERR_PANIC, ErrorKind::Panic),
+            (GDN_ERR_BUSY, ErrorKind::Busy),
         ];
         for (code, kind) in pairs {
             assert_eq!(code, kind.code(), "{kind:?}");

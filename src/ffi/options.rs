@@ -2,27 +2,62 @@
 //!
 //! Each setter delegates to the [`ImageOptions`] setter of the same name, so
 //! a value is checked exactly as the command line checks it.
+//!
+//! A handle is shared by the builds that use it and the threads that set it:
+//! its state sits behind a mutex that is held only for a moment (never
+//! during a build, never while C code runs), and a build works on a
+//! snapshot of the options.  A handle in use by a build refuses to change
+//! (`GDN_ERR_BUSY`), and freeing it then is deferred to the end of the last
+//! such build, so that no build reads freed memory and no setter races with
+//! a build.
 
+use std::cell::RefCell;
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{arg_mut, arg_path, arg_str, call, call_returning, gdn_result};
+use super::{arg_path, arg_ref, arg_str, call, call_returning, gdn_result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Compression, ImageOptions, Progress};
 
 /// Options for `build_docker_image`: an opaque handle.
 ///
-/// Create it with `gdn_options_new`, fill it with the `gdn_options_set_*` /
-/// `gdn_options_add_*` setters, pass it to any number of builds, and free it
-/// with `gdn_options_free`.  Its layout is private, so options can grow
-/// without breaking callers.
+/// Create it with `gdn_options_new` (or `gdn_options_clone`), fill it with
+/// the `gdn_options_set_*` / `gdn_options_add_*` setters, pass it to any
+/// number of builds, and free it with `gdn_options_free`.  Its layout is
+/// private, so options can grow without breaking callers.
 ///
-/// Thread-safety: a handle may not be changed (by a setter or by
-/// `gdn_options_free`) while another thread uses it.  Any number of threads
-/// may read one handle at the same time (pass it to `build_docker_image`),
-/// and distinct handles may be used freely in distinct threads.
+/// Thread-safety: every function taking a handle may be called from any
+/// thread, also while builds use the handle:
+/// - any number of builds may use one handle at once, each in its thread;
+/// - while a build uses the handle (from the moment `build_docker_image` is
+///   entered until it returns), every setter on it fails with
+///   `GDN_ERR_BUSY` and changes nothing, whether called from another thread
+///   or from the build's own progress callback: a running build's options
+///   never change under it.  To build with other options meanwhile, copy
+///   the handle with `gdn_options_clone` and change the copy;
+/// - `gdn_options_free` while builds use the handle is allowed (from their
+///   progress callback or from another thread): the handle is released when
+///   the last of them returns, and they finish with the options they had.
+///   (A build counts from its start: a free racing with the entry into
+///   `build_docker_image` is a use after free, as with any function.)
+///   Using a freed handle is an error: until it is released, setters,
+///   `gdn_options_clone` and `build_docker_image` refuse it with
+///   `GDN_ERR_BUSY`; after, the pointer is dangling, as after any free.
 #[allow(non_camel_case_types)]
 pub struct gdn_options {
-    pub(crate) inner: ImageOptions,
+    state: Mutex<HandleState>,
+}
+
+struct HandleState {
+    /// What builds get: a snapshot, shared, copied on change.
+    options: Arc<ImageOptions>,
+    /// The C callback behind `options.progress`, if any: its identity tells
+    /// a re-entrant build from a nested one.
+    callback: Option<Arc<CProgress>>,
+    /// Builds running with this handle.
+    builds: usize,
+    /// `gdn_options_free` was called while builds ran: the last one frees.
+    freed: bool,
 }
 
 /// Called with the progress of a build: `bytes_done` of `bytes_total` bytes
@@ -33,8 +68,17 @@ pub struct gdn_options {
 /// only while that call runs, and never concurrently with itself for one
 /// options handle (when two threads build with one handle, their calls are
 /// serialised).  It must return normally: it may not unwind (C++
-/// exceptions) or longjmp out, and may not call `build_docker_image` or
-/// change the options handle.
+/// exceptions) or longjmp out (the build's worker threads would be left
+/// running); to stop the build, request a cancellation (`gdn_cancel`).
+///
+/// Rules, enforced: the callback may not change its build's options handle
+/// (the setters return `GDN_ERR_BUSY`), and may not start a build with that
+/// handle or a copy of it (`gdn_options_clone`), which would wait for the
+/// callback itself: `build_docker_image` returns `GDN_ERR_BUSY` at once.
+/// It may start a build with an unrelated handle, and may free its build's
+/// handle (see `gdn_options`).  It should not wait for another thread that
+/// builds with its handle or a copy: that build's callbacks wait for this
+/// one to return.
 #[allow(non_camel_case_types)]
 pub type gdn_progress_callback =
     Option<unsafe extern "C" fn(bytes_done: u64, bytes_total: u64, userdata: *mut c_void)>;
@@ -53,12 +97,158 @@ struct CProgress {
 unsafe impl Send for CProgress {}
 unsafe impl Sync for CProgress {}
 
+thread_local! {
+    /// The callbacks running on this thread (their addresses), innermost
+    /// last: a build that would report to one of them would wait for its
+    /// own caller.
+    static RUNNING_CALLBACKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Removes a callback from `RUNNING_CALLBACKS` when its call ends.
+struct RunningCallback;
+
+impl Drop for RunningCallback {
+    fn drop(&mut self) {
+        let _ = RUNNING_CALLBACKS.try_with(|running| running.borrow_mut().pop());
+    }
+}
+
 impl CProgress {
-    fn report(&self, progress: Progress) {
+    fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    fn running_on_this_thread(self: &Arc<Self>) -> bool {
+        RUNNING_CALLBACKS.try_with(|running| running.borrow().contains(&self.id())).unwrap_or(false)
+    }
+
+    fn report(self: &Arc<Self>, progress: Progress) {
         let _turn = self.one_at_a_time.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _running = RUNNING_CALLBACKS.try_with(|running| running.borrow_mut().push(self.id())).map(|()| RunningCallback);
         // SAFETY: the caller promised a callback that accepts its userdata.
         unsafe { (self.callback)(progress.bytes_done, progress.bytes_total, self.userdata) }
     }
+}
+
+fn busy(message: String) -> Error {
+    Error::new(ErrorKind::Busy, message)
+}
+
+impl gdn_options {
+    fn with(options: ImageOptions, callback: Option<Arc<CProgress>>) -> gdn_options {
+        gdn_options {
+            state: Mutex::new(HandleState { options: Arc::new(options), callback, builds: 0, freed: false }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HandleState> {
+        // Nothing panics while the lock is held; if something did, the
+        // state is still whole.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state of a handle that may be used, or `GDN_ERR_BUSY` for one
+    /// that was freed and waits for its builds to end.
+    fn live(&self, function: &str) -> Result<MutexGuard<'_, HandleState>> {
+        let state = self.lock();
+        if state.freed {
+            return Err(busy(format!(
+                "{function}: the options handle was freed (gdn_options_free) and may not be used any more"
+            )));
+        }
+        Ok(state)
+    }
+
+    /// The state of a handle that may change: live, and no build uses it.
+    fn writable(&self, function: &str) -> Result<MutexGuard<'_, HandleState>> {
+        let state = self.live(function)?;
+        if state.builds > 0 {
+            return Err(busy(format!(
+                "{function}: the options handle is in use by {} running build{} (build_docker_image); \
+                 it cannot change until {} returned: change a copy (gdn_options_clone) instead",
+                state.builds,
+                if state.builds == 1 { "" } else { "s" },
+                if state.builds == 1 { "that build has" } else { "they have" },
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Applies `change` to the options, unless a build uses them.  The
+    /// setters of `ImageOptions` change nothing when they fail.
+    pub(crate) fn change(&self, function: &str, change: impl FnOnce(&mut ImageOptions) -> Result<()>) -> Result<()> {
+        let mut state = self.writable(function)?;
+        change(Arc::make_mut(&mut state.options))
+    }
+
+    /// Sets or removes the C progress callback.
+    fn set_callback(&self, function: &str, callback: Option<Arc<CProgress>>) -> Result<()> {
+        let mut state = self.writable(function)?;
+        Arc::make_mut(&mut state.options).progress = callback.clone().map(|c| {
+            Arc::new(move |progress: Progress| c.report(progress)) as crate::options::ProgressFn
+        });
+        state.callback = callback;
+        Ok(())
+    }
+
+    /// The options as they are now (a snapshot).
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Arc<ImageOptions> {
+        self.lock().options.clone()
+    }
+}
+
+/// A build's use of a handle: it holds the handle's options for the build,
+/// and, when it ends, frees the handle if `gdn_options_free` was called
+/// meanwhile and it was the last build using it.
+pub(crate) struct BuildUse {
+    handle: *mut gdn_options,
+    pub(crate) options: Arc<ImageOptions>,
+}
+
+impl Drop for BuildUse {
+    fn drop(&mut self) {
+        // SAFETY: the handle stays allocated while `builds` > 0.
+        let handle = unsafe { &*self.handle };
+        let release = {
+            let mut state = handle.lock();
+            state.builds -= 1;
+            state.freed && state.builds == 0
+        };
+        if release {
+            // SAFETY: freed by the caller, and no build uses it any more.
+            drop(unsafe { Box::from_raw(self.handle) });
+        }
+    }
+}
+
+/// Registers a build with the handle `options`: refused when the handle was
+/// freed, or when the calling thread is inside the handle's own progress
+/// callback (the build would wait for the callback to return).
+///
+/// # Safety
+/// `options` is a live handle (or one freed while builds use it).
+pub(crate) unsafe fn begin_build(function: &str, options: *const gdn_options) -> Result<BuildUse> {
+    let handle = arg_ref(function, "options", options)?;
+    let mut state = handle.live(function)?;
+    if state.callback.as_ref().is_some_and(|c| c.running_on_this_thread()) {
+        return Err(busy(format!(
+            "{function}: called from the progress callback of a build that uses the same options handle \
+             (or a copy of it); a progress callback may not start a build with its own build's options, \
+             which would wait for the callback itself: give the nested build a handle of its own"
+        )));
+    }
+    state.builds += 1;
+    Ok(BuildUse { handle: options.cast_mut(), options: state.options.clone() })
+}
+
+/// The handle behind a setter's `options` argument, or
+/// `GDN_ERR_NULL_ARGUMENT` naming it.
+///
+/// # Safety
+/// A non-NULL `options` is a live handle (or one freed while builds use it).
+pub(crate) unsafe fn arg_handle<'a>(function: &str, options: *mut gdn_options) -> Result<&'a gdn_options> {
+    arg_ref(function, "options", options.cast_const())
 }
 
 /// Creates an options handle with the defaults: store directory
@@ -74,19 +264,48 @@ impl CProgress {
 #[no_mangle]
 pub extern "C" fn gdn_options_new() -> *mut gdn_options {
     call_returning(std::ptr::null_mut(), || {
-        let handle = Box::into_raw(Box::new(gdn_options { inner: ImageOptions::new() }));
+        let handle = Box::into_raw(Box::new(gdn_options::with(ImageOptions::new(), None)));
         super::error::clear_last_error();
         handle
     })
 }
 
-/// Frees an options handle made by `gdn_options_new`.  NULL is accepted and
-/// ignored.  The handle must not be used afterwards, nor be in use by
-/// another thread.  Builds that already returned are unaffected: they kept
-/// nothing of it.
+/// Creates a copy of the options handle `options`: the same values, the
+/// same progress callback and userdata, the same cancellation flag (a
+/// request stops the builds of both).  The copy is independent: changing
+/// or freeing one leaves the other as it is.  Copying a handle that builds
+/// are using is allowed: the copy may be changed at once.
+///
+/// Ownership: the caller owns the copy and must free it with
+/// `gdn_options_free`.  Returns NULL when `options` is NULL or freed, with
+/// the message in `gdn_last_error_message`.
 ///
 /// # Safety
-/// `options` is NULL or a handle from `gdn_options_new` not freed yet.
+/// `options` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn gdn_options_clone(options: *const gdn_options) -> *mut gdn_options {
+    const F: &str = "gdn_options_clone";
+    let mut copy = std::ptr::null_mut();
+    let _ = call(F, || {
+        let handle = arg_ref(F, "options", options)?;
+        let state = handle.live(F)?;
+        let options = ImageOptions::clone(&state.options);
+        copy = Box::into_raw(Box::new(gdn_options::with(options, state.callback.clone())));
+        Ok(())
+    });
+    copy
+}
+
+/// Frees an options handle made by `gdn_options_new` or
+/// `gdn_options_clone`.  NULL is accepted and ignored.  The handle must not
+/// be used afterwards.  Builds that already returned are unaffected: they
+/// kept nothing of it.  Builds that are still running with it (this may be
+/// called from their progress callback, or from another thread) finish with
+/// their options, and the last of them releases the handle.
+///
+/// # Safety
+/// `options` is NULL or a handle from `gdn_options_new` or
+/// `gdn_options_clone` not freed yet.
 #[no_mangle]
 pub unsafe extern "C" fn gdn_options_free(options: *mut gdn_options) {
     if options.is_null() {
@@ -94,7 +313,17 @@ pub unsafe extern "C" fn gdn_options_free(options: *mut gdn_options) {
     }
     // Dropping runs no caller code; should it ever panic, the panic stops
     // here and the last error is left alone, as documented.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(options))));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let release = {
+            let mut state = (*options).lock();
+            let release = state.builds == 0 && !state.freed;
+            state.freed = true;
+            release
+        };
+        if release {
+            drop(Box::from_raw(options));
+        }
+    }));
 }
 
 /// Sets the store directory (an absolute path, e.g. "/gnu/store" or
@@ -106,9 +335,9 @@ pub unsafe extern "C" fn gdn_options_free(options: *mut gdn_options) {
 pub unsafe extern "C" fn gdn_options_set_store_dir(options: *mut gdn_options, dir: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_set_store_dir";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let dir = arg_str(F, "dir", dir)?;
-        options.inner.set_store_dir(dir.as_ref())
+        options.change(F, |o| o.set_store_dir(dir.as_ref()))
     })
 }
 
@@ -122,9 +351,9 @@ pub unsafe extern "C" fn gdn_options_set_store_dir(options: *mut gdn_options, di
 pub unsafe extern "C" fn gdn_options_set_database(options: *mut gdn_options, file: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_set_database";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let file = arg_path(F, "file", file)?;
-        options.inner.set_database(&file)
+        options.change(F, |o| o.set_database(&file))
     })
 }
 
@@ -137,9 +366,9 @@ pub unsafe extern "C" fn gdn_options_set_database(options: *mut gdn_options, fil
 pub unsafe extern "C" fn gdn_options_add_tag(options: *mut gdn_options, tag: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_tag";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let tag = arg_str(F, "tag", tag)?;
-        options.inner.add_tag(tag)
+        options.change(F, |o| o.add_tag(tag))
     })
 }
 
@@ -153,9 +382,9 @@ pub unsafe extern "C" fn gdn_options_add_tag(options: *mut gdn_options, tag: *co
 pub unsafe extern "C" fn gdn_options_set_entry_point(options: *mut gdn_options, program: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_set_entry_point";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let program = arg_str(F, "program", program)?;
-        options.inner.set_entry_point(program)
+        options.change(F, |o| o.set_entry_point(program))
     })
 }
 
@@ -168,9 +397,9 @@ pub unsafe extern "C" fn gdn_options_set_entry_point(options: *mut gdn_options, 
 pub unsafe extern "C" fn gdn_options_add_entry_point_argument(options: *mut gdn_options, arg: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_entry_point_argument";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let arg = arg_str(F, "arg", arg)?;
-        options.inner.add_entry_point_argument(arg)
+        options.change(F, |o| o.add_entry_point_argument(arg))
     })
 }
 
@@ -182,9 +411,9 @@ pub unsafe extern "C" fn gdn_options_add_entry_point_argument(options: *mut gdn_
 pub unsafe extern "C" fn gdn_options_add_cmd(options: *mut gdn_options, arg: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_cmd";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let arg = arg_str(F, "arg", arg)?;
-        options.inner.add_cmd(arg)
+        options.change(F, |o| o.add_cmd(arg))
     })
 }
 
@@ -197,9 +426,9 @@ pub unsafe extern "C" fn gdn_options_add_cmd(options: *mut gdn_options, arg: *co
 pub unsafe extern "C" fn gdn_options_add_env(options: *mut gdn_options, name_eq_value: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_env";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let binding = arg_str(F, "name_eq_value", name_eq_value)?;
-        options.inner.add_env(binding)
+        options.change(F, |o| o.add_env(binding))
     })
 }
 
@@ -211,9 +440,9 @@ pub unsafe extern "C" fn gdn_options_add_env(options: *mut gdn_options, name_eq_
 pub unsafe extern "C" fn gdn_options_set_working_dir(options: *mut gdn_options, dir: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_set_working_dir";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let dir = arg_str(F, "dir", dir)?;
-        options.inner.set_working_dir(dir)
+        options.change(F, |o| o.set_working_dir(dir))
     })
 }
 
@@ -226,9 +455,9 @@ pub unsafe extern "C" fn gdn_options_set_working_dir(options: *mut gdn_options, 
 pub unsafe extern "C" fn gdn_options_set_user(options: *mut gdn_options, user: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_set_user";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let user = arg_str(F, "user", user)?;
-        options.inner.set_user(user)
+        options.change(F, |o| o.set_user(user))
     })
 }
 
@@ -241,10 +470,10 @@ pub unsafe extern "C" fn gdn_options_set_user(options: *mut gdn_options, user: *
 pub unsafe extern "C" fn gdn_options_add_label(options: *mut gdn_options, key: *const c_char, value: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_label";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let key = arg_str(F, "key", key)?;
         let value = arg_str(F, "value", value)?;
-        options.inner.add_label(key, value)
+        options.change(F, |o| o.add_label(key, value))
     })
 }
 
@@ -257,9 +486,9 @@ pub unsafe extern "C" fn gdn_options_add_label(options: *mut gdn_options, key: *
 pub unsafe extern "C" fn gdn_options_add_exposed_port(options: *mut gdn_options, port: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_exposed_port";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let port = arg_str(F, "port", port)?;
-        options.inner.add_exposed_port(port)
+        options.change(F, |o| o.add_exposed_port(port))
     })
 }
 
@@ -271,9 +500,9 @@ pub unsafe extern "C" fn gdn_options_add_exposed_port(options: *mut gdn_options,
 pub unsafe extern "C" fn gdn_options_add_volume(options: *mut gdn_options, path: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_volume";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let path = arg_str(F, "path", path)?;
-        options.inner.add_volume(path)
+        options.change(F, |o| o.add_volume(path))
     })
 }
 
@@ -288,10 +517,10 @@ pub unsafe extern "C" fn gdn_options_add_volume(options: *mut gdn_options, path:
 pub unsafe extern "C" fn gdn_options_add_symlink(options: *mut gdn_options, link: *const c_char, target: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_symlink";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let link = arg_str(F, "link", link)?;
         let target = arg_str(F, "target", target)?;
-        options.inner.add_symlink(link, target)
+        options.change(F, |o| o.add_symlink(link, target))
     })
 }
 
@@ -304,9 +533,9 @@ pub unsafe extern "C" fn gdn_options_add_symlink(options: *mut gdn_options, link
 pub unsafe extern "C" fn gdn_options_add_directory(options: *mut gdn_options, path: *const c_char, uid: u32, gid: u32, mode: u32) -> gdn_result {
     const F: &str = "gdn_options_add_directory";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let path = arg_str(F, "path", path)?;
-        options.inner.add_directory(path, uid, gid, mode)
+        options.change(F, |o| o.add_directory(path, uid, gid, mode))
     })
 }
 
@@ -321,10 +550,10 @@ pub unsafe extern "C" fn gdn_options_add_directory(options: *mut gdn_options, pa
 pub unsafe extern "C" fn gdn_options_add_file(options: *mut gdn_options, image_path: *const c_char, source: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_file";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let image_path = arg_str(F, "image_path", image_path)?;
         let source = arg_path(F, "source", source)?;
-        options.inner.add_file(image_path, source)
+        options.change(F, |o| o.add_file(image_path, source))
     })
 }
 
@@ -339,10 +568,10 @@ pub unsafe extern "C" fn gdn_options_add_file(options: *mut gdn_options, image_p
 pub unsafe extern "C" fn gdn_options_add_transformation(options: *mut gdn_options, old_prefix: *const c_char, new_prefix: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_add_transformation";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let old_prefix = arg_str(F, "old_prefix", old_prefix)?;
         let new_prefix = arg_str(F, "new_prefix", new_prefix)?;
-        options.inner.add_transformation(old_prefix, new_prefix)
+        options.change(F, |o| o.add_transformation(old_prefix, new_prefix))
     })
 }
 
@@ -355,7 +584,7 @@ pub unsafe extern "C" fn gdn_options_add_transformation(options: *mut gdn_option
 #[no_mangle]
 pub unsafe extern "C" fn gdn_options_set_max_layers(options: *mut gdn_options, n: u32) -> gdn_result {
     const F: &str = "gdn_options_set_max_layers";
-    call(F, || arg_mut(F, "options", options)?.inner.set_max_layers(n))
+    call(F, || arg_handle(F, options)?.change(F, |o| o.set_max_layers(n)))
 }
 
 /// Sets the image's architecture from a Guix system or GNU triplet
@@ -368,9 +597,9 @@ pub unsafe extern "C" fn gdn_options_set_max_layers(options: *mut gdn_options, n
 pub unsafe extern "C" fn gdn_options_set_system(options: *mut gdn_options, system: *const c_char) -> gdn_result {
     const F: &str = "gdn_options_set_system";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let system = arg_str(F, "system", system)?;
-        options.inner.set_system(system)
+        options.change(F, |o| o.set_system(system))
     })
 }
 
@@ -383,7 +612,7 @@ pub unsafe extern "C" fn gdn_options_set_system(options: *mut gdn_options, syste
 #[no_mangle]
 pub unsafe extern "C" fn gdn_options_set_creation_time(options: *mut gdn_options, seconds_since_epoch: i64) -> gdn_result {
     const F: &str = "gdn_options_set_creation_time";
-    call(F, || arg_mut(F, "options", options)?.inner.set_creation_time(seconds_since_epoch))
+    call(F, || arg_handle(F, options)?.change(F, |o| o.set_creation_time(seconds_since_epoch)))
 }
 
 /// Compresses the whole archive: `name` is "none", "gzip" or "zstd";
@@ -396,9 +625,9 @@ pub unsafe extern "C" fn gdn_options_set_creation_time(options: *mut gdn_options
 pub unsafe extern "C" fn gdn_options_set_compression(options: *mut gdn_options, name: *const c_char, level: i32) -> gdn_result {
     const F: &str = "gdn_options_set_compression";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let compression = Compression::parse(arg_str(F, "name", name)?)?;
-        options.inner.set_compression(compression, (level != 0).then_some(level))
+        options.change(F, |o| o.set_compression(compression, (level != 0).then_some(level)))
     })
 }
 
@@ -409,7 +638,8 @@ pub unsafe extern "C" fn gdn_options_set_compression(options: *mut gdn_options, 
 /// gives it, and root's profile `guix-profile` linking to the item, which
 /// makes it a GC root.  A build with it and without a database fails with
 /// `GDN_ERR_INVALID_ARGUMENT`: the hashes cannot be made up.  0 (the
-/// default) turns it off.
+/// default) turns it off.  Fails with `GDN_ERR_BUSY`, as every setter,
+/// while a build uses the handle.
 ///
 /// # Safety
 /// `options` is NULL or a live handle.
@@ -417,9 +647,11 @@ pub unsafe extern "C" fn gdn_options_set_compression(options: *mut gdn_options, 
 pub unsafe extern "C" fn gdn_options_set_localstatedir(options: *mut gdn_options, enable: i32) -> gdn_result {
     const F: &str = "gdn_options_set_localstatedir";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
-        options.inner.set_localstatedir(enable != 0);
-        Ok(())
+        let options = arg_handle(F, options)?;
+        options.change(F, |o| {
+            o.set_localstatedir(enable != 0);
+            Ok(())
+        })
     })
 }
 
@@ -432,16 +664,18 @@ pub unsafe extern "C" fn gdn_options_set_localstatedir(options: *mut gdn_options
 pub unsafe extern "C" fn gdn_options_set_threads(options: *mut gdn_options, n: u32) -> gdn_result {
     const F: &str = "gdn_options_set_threads";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
+        let options = arg_handle(F, options)?;
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        options.inner.set_threads(n)
+        options.change(F, |o| o.set_threads(n))
     })
 }
 
 /// Sets the progress callback (see `gdn_progress_callback`) and the pointer
 /// it receives; NULL `callback` removes it.  The library never reads or
 /// frees `userdata`: it must stay valid for every build that uses this
-/// handle, until the callback is replaced or the handle freed.
+/// handle or a copy of it (`gdn_options_clone`), until the callback is
+/// replaced or the handles freed.  Fails with `GDN_ERR_BUSY`, as every
+/// setter, while a build uses the handle.
 ///
 /// # Safety
 /// `options` is NULL or a live handle; `callback` is NULL or a function
@@ -454,12 +688,9 @@ pub unsafe extern "C" fn gdn_options_set_progress_callback(
 ) -> gdn_result {
     const F: &str = "gdn_options_set_progress_callback";
     call(F, || {
-        let options = arg_mut(F, "options", options)?;
-        options.inner.progress = callback.map(|callback| {
-            let c = CProgress { callback, userdata, one_at_a_time: Mutex::new(()) };
-            Arc::new(move |progress: Progress| c.report(progress)) as crate::options::ProgressFn
-        });
-        Ok(())
+        let options = arg_handle(F, options)?;
+        let callback = callback.map(|callback| Arc::new(CProgress { callback, userdata, one_at_a_time: Mutex::new(()) }));
+        options.set_callback(F, callback)
     })
 }
 
@@ -485,7 +716,7 @@ mod tests {
             assert_eq!(gdn_options_set_max_layers(o, 3), GDN_OK);
             assert_eq!(gdn_options_set_compression(o, c"zstd".as_ptr(), 0), GDN_OK);
             assert_eq!(gdn_options_add_label(o, c"k".as_ptr(), c"v".as_ptr()), GDN_OK);
-            let inner = &(*o).inner;
+            let inner = (*o).snapshot();
             assert_eq!(inner.tags, ["hello:latest"]);
             assert_eq!(inner.max_layers, Some(3));
             assert_eq!(inner.compression, Compression::Zstd);
@@ -494,7 +725,7 @@ mod tests {
 
             assert_eq!(gdn_options_set_max_layers(o, 126), GDN_ERR_INVALID_ARGUMENT);
             assert!(last_error().contains("max-layers 126"));
-            assert_eq!((*o).inner.max_layers, Some(3), "a refused value changes nothing");
+            assert_eq!((*o).snapshot().max_layers, Some(3), "a refused value changes nothing");
             assert_eq!(gdn_options_set_compression(o, c"lzma".as_ptr(), 0), GDN_ERR_INVALID_ARGUMENT);
             assert!(last_error().contains("'lzma'"));
             assert_eq!(gdn_options_add_label(o, c"k".as_ptr(), std::ptr::null()), GDN_ERR_NULL_ARGUMENT);
@@ -518,7 +749,7 @@ mod tests {
         unsafe {
             let o = gdn_options_new();
             assert_eq!(gdn_options_set_progress_callback(o, Some(count), 0x1234 as *mut c_void), GDN_OK);
-            let progress = (*o).inner.progress.clone().unwrap();
+            let progress = (*o).snapshot().progress.clone().unwrap();
             std::thread::scope(|s| {
                 for i in 0..4 {
                     let progress = progress.clone();
@@ -527,7 +758,67 @@ mod tests {
             });
             assert_eq!(CALLS.load(Ordering::SeqCst), 4);
             assert_eq!(gdn_options_set_progress_callback(o, None, std::ptr::null_mut()), GDN_OK);
-            assert!((*o).inner.progress.is_none());
+            assert!((*o).snapshot().progress.is_none());
+            gdn_options_free(o);
+        }
+    }
+
+    #[test]
+    fn a_handle_in_use_refuses_changes_and_is_released_by_its_last_build() {
+        unsafe {
+            let o = gdn_options_new();
+            assert_eq!(gdn_options_add_tag(o, c"before".as_ptr()), GDN_OK);
+            let first = begin_build("build_docker_image", o).unwrap();
+            let second = begin_build("build_docker_image", o).unwrap();
+            assert_eq!(gdn_options_add_tag(o, c"during".as_ptr()), crate::ffi::GDN_ERR_BUSY);
+            let message = last_error();
+            assert!(message.starts_with("gdn_options_add_tag: the options handle is in use by 2 running builds"), "{message}");
+            assert_eq!(gdn_options_set_progress_callback(o, Some(count), std::ptr::null_mut()), crate::ffi::GDN_ERR_BUSY);
+
+            // A copy may change while the original is in use.
+            let copy = gdn_options_clone(o);
+            assert!(!copy.is_null());
+            assert_eq!(gdn_options_add_tag(copy, c"copy".as_ptr()), GDN_OK);
+            assert_eq!((*copy).snapshot().tags, ["before:latest", "copy:latest"]);
+
+            gdn_options_free(o);
+            assert_eq!(gdn_options_add_tag(o, c"after".as_ptr()), crate::ffi::GDN_ERR_BUSY);
+            assert!(last_error().contains("was freed"));
+            assert!(gdn_options_clone(o).is_null());
+            assert!(begin_build("build_docker_image", o).is_err());
+            drop(first);
+            // The build kept the options it started with.
+            assert_eq!(second.options.tags, ["before:latest"]);
+            drop(second); // releases the handle (valgrind and miri would see a leak otherwise)
+            assert_eq!((*copy).snapshot().tags, ["before:latest", "copy:latest"]);
+            gdn_options_free(copy);
+            assert!(gdn_options_clone(std::ptr::null()).is_null());
+            assert_eq!(last_error(), "gdn_options_clone: argument 'options' is NULL");
+        }
+    }
+
+    unsafe extern "C" fn nested_build(_done: u64, _total: u64, userdata: *mut c_void) {
+        let options = userdata as *const gdn_options;
+        let refused = begin_build("build_docker_image", options).err().map(|e| (e.kind, e.message));
+        NESTED.with(|n| *n.borrow_mut() = refused);
+    }
+
+    thread_local! {
+        static NESTED: RefCell<Option<(ErrorKind, String)>> = const { RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_callback_may_not_build_with_its_own_options() {
+        unsafe {
+            let o = gdn_options_new();
+            assert_eq!(gdn_options_set_progress_callback(o, Some(nested_build), o.cast()), GDN_OK);
+            let progress = (*o).snapshot().progress.clone().unwrap();
+            progress(Progress::default());
+            let (kind, message) = NESTED.with(|n| n.borrow_mut().take()).expect("the nested build was refused");
+            assert_eq!(kind, ErrorKind::Busy);
+            assert!(message.contains("progress callback"), "{message}");
+            // Outside the callback the same handle builds.
+            drop(begin_build("build_docker_image", o).unwrap());
             gdn_options_free(o);
         }
     }

@@ -559,6 +559,135 @@ static void test_cancel(const char *store, const char *item, const char *work) {
   free(dir);
 }
 
+/* ---- what a progress callback may do with its own build's handle ---- */
+
+typedef struct {
+  const char *store;
+  const char *item;
+  const char *nested_out; /* the output of builds started by the callback */
+  gdn_options *options;   /* the running build's handle */
+  int free_it;            /* 1: free the handle from the callback, 2: from another thread */
+  int ran;
+  gdn_result same_handle, copy_handle, own_handle, setter, other_thread_setter;
+  int nested_left_nothing, own_wrote;
+  char same_message[512], setter_message[512], other_message[512];
+} reentry;
+
+static void *change_from_other_thread(void *arg) {
+  reentry *r = arg;
+  r->other_thread_setter = gdn_options_set_max_layers(r->options, 2);
+  snprintf(r->other_message, sizeof r->other_message, "%s", last_error());
+  return NULL;
+}
+
+static void *free_from_other_thread(void *arg) {
+  gdn_options_free(arg);
+  return NULL;
+}
+
+static void reenter(uint64_t done, uint64_t total, void *userdata) {
+  (void)done;
+  (void)total;
+  reentry *r = userdata;
+  if (r->ran) return;
+  r->ran = 1;
+  pthread_t thread;
+  if (r->free_it == 1) {
+    gdn_options_free(r->options);
+    return;
+  }
+  if (r->free_it == 2) {
+    if (pthread_create(&thread, NULL, free_from_other_thread, r->options) == 0) pthread_join(thread, NULL);
+    return;
+  }
+  /* The same handle, and a copy of it: refused at once, not a deadlock. */
+  r->same_handle = build_docker_image(r->item, NULL, 0, r->nested_out, r->options);
+  snprintf(r->same_message, sizeof r->same_message, "%s", last_error());
+  r->nested_left_nothing = !exists(r->nested_out);
+  gdn_options *copy = gdn_options_clone(r->options);
+  r->copy_handle = copy ? build_docker_image(r->item, NULL, 0, r->nested_out, copy) : -1;
+  gdn_options_free(copy);
+  /* A handle of its own: a nested build is fine. */
+  gdn_options *own = gdn_options_new();
+  r->own_handle = own && gdn_options_set_store_dir(own, r->store) == GDN_OK
+                      ? build_docker_image(r->item, NULL, 0, r->nested_out, own)
+                      : -1;
+  r->own_wrote = exists(r->nested_out);
+  unlink(r->nested_out);
+  gdn_options_free(own);
+  /* The running build's options cannot change, from here or elsewhere. */
+  r->setter = gdn_options_add_tag(r->options, "changed:now");
+  snprintf(r->setter_message, sizeof r->setter_message, "%s", last_error());
+  if (pthread_create(&thread, NULL, change_from_other_thread, r) == 0) pthread_join(thread, NULL);
+}
+
+static void test_reentry(const char *store, const char *item, const char *work) {
+  char *dir = join(work, "reentry");
+  if (mkdir(dir, 0755) != 0) {
+    perror(dir);
+    exit(2);
+  }
+  char *out = join(dir, "image.tar");
+  char *nested_out = join(dir, "nested.tar");
+  reentry r = {.store = store, .item = item, .nested_out = nested_out};
+  r.options = gdn_options_new();
+  if (!r.options || gdn_options_set_store_dir(r.options, store) != GDN_OK ||
+      gdn_options_set_progress_callback(r.options, reenter, &r) != GDN_OK) {
+    expect(0, "options for the re-entry tests: %s", last_error());
+    return;
+  }
+  expect(build(item, NULL, 0, out, r.options) == GDN_OK && exists(out),
+         "a build whose callback re-enters the library completes: %s", last_error());
+  expect(r.ran, "the callback ran");
+  expect(r.same_handle == GDN_ERR_BUSY, "build_docker_image from the callback with its own handle: GDN_ERR_BUSY (got %d)",
+         r.same_handle);
+  expect(strstr(r.same_message, "progress callback") != NULL && strstr(r.same_message, "same options handle") != NULL,
+         "the message names the rule: %s", r.same_message);
+  expect(r.nested_left_nothing, "the refused build wrote nothing");
+  expect(r.copy_handle == GDN_ERR_BUSY, "... with a copy of its handle (gdn_options_clone): GDN_ERR_BUSY (got %d)",
+         r.copy_handle);
+  expect(r.own_handle == GDN_OK && r.own_wrote, "... with a handle of its own: the nested build succeeds (got %d)",
+         r.own_handle);
+  expect(r.setter == GDN_ERR_BUSY && strstr(r.setter_message, "gdn_options_add_tag") != NULL &&
+             strstr(r.setter_message, "in use by 1 running build") != NULL,
+         "a setter from the callback on the running build's handle: GDN_ERR_BUSY: %s", r.setter_message);
+  expect(r.other_thread_setter == GDN_ERR_BUSY && strstr(r.other_message, "gdn_options_set_max_layers") != NULL,
+         "a setter from another thread during the build: GDN_ERR_BUSY: %s", r.other_message);
+  expect_image("the re-entered build", out, NULL);
+  bytes b = read_file(out);
+  char *manifest = b.data ? tar_member(b, "manifest.json") : NULL;
+  expect(manifest != NULL && strstr(manifest, "changed") == NULL, "the build kept its options (no tag added during it)");
+  free(manifest);
+  free(b.data);
+  unlink(out);
+  expect(gdn_options_add_tag(r.options, "changed:now") == GDN_OK, "after the build the handle changes again");
+
+  /* Freed during its build, from the callback and from another thread:
+   * the build ends normally and the last one releases the handle
+   * (valgrind sees any leak or use after free). */
+  for (int how = 1; how <= 2; how++) {
+    r.free_it = how;
+    r.ran = 0;
+    gdn_result got = build(item, NULL, 0, out, r.options);
+    expect(got == GDN_OK && r.ran && exists(out), "a handle freed during its build %s: the build completes (got %d: %s)",
+           how == 1 ? "by its callback" : "by another thread", got, last_error());
+    unlink(out);
+    if (how == 1) {
+      r.options = gdn_options_new();
+      if (!r.options || gdn_options_set_store_dir(r.options, store) != GDN_OK ||
+          gdn_options_set_progress_callback(r.options, reenter, &r) != GDN_OK) {
+        expect(0, "options for the second free test: %s", last_error());
+        return;
+      }
+    }
+  }
+  expect(entries_in(dir) == 0, "nothing is left in %s", dir);
+  free(out);
+  free(nested_out);
+  rmdir(dir);
+  free(dir);
+}
+
 static gdn_options *rich_options(const char *store, const char *database, const char *work,
                                  const char *entry_point, progress_log *log) {
   gdn_options *o = gdn_options_new();
@@ -754,6 +883,7 @@ int main(int argc, char **argv) {
   test_setter_errors();
   test_build_errors(store, item, work);
   test_cancel(store, item, work);
+  test_reentry(store, item, work);
   test_builds(store, item, database, work, entry_point);
 
   printf("%d passed, %d failed\n", passed, failed);

@@ -150,6 +150,24 @@ the sample store; return (STATUS STDOUT STDERR)."
            (and (in-layers? image hello)
                 (not (in-layers? image greeting)))))))))
 
+(test-group "environment values are checked"
+  (for-each
+   (match-lambda
+     ((variable value)
+      (match (archive (list "--export" "-f" "docker" "-o" "from-env.tar"
+                            profile)
+                      #:environment `((,variable . ,value)))
+        ((status stdout stderr)
+         (test-equal (string-append variable "=" value ": exit status 1")
+           1 status)
+         (test-assert (string-append variable "=" value ": named")
+           (and (string-contains stderr variable)
+                (string-contains stderr value)))
+         (test-assert (string-append variable "=" value ": nothing written")
+           (not (file-exists? (string-append work "/from-env.tar"))))))))
+   '(("NIX_STATE_DIR" "relative/state")
+     ("NIX_STORE_DIR" "relative/store"))))
+
 (test-group "closure from the Guix daemon"
   ;; tests/guile/fake-guix holds a stand-in for Guix's (guix store) with
   ;; the procedures the front end calls; its "daemon" knows the items listed

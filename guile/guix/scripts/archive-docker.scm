@@ -46,7 +46,8 @@
   "Call THUNK with SIGINT, SIGTERM and SIGHUP raised in this thread as
 exceptions with key `interrupted' and the signal number; restore the
 previous handlers when THUNK returns.  During a build they are raised in
-its progress procedure, which cancels it."
+this thread while it waits for the build, which cancels the build and
+waits for its end before the exception goes on."
   (let ((previous (map (lambda (signal)
                          (sigaction signal
                                     (lambda (signal)
@@ -176,7 +177,11 @@ store; else #f."
             (and (string=? store (configured '%storedir "/gnu/store"))
                  (string-append (configured '%localstatedir "/var")
                                 "/guix/db/db.sqlite")))
-           (state (string-append state "/db/db.sqlite")))))
+           ((? absolute-file-name? state)
+            (string-append state "/db/db.sqlite"))
+           (state
+            (leave "NIX_STATE_DIR=~a: not an absolute file name; set it to \
+Guix's state directory, such as /var/guix, or unset it" state)))))
     (and database (file-exists? database) database)))
 
 
@@ -373,11 +378,12 @@ joint closure; give one item, or run this where guix-daemon runs"))
          #:compression compression
          #:max-layers (value-of 'max-layers options #f)
          #:system (value-of 'system options #f)
-         ;; Always a procedure: a signal is taken in it.
-         #:progress (if (isatty? (current-error-port))
-                        (make-progress-bar (current-error-port)
-                                           (basename output))
-                        (const #t)))
+         ;; A signal's exception is raised while this thread waits for
+         ;; the build, progress bar or not: the build is cancelled and
+         ;; has ended when it reaches the handler.
+         #:progress (and (isatty? (current-error-port))
+                         (make-progress-bar (current-error-port)
+                                            (basename output))))
         (unless (string=? output "-")
           (format #t "~a~%" output))))
     (lambda (key code symbol message)
