@@ -185,7 +185,7 @@ proptest! {
             ("--entry-point", Outcome::Refused(code, err)) => { prop_assert!(v.is_empty()); check_refused(code, &err, "entry point", &v, &[])?; }
             ("--env", Outcome::Image(files)) => prop_assert_eq!(&config(&files)["config"]["Env"], &serde_json::json!([v])),
             ("--env", Outcome::Refused(code, err)) => {
-                prop_assert!(!v.split_once('=').is_some_and(|(n, _)| !n.is_empty()));
+                prop_assert!(v.split_once('=').is_none_or(|(n, _)| n.is_empty()));
                 check_refused(code, &err, "environment variable", &v, &[])?;
             }
             ("--workdir", Outcome::Image(files)) => prop_assert_eq!(&config(&files)["config"]["WorkingDir"], &serde_json::json!(v)),
@@ -253,7 +253,7 @@ proptest! {
             }
             ("--threads", Outcome::Image(_)) => prop_assert!(number(&v).is_some_and(|n| n <= 1024), "{:?} accepted", v),
             ("--threads", Outcome::Refused(code, err)) => {
-                prop_assert!(!number(&v).is_some_and(|n| n <= 1024), "{:?} refused", v);
+                prop_assert!(number(&v).is_none_or(|n| n > 1024), "{:?} refused", v);
                 check_refused(code, &err, "threads", &v, &[])?;
             }
             ("--compression", Outcome::Image(files)) => {
@@ -289,4 +289,69 @@ proptest! {
             (other, _) => prop_assert!(false, "no check for {}", other),
         }
     }
+}
+
+/// Store item arguments: the item itself, in any spelling of its path, is
+/// built; anything else is refused with exit 3 (not a store item) or 6 (a
+/// store item that does not exist), naming the argument (an empty one is
+/// clap's usage error).
+fn item_argument(store: &str, item: &str) -> impl Strategy<Value = String> {
+    let (store, item) = (store.to_string(), item.to_string());
+    let base = item.rsplit('/').next().unwrap().to_string();
+    prop_oneof![
+        Just(item.clone()),
+        Just(format!("{item}/")),
+        Just(format!("{store}/./{base}")),
+        Just(format!("{store}//{base}//")),
+        Just(format!("{item}/bin/hello")),
+        Just(format!("{store}/../store/{base}")),
+        Just(item.trim_start_matches('/').to_string()),
+        Just(store.clone()),
+        "[a-z0-9/._-]{0,20}".prop_map(move |s| format!("{store}/{s}")),
+        "[0-9a-df-np-sv-z]{32}-[a-z0-9]{1,5}".prop_map({ let store = item.rsplit_once('/').unwrap().0.to_string(); move |s| format!("{store}/{s}") }),
+        "[^\u{0}]{0,20}",
+    ]
+}
+
+#[test]
+fn item_arguments_are_the_item_or_refused_by_name() {
+    let s = make_store();
+    let (store, item) = (s.store.to_str().unwrap().to_string(), s.item.to_str().unwrap().to_string());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    runner
+        .run(&item_argument(&store, &item), |arg| {
+            let output = s.dir.path().join("out.tar");
+            let _ = fs::remove_file(&output);
+            let result = Command::new(env!("CARGO_BIN_EXE_guix-docker-native"))
+                .arg("-q")
+                .arg("-o")
+                .arg(&output)
+                .arg("--store-dir")
+                .arg(&s.store)
+                .arg("--")
+                .arg(&arg)
+                .env_remove("NIX_STORE_DIR")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            let parts: Vec<&str> = arg.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+            let is_item = arg.starts_with('/') && format!("/{}", parts.join("/")) == item;
+            match result.status.code() {
+                Some(0) => prop_assert!(is_item, "{:?} was built", arg),
+                Some(code) => {
+                    prop_assert!(!is_item, "{:?} refused: {}", arg, stderr);
+                    if arg.is_empty() {
+                        // clap's usage error: an empty ITEM is no item.
+                        prop_assert!(code == 2 && stderr.contains("ITEM"), "{}", stderr);
+                    } else {
+                        prop_assert!(code == 3 || code == 6, "{:?}: exit {}: {}", arg, code, stderr);
+                        prop_assert!(stderr.contains(&format!("'{arg}'")) || stderr.contains(&arg), "{:?}: {}", arg, stderr);
+                    }
+                    prop_assert!(!output.exists());
+                }
+                None => prop_assert!(false, "{:?}: killed by a signal", arg),
+            }
+            Ok(())
+        })
+        .unwrap();
 }

@@ -371,7 +371,7 @@ proptest! {
         for (layer_name, diff_id) in layer_names.iter().zip(diff_ids) {
             let layer = &files[*layer_name];
             prop_assert_eq!(diff_id.as_str().unwrap(), format!("sha256:{}", hex::encode(Sha256::digest(layer))));
-            prop_assert!(layer.len() % 512 == 0 && layer.ends_with(&[0; 1024]));
+            prop_assert!(layer.len().is_multiple_of(512) && layer.ends_with(&[0; 1024]));
             let entries = read_layer(layer)?;
             let mut names_here = std::collections::BTreeSet::new();
             for e in &entries {
