@@ -3,7 +3,8 @@
 //! and odd targets, executable or not, hard links) are built into an image
 //! and read back with the `tar` crate and with GNU tar; every entry's name,
 //! type, mode, size, contents and link target must be what the store
-//! holds (with the store's modes), every layer's sha256 its diff_id.
+//! holds (with the store's modes), every layer's sha256 its diff_id, and
+//! the bytes do not depend on the number of threads.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -56,6 +57,14 @@ fn file_name() -> impl Strategy<Value = Vec<u8>> {
     ascii_or_bytes.prop_filter("not . or .. or a whiteout", |n| {
         n.len() <= 255 && n != b"." && n != b".." && !n.starts_with(b".wh.")
     })
+}
+
+/// The name of a symlink the options add: any text but a path separator,
+/// up to beyond the 100 bytes of a ustar name, within the 255 bytes a file
+/// name may have.
+fn extra_link_name() -> impl Strategy<Value = String> {
+    prop_oneof!["[^/\u{0}]{1,120}", "[a-zé]{90,130}"]
+        .prop_filter("not . or .. or a whiteout", |n| n != "." && n != ".." && !n.starts_with(".wh.") && n.len() <= 255)
 }
 
 fn file_size() -> impl Strategy<Value = usize> {
@@ -324,12 +333,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn random_trees_read_back_exactly(items in proptest::collection::vec(item(), 1..4), max_layers in proptest::option::of(1u32..4), threads in 1usize..4) {
+    fn random_trees_read_back_exactly(items in proptest::collection::vec(item(), 1..4), max_layers in proptest::option::of(1u32..4), threads in 1usize..4,
+                                      extra_symlinks in proptest::collection::vec((extra_link_name(), "[^\u{0}]{1,150}"), 0..3)) {
         let s = make_store(&items);
         let out_dir = tempfile::tempdir().unwrap();
         let output = out_dir.path().join("image.tar");
         let mut o = ImageOptions::new();
         o.set_store_dir(&s.store).unwrap();
+        // Symlinks the options add (`-S`), each in a directory of its own:
+        // a relative target is inside the first item.
+        let mut want_all = s.layout.want.clone();
+        for (i, (name, target)) in extra_symlinks.iter().enumerate() {
+            o.add_symlink(&format!("/sl{i}/{name}"), target).unwrap();
+            let full = if target.starts_with('/') { target.clone() } else { format!("{}/{target}", s.items[0].display()) };
+            want_all.insert(format!("sl{i}/").into_bytes(), Want::Dir(0o755));
+            want_all.insert(format!("sl{i}/{name}").into_bytes(), Want::Symlink(full.into_bytes()));
+        }
         if let Some(n) = max_layers {
             o.set_max_layers(n).unwrap();
         }
@@ -337,6 +356,13 @@ proptest! {
         build_docker_image(&s.items[..1], Some(&s.items), &Output::Path(output.clone()), &o)
             .map_err(|e| TestCaseError::fail(e.message))?;
         let archive = fs::read(&output).unwrap();
+        // The same bytes with another number of threads.
+        let again = out_dir.path().join("again.tar");
+        o.set_threads(threads % 3 + 1).unwrap();
+        build_docker_image(&s.items[..1], Some(&s.items), &Output::Path(again.clone()), &o)
+            .map_err(|e| TestCaseError::fail(e.message))?;
+        prop_assert!(fs::read(&again).unwrap() == archive, "{} and {} threads give different archives", threads, threads % 3 + 1);
+        fs::remove_file(&again).unwrap();
 
         // The outer archive: plain files with relative names.
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -390,7 +416,7 @@ proptest! {
                     b'2' => { prop_assert_eq!(e.size, 0); Want::Symlink(e.link.clone().unwrap_or_default()) }
                     other => return Err(TestCaseError::fail(format!("entry type {:?}", other as char))),
                 };
-                let store_prefix = !s.layout.want.contains_key(&e.name);
+                let store_prefix = !want_all.contains_key(&e.name);
                 if store_prefix {
                     // A parent of the store directory.
                     prop_assert_eq!(&want, &Want::Dir(0o755), "{:?} is not in the store", String::from_utf8_lossy(&e.name));
@@ -416,7 +442,7 @@ proptest! {
             // ... and extracts them, layer over layer, as an engine does.
             run(Command::new("tar").arg("-xf").arg(&layer_file).arg("-C").arg(&extract).arg("--same-permissions"))?;
         }
-        prop_assert_eq!(&union, &s.layout.want);
+        prop_assert_eq!(&union, &want_all);
 
         // What GNU tar made is the store, with the store's modes.
         let mut extracted = BTreeMap::new();
