@@ -466,7 +466,7 @@ fn closure_map(closure: &Closure) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(160))]
 
     #[test]
     fn random_databases_give_the_closure_or_a_clear_error(case in db_case()) {
