@@ -103,7 +103,8 @@ fn text_of(path: &Path) -> String {
 
 /// `guix gc -R`'s format, read by the rules: lines split at '\n', ASCII
 /// whitespace around a line ignored, blank lines skipped, every other line
-/// an absolute path (the first that is not is the error, by line number).
+/// an absolute path of UTF-8 text without NUL (the first that is not is
+/// the error, by line number).
 fn reference_read(data: &[u8]) -> Result<Vec<(usize, PathBuf)>, usize> {
     let mut out = Vec::new();
     for (i, raw) in data.split(|&b| b == b'\n').enumerate() {
@@ -112,7 +113,7 @@ fn reference_read(data: &[u8]) -> Result<Vec<(usize, PathBuf)>, usize> {
         let Some(start) = start else { continue };
         let end = raw.iter().rposition(|b| !is_space(b)).unwrap() + 1;
         let path = &raw[start..end];
-        if path[0] != b'/' {
+        if path[0] != b'/' || path.contains(&0) || std::str::from_utf8(path).is_err() {
             return Err(i + 1);
         }
         out.push((i + 1, PathBuf::from(OsStr::from_bytes(path))));
