@@ -404,7 +404,10 @@ impl ImageOptions {
     /// Adds an exposed port: `8080`, `8080/tcp`, `53/udp` or `9/sctp`.
     pub fn add_exposed_port(&mut self, port: &str) -> Result<()> {
         let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-        let valid_number = number.parse::<u16>().map(|n| n > 0).unwrap_or(false)
+        // Digits only: `u16::from_str` also takes a sign ("+80"), which
+        // engines do not.
+        let valid_number = number.bytes().all(|b| b.is_ascii_digit())
+            && number.parse::<u16>().map(|n| n > 0).unwrap_or(false)
             && !number.starts_with('0');
         if !valid_number || !matches!(proto, "tcp" | "udp" | "sctp") {
             return Err(Error::invalid_argument(format!(
@@ -559,7 +562,8 @@ mod tests {
         o.add_exposed_port("8080").unwrap();
         o.add_exposed_port("53/udp").unwrap();
         assert_eq!(o.exposed_ports.iter().cloned().collect::<Vec<_>>(), ["53/udp", "8080/tcp"]);
-        for bad in ["0", "65536", "http", "80/icmp", "080", ""] {
+        // "+80": a sign Rust's parser takes but no engine does (found by tests/props_parsers.rs).
+        for bad in ["0", "65536", "http", "80/icmp", "080", "", "+80", "+80/udp"] {
             assert!(o.add_exposed_port(bad).is_err(), "{bad}");
         }
     }

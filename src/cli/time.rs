@@ -153,3 +153,86 @@ mod tests {
         }
     }
 }
+
+/// Properties over the whole range the option takes: formatting (the
+/// library's `config::rfc3339`, written independently) and parsing agree,
+/// and every malformed field is refused, saying which.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use guix_docker_native::config::rfc3339;
+    use guix_docker_native::options::CREATION_TIME_RANGE;
+    use proptest::prelude::*;
+
+    /// A valid date and time of the years 0000 to 9999, as fields.
+    fn fields() -> impl Strategy<Value = (i64, u32, u32, i64, i64, i64)> {
+        (0i64..=9999, 1u32..=12)
+            .prop_flat_map(|(y, m)| (Just(y), Just(m), 1..=days_in_month(y, m), 0i64..24, 0i64..60, 0i64..60))
+    }
+
+    fn format_fields((y, mo, d, h, mi, s): (i64, u32, u32, i64, i64, i64)) -> String {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn formatted_times_parse_back(t in prop_oneof![CREATION_TIME_RANGE, -100_000i64..100_000, Just(*CREATION_TIME_RANGE.start()), Just(*CREATION_TIME_RANGE.end())]) {
+            let text = rfc3339(t);
+            prop_assert_eq!(parse_creation_time(&text), Ok(t), "{}", text);
+            prop_assert_eq!(parse_creation_time(&text.replace('Z', "+00:00")), Ok(t));
+            prop_assert_eq!(parse_creation_time(&text.to_lowercase()), Ok(t));
+            if t >= 0 {
+                prop_assert_eq!(parse_creation_time(&format!("@{t}")), Ok(t));
+            }
+        }
+
+        #[test]
+        fn parsed_times_format_back(f in fields()) {
+            let text = format_fields(f);
+            let t = parse_creation_time(&text).map_err(TestCaseError::fail)?;
+            prop_assert!(CREATION_TIME_RANGE.contains(&t), "{} -> {}", text, t);
+            prop_assert_eq!(rfc3339(t), text);
+            // The next second is one more, across days, months and years.
+            if t < *CREATION_TIME_RANGE.end() {
+                prop_assert_eq!(parse_creation_time(&rfc3339(t + 1)), Ok(t + 1));
+            }
+        }
+
+        #[test]
+        fn fields_out_of_range_are_refused_by_name(f in fields(), which in 0..5usize, bad in 0u32..100) {
+            let (y, mut mo, mut d, mut h, mut mi, mut s) = f;
+            let expected = match which {
+                0 => { mo = if bad % 2 == 0 { 0 } else { 13 + bad % 87 }; format!("month {mo:02}") }
+                1 => { d = if bad % 2 == 0 { 0 } else { days_in_month(y, mo) + 1 + bad % (99 - days_in_month(y, mo)) }; format!("no day {d:02}") }
+                2 => { h = 24 + i64::from(bad % 76); "not a time of day".into() }
+                3 => { mi = 60 + i64::from(bad % 40); "not a time of day".into() }
+                _ => { s = 60 + i64::from(bad % 40); "not a time of day".into() }
+            };
+            let text = format_fields((y, mo, d, h, mi, s));
+            let err = parse_creation_time(&text).expect_err(&text);
+            prop_assert!(err.contains(&expected), "{}: {}", text, err);
+        }
+
+        /// Random strings never panic; what is accepted is either @DIGITS
+        /// with that value, or a time whose formatting is the input up to
+        /// the case of T and Z and the spelling of UTC.
+        #[test]
+        fn random_strings_are_accepted_only_in_the_grammar(s in prop_oneof![".{0,30}", "@[0-9+ -]{0,22}", "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(Z|z|\\+00:00|\\+01:00|\\.5Z|)", "[0-9:TZ+-]{18,26}"]) {
+            if let Ok(t) = parse_creation_time(&s) {
+                match s.strip_prefix('@') {
+                    Some(digits) => {
+                        prop_assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()), "{:?}", s);
+                        prop_assert_eq!(digits.trim_start_matches('0').parse::<i64>().unwrap_or(0), t);
+                    }
+                    None => {
+                        let normal = s[..19].to_uppercase() + "Z";
+                        prop_assert!(s.len() == 20 || s.ends_with("+00:00"), "{:?}", s);
+                        prop_assert_eq!(rfc3339(t), normal, "{:?}", s);
+                    }
+                }
+            }
+        }
+    }
+}
