@@ -47,8 +47,9 @@ a joined thread may show in /proc for a moment while it exits.  Waits up to
                            #:progress progress))
 
 (define (writing? directory)
-  "True once the library has created its temporary file in DIRECTORY."
-  (pair? (directory-entries directory)))
+  "True once the library has its temporary file open in DIRECTORY (an
+unnamed O_TMPFILE file, or a named one where the file system has none)."
+  (or (file-open-in? directory) (pair? (directory-entries directory))))
 
 (define (when-writing directory leave)
   "A progress procedure that calls LEAVE, a thunk that does not return,
@@ -255,13 +256,19 @@ once the build writes in DIRECTORY."
   ;; ended before the process is.
   (let* ((directory (fresh-directory "exit"))
          (script
-          (format #f "(use-modules (guix docker-native) (ice-9 ftw))
-(define (writing?) (> (length (scandir ~s)) 2))
+          (format #f "(use-modules (guix docker-native) (ice-9 ftw) (srfi srfi-1))
+(define (writing?)
+  (or (> (length (scandir ~s)) 2)
+      (any (lambda (fd)
+             (false-if-exception
+              (string-prefix? ~s (readlink (string-append \"/proc/self/fd/\" fd)))))
+           (scandir \"/proc/self/fd\"))))
 (build-docker-image/item ~s #:store-directory ~s #:closure (list ~s)
                          #:output ~s
                          #:progress (lambda (done total)
                                       (when (writing?) (exit 7))))"
-                  directory slow-item slow-store slow-item
+                  directory (string-append directory "/")
+                  slow-item slow-store slow-item
                   (string-append directory "/slow.tar"))))
     (call-with-values
         (lambda ()
