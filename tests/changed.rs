@@ -236,9 +236,12 @@ fn a_store_item_replaced_by_a_symlink() {
     );
 }
 
+/// A change to a file, and what the error says of it.
+type FileChange = (fn(&Path), &'static str);
+
 #[test]
 fn an_extra_file_replaced_by_a_fifo_or_another_file() {
-    let changes: [(fn(&Path), &str); 2] = [
+    let changes: [FileChange; 2] = [
         (
             |f: &Path| {
                 fs::remove_file(f).unwrap();

@@ -141,8 +141,8 @@ fn archived(archive: &[u8], store: &Path) -> BTreeMap<String, Node> {
 struct World {
     dir: tempfile::TempDir,
     store: PathBuf,
-    /// The paths the racer may replace: (path, is a directory).
-    targets: Vec<(PathBuf, bool)>,
+    /// The paths the racer may replace.
+    targets: Vec<PathBuf>,
 }
 
 impl World {
@@ -155,7 +155,7 @@ impl World {
         for d in 0..3 {
             let sub = a.join(format!("d{d}"));
             fs::create_dir_all(&sub).unwrap();
-            targets.push((sub.clone(), true));
+            targets.push(sub.clone());
             for f in 0..4 {
                 // Sizes from empty to 600 KiB: several chunks for a few.
                 let size = [0, 100, 5000, 70_000, 600_000][rng.below(5) as usize];
@@ -164,15 +164,15 @@ impl World {
                 if rng.below(3) == 0 {
                     fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
                 }
-                targets.push((file, false));
+                targets.push(file);
             }
             let link = sub.join("link");
             symlink(format!("f{}", rng.below(4)), &link).unwrap();
-            targets.push((link, false));
+            targets.push(link);
         }
         // A store item that is one file.
         fs::write(&b, pattern(3000, 99)).unwrap();
-        targets.push((b, false));
+        targets.push(b);
         fs::create_dir(dir.path().join("staging")).unwrap();
         World { dir, store, targets }
     }
@@ -221,12 +221,12 @@ fn exchange(a: &Path, b: &Path) {
     assert_eq!(r, 0, "renameat2({}, {}): {}", a.display(), b.display(), std::io::Error::last_os_error());
 }
 
-/// Applies `change` to `target` (a file when `is_dir` is false); `n`
-/// makes staging names unique.
-fn apply(change: Change, target: &Path, is_dir: bool, staging: &Path, n: usize) {
+/// Applies `change` to `target`, as fits what it is now; `n` makes
+/// staging names unique.
+fn apply(change: Change, target: &Path, staging: &Path, n: usize) {
     let new = staging.join(format!("new{n}"));
     let meta = fs::symlink_metadata(target).unwrap();
-    let is_file = meta.file_type().is_file();
+    let (is_file, is_dir) = (meta.file_type().is_file(), meta.file_type().is_dir());
     match change {
         Change::Grow if is_file => {
             fs::File::options().append(true).open(target).unwrap().write_all(b"grown").unwrap();
@@ -294,7 +294,9 @@ enum Outcome {
     Refused(String),
 }
 
-fn run_one(world: &World, run: &Run) -> Outcome {
+/// Runs a build raced as `run` says; returns how it ended, and how long
+/// the build and its writing pass took.
+fn run_one(world: &World, run: &Run) -> (Outcome, Duration, Duration) {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("image.tar");
     let before = snapshot(&world.store);
@@ -307,19 +309,22 @@ fn run_one(world: &World, run: &Run) -> Outcome {
     o.set_compression(run.compression, None).unwrap();
     let (start_tx, start_rx) = mpsc::channel::<()>();
     let start_tx = Mutex::new(Some(start_tx));
-    if run.after_measuring {
-        o.progress = Some(Arc::new(move |_| {
-            if let Some(tx) = start_tx.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
-        }));
-    } else {
+    let writing_started: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let started = Instant::now();
+    if !run.after_measuring {
         let _ = start_tx.lock().unwrap().take().unwrap().send(());
     }
+    let first_report = Arc::clone(&writing_started);
+    o.progress = Some(Arc::new(move |_| {
+        first_report.lock().unwrap().get_or_insert_with(Instant::now);
+        if let Some(tx) = start_tx.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }));
     let items = world.items();
     let staging = world.dir.path().join("staging");
     let (changes, targets) = (run.changes.clone(), world.targets.clone());
-    let (built, output) = std::thread::scope(|s| {
+    let built = std::thread::scope(|s| {
         let racer = s.spawn(move || {
             if start_rx.recv().is_err() {
                 return; // measuring failed: nothing was written
@@ -329,10 +334,10 @@ fn run_one(world: &World, run: &Run) -> Outcome {
                 while t0.elapsed() < at {
                     std::hint::spin_loop();
                 }
-                let (path, is_dir) = &targets[target];
+                let path = &targets[target];
                 // An earlier change may have moved a directory above it.
                 if fs::symlink_metadata(path).is_ok() {
-                    apply(change, path, *is_dir, &staging, n);
+                    apply(change, path, &staging, n);
                 }
             }
         });
@@ -342,10 +347,14 @@ fn run_one(world: &World, run: &Run) -> Outcome {
             let _ = tx.send(build_docker_image(&items, Some(&items), &Output::Path(out2), &o));
         });
         let built = rx.recv_timeout(Duration::from_secs(20)).expect("a build did not end within 20 seconds");
+        let ended = Instant::now();
         racer.join().unwrap();
         let left: Vec<_> = fs::read_dir(out_dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        (built, left)
+        (built, left, ended)
     });
+    let (built, output, ended) = (built.0, built.1, built.2);
+    let writing = writing_started.lock().unwrap().map_or(Duration::ZERO, |t| ended - t);
+    let took = ended - started;
     match built {
         Ok(()) => {
             assert_eq!(output.len(), 1, "{output:?}");
@@ -367,7 +376,7 @@ fn run_one(world: &World, run: &Run) -> Outcome {
                     diff(&after, &got)
                 );
             }
-            Outcome::Archive
+            (Outcome::Archive, took, writing)
         }
         Err(e) => {
             assert!(output.is_empty(), "left behind after '{}': {output:?}", e.message);
@@ -377,7 +386,7 @@ fn run_one(world: &World, run: &Run) -> Outcome {
             // When the racer ran while measuring, the FIFO may be what was measured.
             let refused = !run.after_measuring && e.kind == ErrorKind::UnsupportedFile && e.message.ends_with("a FIFO; a Docker image cannot carry it");
             assert!(changed || refused, "not a clear error: {:?}: {}", e.kind, e.message);
-            Outcome::Refused(e.message)
+            (Outcome::Refused(e.message), took, writing)
         }
     }
 }
@@ -406,13 +415,17 @@ fn builds_raced_by_a_changing_store_end_in_a_correct_archive_or_a_clear_error() 
     eprintln!("race seed {seed} (GDN_RACE_SEED={seed} replays it)");
     let mut rng = Rng(seed);
 
-    // How long a build takes here, so that changes fall inside builds.
-    let world = World::new(&mut rng);
-    let started = Instant::now();
-    let quiet = Run { after_measuring: true, changes: vec![], threads: 2, max_layers: None, compression: Compression::None };
-    assert!(matches!(run_one(&world, &quiet), Outcome::Archive));
-    let build_time = started.elapsed().max(Duration::from_millis(1));
-    drop(world);
+    // How long a build and its writing pass take here (the most of three
+    // quiet builds), so that changes fall inside them.
+    let (mut build_time, mut write_time) = (Duration::from_micros(100), Duration::from_micros(100));
+    for _ in 0..3 {
+        let world = World::new(&mut rng);
+        let quiet = Run { after_measuring: true, changes: vec![], threads: 2, max_layers: None, compression: Compression::None };
+        let (outcome, took, writing) = run_one(&world, &quiet);
+        assert!(matches!(outcome, Outcome::Archive));
+        build_time = build_time.max(took);
+        write_time = write_time.max(writing);
+    }
 
     let started = Instant::now();
     let (mut archives, mut refusals, mut runs) = (0, Vec::new(), 0);
@@ -420,7 +433,7 @@ fn builds_raced_by_a_changing_store_end_in_a_correct_archive_or_a_clear_error() 
         let world = World::new(&mut rng);
         let after_measuring = rng.below(3) != 0;
         let count = if after_measuring { 1 + rng.below(3) as usize } else { 1 };
-        let span = build_time.as_micros() as u64 * 3 / 2 + 1;
+        let span = if after_measuring { write_time } else { build_time }.as_micros() as u64;
         let mut changes: Vec<(Duration, usize, Change)> = (0..count)
             .map(|_| {
                 let at = Duration::from_micros(rng.below(span));
@@ -435,14 +448,14 @@ fn builds_raced_by_a_changing_store_end_in_a_correct_archive_or_a_clear_error() 
             max_layers: [None, Some(2), Some(4)][rng.below(3) as usize],
             compression: if rng.below(6) == 0 { Compression::Gzip } else { Compression::None },
         };
-        match run_one(&world, &run) {
+        match run_one(&world, &run).0 {
             Outcome::Archive => archives += 1,
             Outcome::Refused(message) => refusals.push(message),
         }
         runs += 1;
     }
     eprintln!(
-        "{runs} runs in {:.1} s (a quiet build takes {build_time:?}): {archives} correct archives, {} clear errors",
+        "{runs} runs in {:.1} s (a quiet build takes {build_time:?}, its writing {write_time:?}): {archives} correct archives, {} clear errors",
         started.elapsed().as_secs_f64(),
         refusals.len()
     );
