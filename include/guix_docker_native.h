@@ -424,6 +424,21 @@ gdn_result gdn_options_set_creation_time(gdn_options *options, int64_t seconds_s
 gdn_result gdn_options_set_compression(gdn_options *options, const char *name, int32_t level);
 
 /**
+ * Puts the store database in the image (non-zero `enable`), as
+ * `guix pack --localstatedir` does: `/var/guix/db/db.sqlite` registering
+ * exactly the closure, each item with the hash, size, references, deriver
+ * and registration time the store database (`gdn_options_set_database`)
+ * gives it, and root's profile `guix-profile` linking to the item, which
+ * makes it a GC root.  A build with it and without a database fails with
+ * `GDN_ERR_INVALID_ARGUMENT`: the hashes cannot be made up.  0 (the
+ * default) turns it off.
+ *
+ * # Safety
+ * `options` is NULL or a live handle.
+ */
+gdn_result gdn_options_set_localstatedir(gdn_options *options, int32_t enable);
+
+/**
  * Sets the number of worker threads (at most 1024); 0 means one per core.
  * The image's bytes do not depend on it.
  *

@@ -6,11 +6,11 @@
 //! the daemon does when it registers an item.
 
 mod database;
+mod input;
 mod scan;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -71,6 +71,30 @@ impl Closure {
         Closure { items, references: Some(indices) }
     }
 
+    /// The closure of `items` (distinct, in any order), `references[i]`
+    /// listing what `items[i]` refers to as indices into `items`.
+    fn from_graph(items: Vec<StoreItem>, references: Vec<Vec<usize>>) -> Closure {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_unstable_by(|&a, &b| items[a].cmp(&items[b]));
+        let mut position = vec![0; items.len()];
+        for (rank, &i) in order.iter().enumerate() {
+            position[i] = rank;
+        }
+        let mut items: Vec<Option<StoreItem>> = items.into_iter().map(Some).collect();
+        let mut references: Vec<Option<Vec<usize>>> = references.into_iter().map(Some).collect();
+        let sorted_items = order.iter().map(|&i| items[i].take().expect("each item once")).collect();
+        let sorted_references = order
+            .iter()
+            .map(|&i| {
+                let mut list: Vec<usize> = references[i].take().expect("each item once").iter().map(|&j| position[j]).collect();
+                list.sort_unstable();
+                list.dedup();
+                list
+            })
+            .collect();
+        Closure { items: sorted_items, references: Some(sorted_references) }
+    }
+
     /// The position of `item` in `items`, if it is a member.
     pub fn index_of(&self, item: &StoreItem) -> Option<usize> {
         self.items.binary_search(item).ok()
@@ -98,17 +122,16 @@ impl Closure {
 pub fn compute_closure(store: &StoreDir, roots: &[StoreItem], database: Option<&Path>) -> Result<Closure> {
     for root in roots {
         check_in_store(store, root)?;
-        check_exists(root, "")?;
+        check_exists(root, String::new)?;
     }
-    let references = match database {
-        Some(file) => references_from_database(store, roots, file)?,
+    match database {
+        Some(file) => closure_from_database(store, roots, file),
         None => {
             let candidates = scan::Candidates::list(store)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-            scan::scan_closure(roots, &candidates, threads)?
+            Ok(Closure::from_references(scan::scan_closure(roots, &candidates, threads)?))
         }
-    };
-    Ok(Closure::from_references(references))
+    }
 }
 
 /// Checks a closure the caller gave: every path is a store item that
@@ -127,7 +150,7 @@ pub fn check_closure(store: &StoreDir, roots: &[StoreItem], given: &[PathBuf], d
         items.insert(store.parse_item(path)?);
     }
     for item in &items {
-        check_exists(item, " (listed in the closure)")?;
+        check_exists(item, || " (listed in the closure)".to_string())?;
     }
     for root in roots {
         check_in_store(store, root)?;
@@ -141,40 +164,50 @@ pub fn check_closure(store: &StoreDir, roots: &[StoreItem], given: &[PathBuf], d
     let Some(file) = database else {
         return Ok(Closure { items: items.into_iter().collect(), references: None });
     };
+    let items: Vec<StoreItem> = items.into_iter().collect();
     let database = StoreDatabase::open(file)?;
     let references = database.snapshot(|snapshot| {
-        let mut references = BTreeMap::new();
+        let mut references = Vec::with_capacity(items.len());
         for item in &items {
             let Some(referenced) = snapshot.references(store, item)? else {
                 return Err(not_in_database(item, file));
             };
-            if let Some(missing) = referenced.iter().find(|r| !items.contains(*r)) {
-                return Err(Error::new(
-                    ErrorKind::IncompleteClosure,
-                    format!(
-                        "the closure lacks {}, which {} references (according to the store database {})",
-                        missing.path.display(),
-                        item.path.display(),
-                        file.display()
-                    ),
-                ));
+            let mut indices = Vec::with_capacity(referenced.len());
+            for r in &referenced {
+                let Ok(index) = items.binary_search(r) else {
+                    return Err(Error::new(
+                        ErrorKind::IncompleteClosure,
+                        format!(
+                            "the closure lacks {}, which {} references (according to the store database {})",
+                            r.path.display(),
+                            item.path.display(),
+                            file.display()
+                        ),
+                    ));
+                };
+                indices.push(index);
             }
-            references.insert(item.clone(), referenced.into_iter().collect());
+            references.push(indices);
         }
         Ok(references)
     })?;
-    Ok(Closure::from_references(references))
+    Ok(Closure::from_graph(items, references))
 }
 
 /// Reads a closure file: one store path a line, as `guix gc -R` prints.
-/// Blank lines are ignored.  Every path must be absolute; an error names
-/// the file and the line.
+///
+/// Tolerated: blank lines, spaces around a path, `\r\n` line ends, and
+/// the same item listed twice (the closure is a set).  Refused, naming the
+/// file and the line: a relative path, a NUL byte, a line that is not
+/// UTF-8.  The file must be a regular file: a FIFO or a device is refused
+/// at once rather than waited on.
 pub fn read_closure_file(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(closure_file_lines(path)?.into_iter().map(|(_, item)| item).collect())
 }
 
 /// Reads a closure file like [`read_closure_file`] and checks that every
-/// line is an item of `store`; an error names the file and the line.
+/// line is an item of `store` (not outside it, not a file inside an item,
+/// named `<hash>-<name>`); an error names the file and the line.
 pub fn read_closure_file_in(store: &StoreDir, path: &Path) -> Result<Vec<PathBuf>> {
     let mut items = Vec::new();
     for (line, item) in closure_file_lines(path)? {
@@ -188,24 +221,32 @@ pub fn read_closure_file_in(store: &StoreDir, path: &Path) -> Result<Vec<PathBuf
 
 /// The non-blank lines of a closure file, with their numbers.
 fn closure_file_lines(path: &Path) -> Result<Vec<(usize, PathBuf)>> {
-    let data = std::fs::read(path).map_err(|err| Error::io(path, "reading the closure file", &err))?;
+    let (mut file, _) = input::open_regular_file(path, "closure file", ErrorKind::Io)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(|err| Error::io(path, "reading the closure file", &err))?;
     let mut items = Vec::new();
     for (index, line) in data.split(|&b| b == b'\n').enumerate() {
+        let refuse = |why: String| {
+            Error::new(ErrorKind::InvalidStorePath, format!("closure file {}, line {}: {why}", path.display(), index + 1))
+        };
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
         }
-        let item = PathBuf::from(OsStr::from_bytes(line));
-        if !item.is_absolute() {
-            return Err(Error::new(
-                ErrorKind::InvalidStorePath,
-                format!(
-                    "closure file {}, line {}: '{}': relative path; a store item path must be absolute",
-                    path.display(),
-                    index + 1,
-                    item.display()
-                ),
+        if line.contains(&0) {
+            return Err(refuse(
+                "holds a NUL byte; a closure file is text, one store path a line (is it a binary file?)".to_string(),
             ));
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Err(refuse(format!(
+                "'{}': not valid UTF-8; store paths are ASCII",
+                String::from_utf8_lossy(line)
+            )));
+        };
+        let item = PathBuf::from(text);
+        if !item.is_absolute() {
+            return Err(refuse(format!("'{text}': relative path; a store item path must be absolute")));
         }
         items.push((index + 1, item));
     }
@@ -213,44 +254,55 @@ fn closure_file_lines(path: &Path) -> Result<Vec<(usize, PathBuf)>> {
 }
 
 /// Follows the references the database lists, from `roots`.
-fn references_from_database(
-    store: &StoreDir,
-    roots: &[StoreItem],
-    file: &Path,
-) -> Result<BTreeMap<StoreItem, BTreeSet<StoreItem>>> {
+fn closure_from_database(store: &StoreDir, roots: &[StoreItem], file: &Path) -> Result<Closure> {
     let database = StoreDatabase::open(file)?;
-    let references = database.snapshot(|snapshot| {
-        let mut references = BTreeMap::new();
-        let mut seen: BTreeSet<StoreItem> = roots.iter().cloned().collect();
-        let mut queue: VecDeque<StoreItem> = seen.iter().cloned().collect();
-        while let Some(item) = queue.pop_front() {
+    let (items, references) = database.snapshot(|snapshot| {
+        // Items by first sight, breadth first from the sorted roots; each
+        // item's references as indices into `items`.
+        let mut items: Vec<StoreItem> = roots.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut index: HashMap<StoreItem, usize> = items.iter().cloned().enumerate().map(|(i, item)| (item, i)).collect();
+        let mut references: Vec<Vec<usize>> = Vec::new();
+        while references.len() < items.len() {
+            let item = &items[references.len()];
             // Refs' foreign keys point into ValidPaths, so only a root can
             // be missing here.
-            let Some(referenced) = snapshot.references(store, &item)? else {
-                return Err(not_in_database(&item, file));
+            let Some(referenced) = snapshot.references(store, item)? else {
+                return Err(not_in_database(item, file));
             };
-            for reference in &referenced {
-                if seen.insert(reference.clone()) {
-                    queue.push_back(reference.clone());
-                }
+            let mut indices = Vec::with_capacity(referenced.len());
+            for reference in referenced {
+                let next = items.len();
+                let i = *index.entry(reference).or_insert_with_key(|reference| {
+                    items.push(reference.clone());
+                    next
+                });
+                indices.push(i);
             }
-            references.insert(item, referenced.into_iter().collect::<BTreeSet<_>>());
+            references.push(indices);
         }
-        Ok(references)
+        Ok((items, references))
     })?;
+    let closure = Closure::from_graph(items, references);
     // A member the database lists but the store lacks would only fail
-    // later, when the image is written; say now where it came from.
-    for (referrer, referenced) in &references {
-        for item in referenced {
-            let context = format!(
-                " (referenced by {} according to the store database {})",
-                referrer.path.display(),
-                file.display()
-            );
-            check_exists(item, &context)?;
+    // later, when the image is written; say now where it came from: each
+    // once, named with its first referrer in path order.
+    let references = closure.references.as_deref().unwrap_or_default();
+    let mut checked = vec![false; closure.items.len()];
+    for (referrer, referenced) in closure.items.iter().zip(references) {
+        for &i in referenced {
+            if std::mem::replace(&mut checked[i], true) {
+                continue;
+            }
+            check_exists(&closure.items[i], || {
+                format!(
+                    " (referenced by {} according to the store database {})",
+                    referrer.path.display(),
+                    file.display()
+                )
+            })?;
         }
     }
-    Ok(references)
+    Ok(closure)
 }
 
 fn not_in_database(item: &StoreItem, file: &Path) -> Error {
@@ -273,14 +325,14 @@ fn check_in_store(store: &StoreDir, item: &StoreItem) -> Result<()> {
     }
 }
 
-/// Does `item` exist (as a directory, file or symlink)?  `context` ends
+/// Does `item` exist (as a directory, file or symlink)?  `context()` ends
 /// the message when it does not.
-fn check_exists(item: &StoreItem, context: &str) -> Result<()> {
+fn check_exists(item: &StoreItem, context: impl FnOnce() -> String) -> Result<()> {
     match std::fs::symlink_metadata(&item.path) {
         Ok(_) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
             ErrorKind::Io,
-            format!("{}: store item does not exist{context}", item.path.display()),
+            format!("{}: store item does not exist{}", item.path.display(), context()),
         )),
         Err(err) => Err(Error::io(&item.path, "looking up the store item", &err)),
     }

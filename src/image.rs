@@ -7,6 +7,7 @@
 //! 4. Produce the layers (read, hash and write each byte once), then the
 //!    config and manifest, which need the layers' hashes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -20,6 +21,7 @@ use crate::compress;
 use crate::config::{self, LayerInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{self, archive_name, Unit};
+use crate::localstate::{self, ImageDatabase};
 use crate::options::{ImageOptions, Progress};
 use crate::output::{OutputFile, PieceWriter};
 use crate::reference::repository_from_name;
@@ -60,11 +62,23 @@ pub fn build_docker_image(
         }
         roots.push(item);
     }
+    if options.localstatedir && options.database.is_none() {
+        return Err(Error::invalid_argument(
+            "localstatedir: the image's store database registers the closure with the hashes, sizes and \
+             references the store database holds, and no store database was given (--database FILE)",
+        ));
+    }
     let closure = match closure {
         Some(list) => closure::check_closure(&store, &roots, list, options.database.as_deref())?,
         None => closure::compute_closure(&store, &roots, options.database.as_deref())?,
     };
-    let plan = ImagePlan::new(&roots[0], &closure, options)?;
+    // Removed when dropped, at the end of the build whatever happens.
+    let database = match (&options.database, options.localstatedir) {
+        (Some(source), true) => Some(ImageDatabase::build(&closure, source)?),
+        _ => None,
+    };
+    let extras = Extras::new(&roots[0], options, database.as_ref())?;
+    let plan = ImagePlan::new(&roots[0], &closure, extras, options)?;
     let out = OutputFile::open(output)?;
     plan.write(&out, options)?;
     out.commit()
@@ -117,6 +131,76 @@ fn extra_units(main: &StoreItem, options: &ImageOptions) -> Result<Vec<Unit>> {
         units.push(Unit::File { name: archive_name(&f.path, t)?, source: f.source.clone() });
     }
     Ok(units)
+}
+
+/// What goes in besides the store items: the options' extras and the
+/// store database, with their names, so that a layer's history names what
+/// was asked for (not the parent directories every layer needs).
+struct Extras {
+    units: Vec<Unit>,
+    /// The units the options asked for, by name.
+    requested: BTreeMap<Vec<u8>, Unit>,
+    /// Names of the database's units, and the database file's.
+    database: BTreeSet<Vec<u8>>,
+    database_file: Vec<u8>,
+}
+
+impl Extras {
+    fn new(main: &StoreItem, options: &ImageOptions, database: Option<&ImageDatabase>) -> Result<Extras> {
+        let mut units = extra_units(main, options)?;
+        let requested = units.iter().map(|u| (u.name().to_vec(), u.clone())).collect();
+        let database_units = match database {
+            Some(db) => db.units(main, &options.transformations)?,
+            None => Vec::new(),
+        };
+        let database = database_units.iter().map(|u| u.name().to_vec()).collect();
+        units.extend(database_units);
+        let database_file = archive_name(localstate::DATABASE_PATH, &options.transformations)?;
+        Ok(Extras { units, requested, database, database_file })
+    }
+
+    /// What `units`, one layer's, holds besides store items, for its history.
+    fn describe(&self, units: &[Unit]) -> Vec<String> {
+        let mut dirs = Vec::new();
+        let mut links = Vec::new();
+        let mut files = Vec::new();
+        let mut database = false;
+        for u in units {
+            let name = u.name();
+            if self.database.contains(name) && !self.requested.contains_key(name) {
+                database |= name == self.database_file.as_slice();
+                continue;
+            }
+            // A parent directory another layer needs (such as /tmp for a
+            // store under /tmp) is not the directory asked for.
+            if self.requested.get(name) != Some(u) {
+                continue;
+            }
+            let shown = format!("/{}", String::from_utf8_lossy(name));
+            match u {
+                Unit::Dir { .. } => dirs.push(shown),
+                Unit::Symlink { .. } => links.push(shown),
+                Unit::File { .. } => files.push(shown),
+                Unit::Item { .. } => {}
+            }
+        }
+        let mut parts = Vec::new();
+        for (list, one, many) in [(dirs, "directory", "directories"), (links, "symlink", "symlinks"), (files, "file", "files")] {
+            match list.len() {
+                0 => {}
+                1 => parts.push(format!("{one} {}", list[0])),
+                2..=3 => parts.push(format!("{many} {}", list.join(", "))),
+                n => parts.push(format!("{many} {}, and {} more", list[..3].join(", "), n - 3)),
+            }
+        }
+        if database {
+            parts.push(format!(
+                "the store database /{} and root's profile as a GC root",
+                String::from_utf8_lossy(&self.database_file)
+            ));
+        }
+        parts
+    }
 }
 
 /// Measures every item, on all cores; the error reported is that of the
@@ -177,7 +261,8 @@ fn outer_header(name: &str, size: u64) -> Vec<u8> {
     out
 }
 
-fn describe(units: &[Unit], closure: &Closure) -> String {
+/// A layer's history comment: the store items it holds, then what else.
+fn describe(units: &[Unit], closure: &Closure, extras: &Extras) -> String {
     let names: Vec<&str> = units
         .iter()
         .filter_map(|u| match u {
@@ -185,26 +270,29 @@ fn describe(units: &[Unit], closure: &Closure) -> String {
             _ => None,
         })
         .collect();
-    let extras = units.iter().filter(|u| !matches!(u, Unit::Item { .. })).count();
-    let mut s = match names.len() {
-        0 => String::from("extra files"),
-        1..=3 => names.join(", "),
-        n => format!("{}, and {} more store items", names[..3].join(", "), n - 3),
-    };
-    if !names.is_empty() && extras > 0 {
-        s.push_str(" and extra files");
+    let mut parts = Vec::new();
+    match names.len() {
+        0 => {}
+        1..=3 => parts.push(names.join(", ")),
+        n => parts.push(format!("{}, and {} more store items", names[..3].join(", "), n - 3)),
     }
-    s
+    parts.extend(extras.describe(units));
+    if parts.is_empty() {
+        // Every layer holds an item or something asked for; should one
+        // hold only parent directories, its comment still says so.
+        parts.push(String::from("parent directories"));
+    }
+    parts.join("; ")
 }
 
 impl ImagePlan {
-    fn new(main: &StoreItem, closure: &Closure, options: &ImageOptions) -> Result<ImagePlan> {
+    fn new(main: &StoreItem, closure: &Closure, extra: Extras, options: &ImageOptions) -> Result<ImagePlan> {
         let t = &options.transformations;
         let mut item_units = Vec::new();
         for (i, item) in closure.items.iter().enumerate() {
             item_units.push(Unit::Item { name: archive_name(path_str(&item.path)?, t)?, item: i, path: item.path.clone() });
         }
-        let extras = extra_units(main, options)?;
+        let extras = extra.units.clone();
         // All in one layer must hold together: this also checks a
         // many-layer image for two things at one path.
         let mut all = item_units.clone();
@@ -252,7 +340,7 @@ impl ImagePlan {
             let header = outer_header(&file, len);
             let job_offset = offset;
             offset += header.len() as u64 + len;
-            comments.push(describe(&units, closure));
+            comments.push(describe(&units, closure, &extra));
             layers.push(LayerJob { units, host_files, len, outer_header: header, offset: job_offset });
             layer_files.push(file);
         }

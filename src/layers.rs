@@ -5,7 +5,6 @@
 //! directories they need.  [`plan`] decides how store items are grouped
 //! when more than one layer is asked for.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -70,10 +69,6 @@ pub fn archive_name(path: &str, transformations: &[(String, String)]) -> Result<
     Ok(parts.join("/").into_bytes())
 }
 
-fn is_ancestor(ancestor: &[u8], name: &[u8]) -> bool {
-    name.len() > ancestor.len() && name.starts_with(ancestor) && name[ancestor.len()] == b'/'
-}
-
 fn conflict(a: &[u8], b: &[u8]) -> Error {
     Error::new(
         ErrorKind::UnsupportedFile,
@@ -89,44 +84,70 @@ fn conflict(a: &[u8], b: &[u8]) -> Error {
 /// things at one path (identical directories are merged; a directory given
 /// explicitly keeps its mode and owner as a parent).
 pub fn assemble(units: Vec<Unit>) -> Result<Vec<Unit>> {
-    let mut by_name: BTreeMap<Vec<u8>, Unit> = BTreeMap::new();
-    for unit in units {
-        let name = unit.name().to_vec();
-        match by_name.get(&name) {
-            None => {
-                by_name.insert(name, unit);
+    // The units by name; a stable sort keeps units of one name in the
+    // order given.
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by(|&a, &b| units[a].name().cmp(units[b].name()));
+    // The first unit of a name is kept; a later identical directory is
+    // merged with it, anything else conflicts.  The conflict reported is
+    // the first one in the order given.
+    let mut kept: Vec<usize> = Vec::with_capacity(units.len());
+    let mut first_conflict: Option<usize> = None;
+    for &i in &order {
+        match kept.last() {
+            Some(&k) if units[k].name() == units[i].name() => {
+                let merged = units[i] == units[k] && matches!(units[i], Unit::Dir { .. });
+                if !merged && first_conflict.is_none_or(|c| i < c) {
+                    first_conflict = Some(i);
+                }
             }
-            Some(existing) if *existing == unit && matches!(unit, Unit::Dir { .. }) => {}
-            Some(_) => return Err(conflict(&name, &name)),
+            _ => kept.push(i),
         }
     }
-    // Implied parents.
-    let names: Vec<Vec<u8>> = by_name.keys().cloned().collect();
-    for name in &names {
+    if let Some(i) = first_conflict {
+        return Err(conflict(units[i].name(), units[i].name()));
+    }
+    // Implied parents.  Every ancestor of every name must be a directory
+    // (so nothing sits inside a whole store item, whose tree is written in
+    // one piece) or missing (it is then added).  Names come sorted, so a
+    // name shares most of its ancestors with the one before it, which were
+    // found to be fine.
+    let find = |name: &[u8]| kept.binary_search_by(|&k| units[k].name().cmp(name)).ok().map(|k| &units[kept[k]]);
+    let mut missing: Vec<Vec<u8>> = Vec::new();
+    let mut previous: &[u8] = &[];
+    for &k in &kept {
+        let name = units[k].name();
         let mut end = 0;
         while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
-            let parent = name[..end + i].to_vec();
+            let parent = &name[..end + i];
             end += i + 1;
-            match by_name.get(&parent) {
-                None => {
-                    by_name.insert(parent.clone(), Unit::Dir { name: parent, mode: PARENT_DIR_MODE, uid: 0, gid: 0 });
-                }
+            let checked = previous.len() > parent.len() && previous[parent.len()] == b'/' && previous.starts_with(parent);
+            if checked {
+                continue;
+            }
+            match find(parent) {
+                None => missing.push(parent.to_vec()),
                 Some(Unit::Dir { .. }) => {}
                 Some(other) => return Err(conflict(other.name(), name)),
             }
         }
+        previous = name;
     }
-    // Sorting by name puts every parent before its children.  Nothing may
-    // sit inside a whole store item: its tree is written in one piece.
-    let sorted: Vec<Unit> = by_name.into_values().collect();
-    let items: Vec<&[u8]> = sorted.iter().filter(|u| matches!(u, Unit::Item { .. })).map(|u| u.name()).collect();
-    for u in &sorted {
-        for item in &items {
-            if is_ancestor(item, u.name()) {
-                return Err(conflict(item, u.name()));
-            }
+    missing.sort_unstable();
+    missing.dedup();
+    // Merge the kept units and the added parents, by name: sorting by name
+    // puts every parent before its children.
+    let mut units: Vec<Option<Unit>> = units.into_iter().map(Some).collect();
+    let mut sorted = Vec::with_capacity(kept.len() + missing.len());
+    let mut missing = missing.into_iter().peekable();
+    for k in kept {
+        let unit = units[k].take().expect("each unit once");
+        while let Some(parent) = missing.next_if(|parent| parent.as_slice() < unit.name()) {
+            sorted.push(Unit::Dir { name: parent, mode: PARENT_DIR_MODE, uid: 0, gid: 0 });
         }
+        sorted.push(unit);
     }
+    sorted.extend(missing.map(|name| Unit::Dir { name, mode: PARENT_DIR_MODE, uid: 0, gid: 0 }));
     Ok(sorted)
 }
 
@@ -169,31 +190,141 @@ pub fn plan(sizes: &[u64], references: Option<&[Vec<usize>]>, slots: usize) -> V
     layers
 }
 
-/// For each item, how many items reach it through references (itself included).
+/// For each item, how many items reach it through references (itself
+/// included).  `references[i]` lists what item `i` refers to; indices out
+/// of range are ignored, a missing list means no references.
+///
+/// Counting, for every node of a graph, the nodes that reach it has no
+/// known algorithm much faster than finding every reachable pair, so this
+/// finds them 256 at a time: the strongly connected components (an item
+/// and one it reaches both ways reach the same items) are ordered so that
+/// references point forward, and one pass over that order carries, in a
+/// 256-bit mask per component, which of 256 source items reach it.  That is
+/// `n / 256` passes over the graph instead of one walk per item, and each
+/// pass starts at its first source's place in the order.
 fn popularity(n: usize, references: Option<&[Vec<usize>]>) -> Vec<usize> {
     let Some(refs) = references else { return vec![1; n] };
-    let mut count = vec![0usize; n];
-    let mut seen = vec![usize::MAX; n];
-    let mut stack = Vec::new();
-    for start in 0..n {
-        stack.push(start);
-        seen[start] = start;
-        while let Some(i) = stack.pop() {
-            count[i] += 1;
-            for &j in refs.get(i).map(|v| v.as_slice()).unwrap_or(&[]) {
-                if j < n && seen[j] != start {
-                    seen[j] = start;
-                    stack.push(j);
+    let edges = |i: usize| refs.get(i).map(|v| v.as_slice()).unwrap_or(&[]).iter().copied().filter(move |&j| j < n);
+    let (component, count) = strongly_connected_components(n, edges);
+    // Components are numbered sinks first: a reference between two
+    // components goes from a higher number to a lower one.
+    let mut successors: Vec<Vec<u32>> = vec![Vec::new(); count];
+    for i in 0..n {
+        for j in edges(i) {
+            if component[i] != component[j] {
+                successors[component[i] as usize].push(component[j]);
+            }
+        }
+    }
+    for list in &mut successors {
+        list.sort_unstable();
+        list.dedup();
+    }
+    // Sources in the order of their components, highest (closest to the
+    // roots) first, so that a pass starts where its first source is.
+    let mut sources: Vec<usize> = (0..n).collect();
+    sources.sort_by_key(|&i| std::cmp::Reverse(component[i]));
+
+    type Mask = [u64; MASK_WORDS];
+    let mut masks: Vec<Mask> = vec![[0; MASK_WORDS]; count];
+    let mut reached_by = vec![0usize; count];
+    for chunk in sources.chunks(MASK_WORDS * 64) {
+        let first = component[chunk[0]] as usize;
+        for mask in &mut masks[..=first] {
+            *mask = [0; MASK_WORDS];
+        }
+        for (bit, &i) in chunk.iter().enumerate() {
+            masks[component[i] as usize][bit / 64] |= 1 << (bit % 64);
+        }
+        for c in (0..=first).rev() {
+            let mask = masks[c];
+            if mask == [0; MASK_WORDS] {
+                continue;
+            }
+            reached_by[c] += mask.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+            for &d in &successors[c] {
+                let target = &mut masks[d as usize];
+                for (t, m) in target.iter_mut().zip(mask) {
+                    *t |= m;
                 }
             }
         }
     }
-    count
+    (0..n).map(|i| reached_by[component[i] as usize]).collect()
+}
+
+/// Words in the mask of sources one pass of [`popularity`] carries.
+const MASK_WORDS: usize = 4;
+
+/// The strongly connected components of the graph of `n` nodes whose
+/// edges from `i` are `edges(i)` (Tarjan's algorithm, without recursion):
+/// each node's component number, and how many there are.  A component is
+/// numbered after every component it reaches, so edges between components
+/// go from higher numbers to lower ones.
+fn strongly_connected_components<E, I>(n: usize, edges: E) -> (Vec<u32>, usize)
+where
+    E: Fn(usize) -> I,
+    I: Iterator<Item = usize>,
+{
+    const UNSEEN: u32 = u32::MAX;
+    assert!(n < UNSEEN as usize, "too many items");
+    let mut index = vec![UNSEEN; n];
+    let mut low = vec![0u32; n];
+    let mut on_stack = vec![false; n];
+    let mut component = vec![UNSEEN; n];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut calls: Vec<(usize, I)> = Vec::new();
+    let mut next_index = 0u32;
+    let mut count = 0usize;
+    for start in 0..n {
+        if index[start] != UNSEEN {
+            continue;
+        }
+        index[start] = next_index;
+        low[start] = next_index;
+        next_index += 1;
+        stack.push(start);
+        on_stack[start] = true;
+        calls.push((start, edges(start)));
+        while let Some((v, successors)) = calls.last_mut() {
+            let v = *v;
+            if let Some(w) = successors.next() {
+                if index[w] == UNSEEN {
+                    index[w] = next_index;
+                    low[w] = next_index;
+                    next_index += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    calls.push((w, edges(w)));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            calls.pop();
+            if let Some((u, _)) = calls.last() {
+                low[*u] = low[*u].min(low[v]);
+            }
+            if low[v] == index[v] {
+                loop {
+                    let w = stack.pop().expect("v is on the stack");
+                    on_stack[w] = false;
+                    component[w] = count as u32;
+                    if w == v {
+                        break;
+                    }
+                }
+                count += 1;
+            }
+        }
+    }
+    (component, count)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn dir(name: &str) -> Unit {
         Unit::Dir { name: name.as_bytes().to_vec(), mode: PARENT_DIR_MODE, uid: 0, gid: 0 }
@@ -237,5 +368,183 @@ mod tests {
         // Enough slots: one layer each, most popular first.
         assert_eq!(plan(&sizes, Some(&refs), 10).len(), 5);
         assert_eq!(plan(&sizes, Some(&refs), 10)[0], vec![0]);
+    }
+
+    /// A small seeded generator (splitmix64): the same cases on every run.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Popularity the obvious way: a walk from every item.
+    fn reference_popularity(n: usize, references: Option<&[Vec<usize>]>) -> Vec<usize> {
+        let Some(refs) = references else { return vec![1; n] };
+        let mut count = vec![0usize; n];
+        for start in 0..n {
+            let mut seen = vec![false; n];
+            let mut stack = vec![start];
+            seen[start] = true;
+            while let Some(i) = stack.pop() {
+                count[i] += 1;
+                for &j in refs.get(i).map(|v| v.as_slice()).unwrap_or(&[]) {
+                    if j < n && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        count
+    }
+
+    /// [`plan`] as it was written first, on the obvious popularity.
+    fn reference_plan(sizes: &[u64], references: Option<&[Vec<usize>]>, slots: usize) -> Vec<Vec<usize>> {
+        let n = sizes.len();
+        if n == 0 {
+            return vec![Vec::new()];
+        }
+        let slots = slots.max(1);
+        let pop = reference_popularity(n, references);
+        let mut order: Vec<usize> = (0..n).collect();
+        if n <= slots {
+            order.sort_by(|&a, &b| pop[b].cmp(&pop[a]).then(sizes[b].cmp(&sizes[a])).then(a.cmp(&b)));
+            return order.into_iter().map(|i| vec![i]).collect();
+        }
+        let score = |i: usize| u128::from(sizes[i]) * pop[i] as u128;
+        order.sort_by(|&a, &b| score(b).cmp(&score(a)).then(a.cmp(&b)));
+        let mut chosen: Vec<usize> = order[..slots - 1].to_vec();
+        let mut rest: Vec<usize> = order[slots - 1..].to_vec();
+        chosen.sort_by(|&a, &b| pop[b].cmp(&pop[a]).then(sizes[b].cmp(&sizes[a])).then(a.cmp(&b)));
+        rest.sort();
+        let mut layers: Vec<Vec<usize>> = chosen.into_iter().map(|i| vec![i]).collect();
+        layers.push(rest);
+        layers
+    }
+
+    /// A random reference graph: acyclic like a store's, or with cycles,
+    /// self-references, duplicates, out-of-range indices and missing lists.
+    fn random_references(rng: &mut Random, n: usize, acyclic: bool) -> Vec<Vec<usize>> {
+        let lists = if acyclic { n } else { rng.below(n + 1) };
+        (0..lists)
+            .map(|i| {
+                let degree = rng.below(5);
+                (0..degree)
+                    .filter_map(|_| match (acyclic, i) {
+                        (true, 0) => None,
+                        (true, _) => Some(rng.below(i)),
+                        (false, _) => Some(rng.below(n + 2)),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn popularity_and_plan_match_the_obvious_walks() {
+        let mut rng = Random(0x5ca1e);
+        for case in 0..1500 {
+            let n = rng.below(200.min(4 + case / 4));
+            let refs = random_references(&mut rng, n, case % 3 != 0);
+            // Sizes with many ties, so that the tie-breaks are exercised.
+            let sizes: Vec<u64> = (0..n).map(|_| [0, 1, 7, 100, 1 << 40][rng.below(5)]).collect();
+            let refs = (case % 7 != 0).then_some(refs.as_slice());
+            assert_eq!(popularity(n, refs), reference_popularity(n, refs), "case {case}: {refs:?}");
+            for slots in [0, 1, 2, n / 2, n, n + 1] {
+                assert_eq!(plan(&sizes, refs, slots), reference_plan(&sizes, refs, slots), "case {case}, {slots} slots");
+            }
+        }
+    }
+
+    #[test]
+    fn popularity_counts_cycles_once() {
+        // 0 -> 1 -> 2 -> 1, 3 -> 2: {1, 2} is reached by 0, 1, 2 and 3.
+        let refs = vec![vec![1], vec![2], vec![1, 2], vec![2]];
+        assert_eq!(popularity(4, Some(&refs)), vec![1, 4, 4, 1]);
+    }
+
+    #[test]
+    fn popularity_of_a_long_chain() {
+        // Item i refers to i + 1: item i is reached by the i + 1 items up to it.
+        let n = 5000;
+        let refs: Vec<Vec<usize>> = (0..n).map(|i| if i + 1 < n { vec![i + 1] } else { vec![] }).collect();
+        let expected: Vec<usize> = (1..=n).collect();
+        assert_eq!(popularity(n, Some(&refs)), expected);
+    }
+
+    /// [`assemble`] as it was written first, with its check of every unit
+    /// against every store item.
+    fn reference_assemble(units: Vec<Unit>) -> Result<Vec<Unit>> {
+        let mut by_name: BTreeMap<Vec<u8>, Unit> = BTreeMap::new();
+        for unit in units {
+            let name = unit.name().to_vec();
+            match by_name.get(&name) {
+                None => {
+                    by_name.insert(name, unit);
+                }
+                Some(existing) if *existing == unit && matches!(unit, Unit::Dir { .. }) => {}
+                Some(_) => return Err(conflict(&name, &name)),
+            }
+        }
+        let names: Vec<Vec<u8>> = by_name.keys().cloned().collect();
+        for name in &names {
+            let mut end = 0;
+            while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
+                let parent = name[..end + i].to_vec();
+                end += i + 1;
+                match by_name.get(&parent) {
+                    None => {
+                        by_name.insert(parent.clone(), Unit::Dir { name: parent, mode: PARENT_DIR_MODE, uid: 0, gid: 0 });
+                    }
+                    Some(Unit::Dir { .. }) => {}
+                    Some(other) => return Err(conflict(other.name(), name)),
+                }
+            }
+        }
+        let sorted: Vec<Unit> = by_name.into_values().collect();
+        let items: Vec<&[u8]> = sorted.iter().filter(|u| matches!(u, Unit::Item { .. })).map(|u| u.name()).collect();
+        let is_ancestor = |a: &[u8], name: &[u8]| name.len() > a.len() && name.starts_with(a) && name[a.len()] == b'/';
+        for u in &sorted {
+            for item in &items {
+                if is_ancestor(item, u.name()) {
+                    return Err(conflict(item, u.name()));
+                }
+            }
+        }
+        Ok(sorted)
+    }
+
+    #[test]
+    fn assemble_matches_the_quadratic_check() {
+        let mut rng = Random(0xa55e);
+        let parts = ["gnu", "store", "a", "a-b", "a.b", "b", "bin"];
+        for case in 0..3000 {
+            let units: Vec<Unit> = (0..rng.below(12))
+                .map(|k| {
+                    let depth = 1 + rng.below(4);
+                    let name = (0..depth).map(|_| parts[rng.below(parts.len())]).collect::<Vec<_>>().join("/");
+                    let name = name.into_bytes();
+                    match rng.below(4) {
+                        0 => Unit::Dir { name, mode: [PARENT_DIR_MODE, 0o700][rng.below(2)], uid: 0, gid: 0 },
+                        1 => Unit::Symlink { name, target: b"x".to_vec() },
+                        2 => Unit::File { name, source: "/etc/hostname".into() },
+                        _ => Unit::Item { name, item: k, path: "/gnu/store/x".into() },
+                    }
+                })
+                .collect();
+            let got = assemble(units.clone()).map_err(|e| e.message);
+            let expected = reference_assemble(units.clone()).map_err(|e| e.message);
+            assert_eq!(got, expected, "case {case}: {units:?}");
+        }
     }
 }

@@ -12,6 +12,8 @@ pub mod error;
 pub mod ffi;
 pub mod image;
 pub mod layers;
+pub mod localstate;
+pub mod manifest;
 pub mod options;
 pub mod output;
 pub mod reference;

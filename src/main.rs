@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use guix_docker_native::closure::read_closure_file;
+use guix_docker_native::closure::read_closure_file_in;
 use guix_docker_native::store::StoreDir;
 use guix_docker_native::{build_docker_image, default_output_name, Error, ErrorKind, Output, Result};
 
@@ -53,6 +53,7 @@ fn run() -> i32 {
 /// Builds the archive; returns the file name to print (none for `-o -`).
 fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     let mut options = cli.image_options()?;
+    cli.add_default_tag(&mut options)?;
     options.cancel = Some(Arc::clone(&interrupts.cancel));
     let (output, name) = match cli.output_choice() {
         OutputChoice::Default => {
@@ -72,7 +73,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
         OutputChoice::File(path) => (Output::Path(path.clone()), Some(path)),
     };
     let closure = match &cli.closure_file {
-        Some(file) => Some(read_closure_file(file)?),
+        Some(file) => Some(read_closure_file_in(&StoreDir::new(&options.store_dir)?, file)?),
         None => None,
     };
     let bar = (!cli.quiet && std::io::stderr().is_terminal()).then(|| Arc::new(ProgressBar::new()));

@@ -123,6 +123,9 @@ pub struct ImageOptions {
     pub symlinks: Vec<ExtraSymlink>,
     pub directories: Vec<ExtraDirectory>,
     pub files: Vec<ExtraFile>,
+    /// Put the store database of the closure in the image, as
+    /// `guix pack --localstatedir` (see [`crate::localstate`]).
+    pub localstatedir: bool,
     /// `(old, new)` prefix rewrites of archive names.
     pub transformations: Vec<(String, String)>,
     /// `None`: one layer.  `Some(n)`: at most n layers.
@@ -158,6 +161,7 @@ impl Default for ImageOptions {
             symlinks: Vec::new(),
             directories: Vec::new(),
             files: Vec::new(),
+            localstatedir: false,
             transformations: Vec::new(),
             max_layers: None,
             architecture: host_architecture().to_string(),
@@ -407,6 +411,15 @@ impl ImageOptions {
         require_no_nul("file", path)?;
         self.files.push(ExtraFile { path: path.to_string(), source });
         Ok(())
+    }
+
+    /// Asks for the store database in the image (`/var/guix/db/db.sqlite`
+    /// holding the closure, with root's profile linking to the first item as
+    /// a GC root), as `guix pack --localstatedir` does.  The rows come from
+    /// the store database ([`set_database`](Self::set_database)), which the
+    /// build then requires.
+    pub fn set_localstatedir(&mut self, enable: bool) {
+        self.localstatedir = enable;
     }
 
     /// Rewrites archive names starting with `old` to start with `new`.

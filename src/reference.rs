@@ -1,6 +1,8 @@
 //! Image references (`name:tag`) in the Docker reference grammar.
 
 use crate::error::{Error, Result};
+use crate::manifest;
+use crate::store::StoreItem;
 
 fn is_alnum(c: u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
@@ -141,6 +143,33 @@ pub fn repository_from_name(name: &str) -> String {
     }
 }
 
+/// The name `guix pack` gives the image of a profile: the names of its
+/// manifest's entries joined with `-`, dropping entries from the end while
+/// the result is 40 characters or more (one entry's name is kept whatever
+/// its length).
+pub fn friendly_name(names: &[String]) -> String {
+    let mut count = names.len();
+    loop {
+        let joined = names[..count].join("-");
+        if joined.chars().count() < 40 || count <= 1 {
+            return joined;
+        }
+        count -= 1;
+    }
+}
+
+/// The repository the image of `item` is named after when no tag is given,
+/// as `guix pack` names it: for a profile (an item with a manifest listing
+/// packages), [`friendly_name`] of its entries; for anything else, the
+/// item's name.  Either way mapped to a valid repository by
+/// [`repository_from_name`].
+pub fn default_repository(item: &StoreItem) -> String {
+    match manifest::entry_names(&item.path) {
+        Some(names) if !names.is_empty() => repository_from_name(&friendly_name(&names)),
+        _ => repository_from_name(item.name()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +198,43 @@ mod tests {
             assert_eq!(r, repo, "{name}");
             validate_tag(&r).unwrap();
         }
+    }
+
+    #[test]
+    fn friendly_names_drop_entries_from_the_end() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(friendly_name(&names(&["hello"])), "hello");
+        assert_eq!(friendly_name(&names(&["guile", "guile-json", "hello"])), "guile-guile-json-hello");
+        // 39 characters stay; 40 do not.
+        let a = "a".repeat(19);
+        assert_eq!(friendly_name(&names(&[&a, &a, "b"])), format!("{a}-{a}"));
+        assert_eq!(friendly_name(&names(&[&a, &"b".repeat(20), "c"])), a);
+        // One name of 40 characters or more is kept as it is.
+        let long = "x".repeat(45);
+        assert_eq!(friendly_name(&names(&[&long, "y"])), long);
+        assert_eq!(friendly_name(&[]), "");
+    }
+
+    #[test]
+    fn profiles_are_named_after_their_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::StoreDir::new(dir.path()).unwrap();
+        let profile = dir.path().join("00000000000000000000000000000000-profile");
+        std::fs::create_dir(&profile).unwrap();
+        let item = store.parse_item(&profile).unwrap();
+        assert_eq!(default_repository(&item), "profile", "no manifest: the item's name");
+        let entry = |name: &str| format!("(\"{name}\" \"1.0\" \"out\" \"/gnu/store/x-{name}\" (propagated-inputs ()) (search-paths ()))");
+        let write = |names: &[&str]| {
+            let entries: Vec<String> = names.iter().map(|n| entry(n)).collect();
+            std::fs::write(profile.join("manifest"), format!("(manifest (version 3) (packages ({})))", entries.join(" "))).unwrap();
+        };
+        write(&["GNU-Hello"]);
+        assert_eq!(default_repository(&item), "gnu-hello");
+        write(&["coreutils", "findutils", "grep", "sed", "gawk", "tar", "diffutils"]);
+        assert_eq!(default_repository(&item), "coreutils-findutils-grep-sed-gawk-tar", "47 characters with diffutils");
+        write(&[]);
+        assert_eq!(default_repository(&item), "profile", "no entries: the item's name");
+        std::fs::write(profile.join("manifest"), "not a manifest").unwrap();
+        assert_eq!(default_repository(&item), "profile");
     }
 }

@@ -5,6 +5,7 @@
 //! `[A-Za-z0-9+-._?=]` not starting with a dot.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -22,10 +23,48 @@ pub struct StoreDir {
 }
 
 /// One validated store item.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Items compare, sort and hash by the bytes of their path.  Their paths
+/// are normal (no `.`, no repeated or trailing slash), so this is the order
+/// of `Path`'s component-wise comparison for the items of one store, at a
+/// fraction of its cost: closures of 100,000 items sort and look up their
+/// members many times.
+#[derive(Debug, Clone)]
 pub struct StoreItem {
     /// The full path, `<store-dir>/<hash>-<name>`.
     pub path: PathBuf,
+}
+
+impl StoreItem {
+    fn bytes(&self) -> &[u8] {
+        self.path.as_os_str().as_bytes()
+    }
+}
+
+impl PartialEq for StoreItem {
+    fn eq(&self, other: &StoreItem) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for StoreItem {}
+
+impl PartialOrd for StoreItem {
+    fn partial_cmp(&self, other: &StoreItem) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for StoreItem {
+    fn cmp(&self, other: &StoreItem) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+impl std::hash::Hash for StoreItem {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
 }
 
 impl StoreItem {
@@ -87,6 +126,14 @@ impl StoreDir {
     /// (absolute, no `..`, not a file inside an item) and returns it.
     /// The item need not exist; the error names `path` and says what is wrong.
     pub fn parse_item(&self, path: &Path) -> Result<StoreItem> {
+        // The common case, a normal path (as the database and `guix gc -R`
+        // give them), without taking the path apart.
+        let (bytes, store) = (path.as_os_str().as_bytes(), self.path.as_os_str().as_bytes());
+        if let Some(base) = bytes.strip_prefix(store).and_then(|rest| rest.strip_prefix(b"/")) {
+            if std::str::from_utf8(base).is_ok_and(StoreDir::is_item_name) {
+                return Ok(StoreItem { path: path.to_path_buf() });
+            }
+        }
         let shown = path.display();
         if !path.is_absolute() {
             return Err(invalid(format!("'{shown}': relative path; a store item path must be absolute")));
@@ -278,5 +325,24 @@ mod tests {
         assert_eq!(nix_base32_encode(&[0u8; 20]), "0".repeat(32));
         assert_eq!(nix_base32_encode(&[0xff; 20]), "z".repeat(32));
         assert!(StoreDir::is_item_name(&format!("{}-x", nix_base32_encode(&[0x5a; 20]))));
+    }
+
+    #[test]
+    fn items_sort_as_their_paths_do() {
+        let names = ["a", "a-b", "a.b", "a+b", "a_b", "a=b", "a?b", "A", "ab", "a-", "z", "0"];
+        let mut items: Vec<StoreItem> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            for hash in [HASH, "zyxwvsrqpnmlkjihgfdcba9876543210"] {
+                let hash = format!("{}{}", &hash[..31], NIX_BASE32[i] as char);
+                items.push(store().parse_item(Path::new(&format!("/gnu/store/{hash}-{name}"))).unwrap());
+            }
+        }
+        let mut by_item = items.clone();
+        by_item.sort();
+        let mut by_path = items.clone();
+        by_path.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(by_item, by_path);
+        let set: std::collections::HashSet<&StoreItem> = items.iter().collect();
+        assert_eq!(set.len(), items.len());
     }
 }

@@ -11,6 +11,8 @@
 #   rust      cargo test --release (unit, integration, header and doc tests)
 #   c         tests/c/run.sh: the C ABI test program under valgrind memcheck
 #   guile     tests/guile/run.sh: the Guile bindings' SRFI-64 tests
+#   install   tests/install/run.sh: make install into a staging directory,
+#             checked with the checkout out of sight; make uninstall
 #   consumers tests/consumers/run.sh: docker, podman, skopeo and umoci
 # Each stage prints `ok - STAGE` or `FAIL - STAGE`; the last line is
 # "N passed, N failed" and the exit status is non-zero when a stage failed.
@@ -23,7 +25,10 @@ ROOT=$PWD
 # Debian 12 packages: the engines and tools the consumer tests drive,
 # valgrind for the C test, Guile for the bindings, and the small tools the
 # scripts use (sqlite3, jq, zstd; setpriv, unshare and script are in
-# util-linux and bsdutils; perl in perl-base).
+# util-linux and bsdutils; perl in perl-base); nix-bin, whose nix-store
+# verifies the store database --localstatedir puts in an image; for the
+# install test, make, pkg-config (pkgconf), readelf and objdump (binutils),
+# man (man-db), and the shells whose completions are installed (zsh, fish).
 PACKAGES=(
     docker.io containerd runc iptables
     podman uidmap
@@ -33,6 +38,8 @@ PACKAGES=(
     guile-3.0
     sqlite3 jq zstd
     util-linux bsdutils perl-base
+    nix-bin
+    make pkgconf binutils man-db zsh fish
 )
 
 PASSED=0
@@ -130,13 +137,14 @@ if stage build cargo build --release; then
     stage rust cargo test --release
     script_stage c tests/c/run.sh
     script_stage guile tests/guile/run.sh
+    script_stage install tests/install/run.sh
     if [ "$setup_ok" = yes ]; then
         script_stage consumers tests/consumers/run.sh
     else
         skipped consumers "no packages or no dockerd"
     fi
 else
-    for s in rust c guile consumers; do
+    for s in rust c guile install consumers; do
         skipped "$s" "the build failed"
     done
 fi

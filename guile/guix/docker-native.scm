@@ -136,11 +136,17 @@ that was refused and says what is wrong with it."
 (define %library-soname "libguix_docker_native")
 (define %library-file-name (string-append %library-soname ".so"))
 (define %expected-abi-version 1)
+;; The installed library's name: the SONAME, which carries the ABI version
+;; (the unversioned .so is for the linker, and may be absent).
+(define %installed-library-file-name
+  (string-append %library-file-name "." (number->string %expected-abi-version)))
 
 ;; The absolute file name of the library an installation put in place, or
-;; #f.  A package definition may substitute it at build time, as Guix's own
-;; (guix config) does for the libraries Guix binds.
-(define %configured-library-file #f)
+;; #f: set by `make install' or a package definition in
+;; (guix docker-native config), as Guix's own (guix config) does for the
+;; libraries Guix binds.
+(define %configured-library-file
+  (@ (guix docker-native config) %configured-library-file))
 
 (define (module-relative-library-files)
   "Return the files where the library sits relative to this module's source:
@@ -158,8 +164,9 @@ in PREFIX/lib when it is installed under PREFIX/share/guile/site/VERSION."
               '()))
         (match (string-match "^(.*)/share/guile/site/[0-9.]+$" root)
           (#f '())
-          (m (list (string-append (match:substring m 1) "/lib/"
-                                  %library-file-name)))))))))
+          (m (map (cut string-append (match:substring m 1) "/lib/" <>)
+                  (list %installed-library-file-name
+                        %library-file-name)))))))))
 
 (define (dynamic-link-error-message args)
   "Turn the arguments of a `dynamic-link' failure into a short reason."
@@ -194,11 +201,14 @@ what to pass to `dynamic-link' and how to describe it in an error."
              '())
          (map (lambda (file) (cons file file))
               (delete-duplicates (module-relative-library-files)))
-         `((,%library-soname
-            . ,(string-append %library-file-name
-                              " through the dynamic linker (LD_LIBRARY_PATH: "
-                              (or (getenv "LD_LIBRARY_PATH") "unset")
-                              ")")))))))
+         (map (lambda (name)
+                (cons name
+                      (string-append name
+                                     " through the dynamic linker \
+(LD_LIBRARY_PATH: "
+                                     (or (getenv "LD_LIBRARY_PATH") "unset")
+                                     ")")))
+              (list %installed-library-file-name %library-file-name))))))
 
 (define (open-library)
   "Open the library at the first place that works and check its ABI
@@ -428,6 +438,8 @@ collector frees with FREE-NAME."
 (define-option-setter %set-compression "gdn_options_set_compression"
   ('* int32))
 (define-option-setter %set-threads "gdn_options_set_threads" (uint32))
+(define-option-setter %set-localstatedir "gdn_options_set_localstatedir"
+  (int32))
 (define-option-setter %set-progress-callback
   "gdn_options_set_progress_callback" ('* '*))
 (define-option-setter %set-cancel "gdn_options_set_cancel" ('*))
@@ -464,6 +476,7 @@ collector frees with FREE-NAME."
                              (directories '())
                              (files '())
                              (transformations '())
+                             localstatedir?
                              max-layers
                              system
                              creation-time
@@ -485,7 +498,11 @@ of strings.  WORKING-DIRECTORY, USER: strings.  EXPOSED-PORTS: list of
 SYMLINKS: alist (LINK . TARGET), TARGET relative to the item or absolute.
 DIRECTORIES: list of (PATH UID GID MODE).  FILES: alist (IMAGE-PATH . SOURCE)
 of host files to copy in.  TRANSFORMATIONS: alist (OLD . NEW) of prefixes to
-rewrite in the archive's names.  MAX-LAYERS: at most this many layers (1 to
+rewrite in the archive's names.  LOCALSTATEDIR?: true to put the store
+database in the image, as `guix pack --localstatedir': /var/guix/db/db.sqlite
+registering exactly the closure with the rows DATABASE holds for it (which
+it then requires), and root's profile, a GC root, linking to the item.
+MAX-LAYERS: at most this many layers (1 to
 125; #f: one).  SYSTEM: a Guix system type or GNU triplet (default: the
 host's).  CREATION-TIME: seconds since the epoch, or a SRFI-19 date or time
 (default: SOURCE_DATE_EPOCH, else 1970-01-01T00:00:01Z).  COMPRESSION:
@@ -568,6 +585,7 @@ program first" entry-point)))
                                       (string-of "transformation target"
                                                  new))))
               (pairs-argument "transformations" transformations))
+    (%set-localstatedir options (if localstatedir? 1 0))
     (when max-layers
       (%set-max-layers options (uint32-argument "max-layers" max-layers)))
     (when system
@@ -976,21 +994,6 @@ NAME [UID GID [MODE]]) or (LINK -> TARGET)" directive)))))))
 both strings" other)))
        (list-argument "environment" environment)))
 
-(define %root-profile "/var/guix/profiles/per-user/root")
-
-(define (database-options database prefix)
-  "Return the directories, symlinks and files that install DATABASE in the
-image as Guix does, with PREFIX, the profile, as root's profile (a GC root)."
-  (values `(("/var/guix/db" 0 0 #o755)
-            ("/var/guix/profiles" 0 0 #o755)
-            ("/var/guix/gcroots" 0 0 #o755)
-            (,%root-profile 0 0 #o755))
-          `(("/var/guix/gcroots/profiles" . "/var/guix/profiles")
-            (,(string-append %root-profile "/guix-profile-1-link") . ,prefix)
-            (,(string-append %root-profile "/guix-profile")
-             . ,(string-append %root-profile "/guix-profile-1-link")))
-          `(("/var/guix/db/db.sqlite" . ,database))))
-
 (define* (build-docker-image image paths prefix
                              #:key
                              repository
@@ -1022,13 +1025,14 @@ directives (directory NAME [UID GID [MODE]]), mode #o755 by default, and
 (OLD -> NEW); archive names starting with OLD start with NEW instead.
 SYSTEM: the Guix system or GNU triplet the binaries are for (x86_64, i686,
 arm, aarch64, mips64el, riscv64), recorded as the image's architecture;
-default: the host's.  DATABASE: a store database (db.sqlite) for PATHS,
-installed as Guix does: /var/guix/db/db.sqlite, the directories /var/guix/
-profiles and /var/guix/gcroots, /var/guix/gcroots/profiles pointing to
-/var/guix/profiles, and root's profile link guix-profile-1-link to PREFIX,
-which makes PREFIX a GC root; guix-profile points to that link with an
-absolute target where Guix writes a relative one, and the database's file
-mode is the one the library gives to added files, not Guix's #o644.
+default: the host's.  DATABASE: a store database (db.sqlite) holding PATHS,
+installed as Guix does: /var/guix/db/db.sqlite (mode #o644), registering
+exactly PATHS with the hash, size, references, deriver and registration
+time DATABASE gives each (Guix passes a database of just PATHS; a larger
+one, such as the store's own, gives the same rows), the directories
+/var/guix/profiles and /var/guix/gcroots, /var/guix/gcroots/profiles
+pointing to /var/guix/profiles, and root's profile guix-profile, through
+guix-profile-1-link, pointing to PREFIX, which makes PREFIX a GC root.
 ENTRY-POINT: list of strings, the program first.  ENVIRONMENT: alist of
 (NAME . VALUE) strings.  COMPRESSOR: the command Guix passes, applied to the
 whole archive: gzip and zstd with their level flags, such as (\"gzip\"
@@ -1052,22 +1056,19 @@ offending input."
 root is not supported yet" root-system))
   (let*-values (((compression level) (compressor->compression compressor))
                 ((extra-directories extra-symlinks)
-                 (extra-files->options extra-files))
-                ((database-directories database-symlinks database-files)
-                 (if database
-                     (database-options database prefix)
-                     (values '() '() '()))))
+                 (extra-files->options extra-files)))
     (build-docker-image/options
      prefix image
      (make-image-options
       #:store-directory store-directory
+      #:database database
+      #:localstatedir? (and database #t)
       #:tags (append (if repository (list (repository->tag repository)) '())
                      tags)
       #:entry-point entry-point
       #:environment (environment->options environment)
-      #:directories (append extra-directories database-directories)
-      #:symlinks (append extra-symlinks database-symlinks)
-      #:files database-files
+      #:directories extra-directories
+      #:symlinks extra-symlinks
       #:transformations (transformations->options transformations)
       #:max-layers max-layers
       #:system system
@@ -1093,6 +1094,7 @@ root is not supported yet" root-system))
                                   system
                                   creation-time
                                   (symlinks '())
+                                  localstatedir?
                                   progress
                                   cancel
                                   store-directory
@@ -1110,7 +1112,9 @@ or absolute, and its arguments.  ENVIRONMENT: alist of (NAME . VALUE).
 COMPRESSION: `none' (default), `gzip' or `zstd', at COMPRESSION-LEVEL (#f:
 default).  MAX-LAYERS, SYSTEM, CREATION-TIME, THREADS: as for
 `make-image-options'.  SYMLINKS: alist (LINK . TARGET), TARGET relative to
-ITEM or absolute, like `guix pack -S'.  PROGRESS: a procedure called with
+ITEM or absolute, like `guix pack -S'.  LOCALSTATEDIR?: true to put the
+store database in the image, as `guix pack --localstatedir' (see
+`make-image-options'; it needs DATABASE).  PROGRESS: a procedure called with
 (BYTES-DONE BYTES-TOTAL).  CANCEL: a flag from `make-cancel-flag' that stops
 the build.  STORE-DIRECTORY: the store ITEM lives in (default:
 `store-directory')."
@@ -1123,6 +1127,7 @@ the build.  STORE-DIRECTORY: the store ITEM lives in (default:
                          #:entry-point entry-point
                          #:environment environment
                          #:symlinks symlinks
+                         #:localstatedir? localstatedir?
                          #:max-layers max-layers
                          #:system system
                          #:creation-time creation-time

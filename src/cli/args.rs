@@ -6,9 +6,20 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Parser;
+use guix_docker_native::layers::archive_name;
+use guix_docker_native::reference::default_repository;
+use guix_docker_native::store::StoreDir;
 use guix_docker_native::{Compression, Error, ImageOptions, Result};
 
 use super::time::parse_creation_time;
+
+/// The directory every image gets unless `--no-tmp`, as with `guix pack`:
+/// `/tmp`, mode 1777 (sticky, writable by all), owned by root.
+const TMP_DIRECTORY: &str = "/tmp";
+const TMP_MODE: u32 = 0o1777;
+
+/// Mode of a `--directory` given without one.
+const DEFAULT_DIRECTORY_MODE: u32 = 0o755;
 
 const ABOUT: &str = "Make a Docker image archive from Guix store items";
 
@@ -128,8 +139,10 @@ pub struct Cli {
     pub closure_file: Option<PathBuf>,
 
     /// Tag the image NAME:TAG (repeatable; TAG defaults to 'latest')
-    /// [default: the first ITEM's name, e.g. hello:latest]
-    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]", help_heading = "Image")]
+    /// [default, as guix pack: for a profile, its packages' names joined
+    /// with '-' (fewer than 40 characters); else the first ITEM's name,
+    /// e.g. hello:latest]
+    #[arg(short = 't', long = "tag", visible_alias = "image-tag", value_name = "NAME[:TAG]", help_heading = "Image")]
     pub tags: Vec<String>,
 
     /// The program the image runs, relative to the first ITEM (bin/hello)
@@ -153,6 +166,28 @@ pub struct Cli {
     /// ITEM's bin (repeatable; a relative target is relative to the first ITEM)
     #[arg(short = 'S', long = "symlink", value_name = "LINK=TARGET", help_heading = "Image")]
     pub symlinks: Vec<String>,
+
+    /// Add a directory to the image, with MODE in octal (default 755) and
+    /// owner UID:GID (default 0:0), e.g. --directory /srv/data=750:1000:1000
+    /// (repeatable)
+    #[arg(long = "directory", value_name = "PATH[=MODE[:UID:GID]]", help_heading = "Image")]
+    pub directories: Vec<String>,
+
+    /// Copy the host's regular file SOURCE into the image at PATH (repeatable)
+    #[arg(long = "file", value_name = "PATH=SOURCE", help_heading = "Image")]
+    pub files: Vec<String>,
+
+    /// No /tmp directory in the image (by default there is one, mode 1777,
+    /// as guix pack makes it)
+    #[arg(long, help_heading = "Image")]
+    pub no_tmp: bool,
+
+    /// Put the store database in the image, as guix pack --localstatedir:
+    /// /var/guix/db/db.sqlite registering the closure with the hashes,
+    /// sizes and references --database gives (required), and the first
+    /// ITEM as root's profile, a GC root
+    #[arg(long, help_heading = "Image")]
+    pub localstatedir: bool,
 
     /// The working directory of the image's processes
     #[arg(long, value_name = "DIR", help_heading = "Image")]
@@ -236,6 +271,21 @@ impl Cli {
             let (link, target) = split_pair(spec, "symlink", "/LINK=TARGET, e.g. /bin=bin")?;
             o.add_symlink(link, target)?;
         }
+        for spec in &self.directories {
+            let (path, mode, uid, gid) = parse_directory(spec)?;
+            o.add_directory(path, uid, gid, mode)?;
+        }
+        for spec in &self.files {
+            let (path, source) = split_pair(spec, "file", "PATH=SOURCE, e.g. /etc/app.conf=app.conf")?;
+            if source.is_empty() {
+                return Err(Error::invalid_argument(format!("file '{spec}': no SOURCE after '='")));
+            }
+            o.add_file(path, PathBuf::from(source))?;
+        }
+        if !self.no_tmp && !self.adds_at(TMP_DIRECTORY) {
+            o.add_directory(TMP_DIRECTORY, 0, 0, TMP_MODE)?;
+        }
+        o.set_localstatedir(self.localstatedir);
         if let Some(dir) = &self.workdir {
             o.set_working_dir(dir)?;
         }
@@ -272,6 +322,55 @@ impl Cli {
         o.set_threads(parse_number(&self.threads, "threads", "a number of threads (0: one per core)")?)?;
         Ok(o)
     }
+}
+
+impl Cli {
+    /// Does a --directory, --symlink or --file put something at `path`?
+    /// (Then it replaces the default /tmp rather than conflict with it.)
+    fn adds_at(&self, path: &str) -> bool {
+        let wanted = archive_name(path, &[]).ok();
+        let paths = self
+            .directories
+            .iter()
+            .chain(&self.symlinks)
+            .chain(&self.files)
+            .map(|spec| spec.split_once('=').map_or(spec.as_str(), |(path, _)| path));
+        paths.into_iter().any(|p| archive_name(p, &[]).ok() == wanted)
+    }
+
+    /// Tags the image as `guix pack` names it when no -t is given: after the
+    /// packages of a profile, else after the first item (see
+    /// [`default_repository`]).  An item that is not a store item is left
+    /// for the build to report.
+    pub fn add_default_tag(&self, o: &mut ImageOptions) -> Result<()> {
+        if !o.tags.is_empty() {
+            return Ok(());
+        }
+        if let Ok(item) = StoreDir::new(&o.store_dir).and_then(|store| store.parse_item(&self.items[0])) {
+            o.add_tag(&default_repository(&item))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `PATH[=MODE[:UID:GID]]`.
+fn parse_directory(spec: &str) -> Result<(&str, u32, u32, u32)> {
+    let bad = || {
+        Error::invalid_argument(format!(
+            "directory '{spec}': expected PATH, PATH=MODE or PATH=MODE:UID:GID with MODE in octal, e.g. /srv=750:1000:1000"
+        ))
+    };
+    let Some((path, rest)) = spec.split_once('=') else { return Ok((spec, DEFAULT_DIRECTORY_MODE, 0, 0)) };
+    let fields: Vec<&str> = rest.split(':').collect();
+    let (mode, uid, gid) = match fields.as_slice() {
+        [mode] => (*mode, "0", "0"),
+        [mode, uid, gid] => (*mode, *uid, *gid),
+        _ => return Err(bad()),
+    };
+    let octal = !mode.is_empty() && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let mode = if octal { u32::from_str_radix(mode, 8).map_err(|_| bad())? } else { return Err(bad()) };
+    let id = |text: &str| text.parse::<u32>().map_err(|_| bad());
+    Ok((path, mode, id(uid)?, id(gid)?))
 }
 
 /// Splits `NAME=VALUE` at the first '='.
@@ -409,9 +508,80 @@ mod tests {
             "--entry-point-argument", "--env", "--symlink", "--max-layers", "--system",
             "--creation-time", "--cmd", "--workdir", "--user", "--label", "--expose", "--volume",
             "--compression ", "--compression-level", "--threads", "--quiet", "Docker 20.10",
+            "--image-tag", "--directory", "--file", "--no-tmp", "--localstatedir",
             "Examples:", "Exit status", "NIX_STORE_DIR", "SOURCE_DATE_EPOCH",
         ] {
             assert!(help.contains(needle), "--help lacks {needle}");
         }
+    }
+
+    fn directories(o: &ImageOptions) -> Vec<(String, u32, u32, u32)> {
+        o.directories.iter().map(|d| (d.path.clone(), d.mode, d.uid, d.gid)).collect()
+    }
+
+    #[test]
+    fn tmp_by_default_as_guix_pack_and_no_tmp_turns_it_off() {
+        let tmp = ("/tmp".to_string(), 0o1777, 0, 0);
+        assert_eq!(directories(&options(&["x"]).unwrap()), [tmp.clone()]);
+        assert_eq!(directories(&options(&["--no-tmp", "x"]).unwrap()), []);
+        // A --directory, --symlink or --file at /tmp replaces it.
+        assert_eq!(directories(&options(&["--directory", "/tmp/=700", "x"]).unwrap()), [("/tmp/".to_string(), 0o700, 0, 0)]);
+        let o = options(&["-S", "/tmp=tmp", "x"]).unwrap();
+        assert!(directories(&o).is_empty() && o.symlinks.len() == 1);
+        assert_eq!(directories(&options(&["--directory", "/tmpx", "x"]).unwrap())[1], tmp);
+    }
+
+    #[test]
+    fn directories_files_localstatedir_and_image_tag() {
+        let o = options(&[
+            "--directory", "/srv", "--directory", "/home/app=0700:1000:100", "--directory", "/var/log=1777",
+            "--file", "/etc/app.conf=conf/app.conf", "--localstatedir", "--image-tag", "app:1", "--no-tmp", "x",
+        ])
+        .unwrap();
+        assert_eq!(
+            directories(&o),
+            [("/srv".into(), 0o755, 0, 0), ("/home/app".into(), 0o700, 1000, 100), ("/var/log".into(), 0o1777, 0, 0)]
+        );
+        assert_eq!((o.files[0].path.as_str(), o.files[0].source.as_path()), ("/etc/app.conf", std::path::Path::new("conf/app.conf")));
+        assert!(o.localstatedir);
+        assert!(!options(&["x"]).unwrap().localstatedir);
+        assert_eq!(o.tags, ["app:1"]);
+        assert_eq!(options(&["--image-tag", "a", "-t", "b:2", "x"]).unwrap().tags, ["a:latest", "b:2"]);
+    }
+
+    #[test]
+    fn bad_directories_and_files_are_named() {
+        assert!(error(&["--directory", "srv", "x"]).contains("directory 'srv'"));
+        for bad in ["/srv=", "/srv=8", "/srv=rwx", "/srv=755:1000", "/srv=755:a:b", "/srv=755:1:2:3"] {
+            assert!(error(&["--directory", bad, "x"]).contains(&format!("directory '{bad}': expected")), "{bad}");
+        }
+        assert!(error(&["--directory", "/srv=17777", "x"]).contains("mode 17777"));
+        assert!(error(&["--file", "/etc/x", "x"]).contains("file '/etc/x': expected PATH=SOURCE"));
+        assert!(error(&["--file", "/etc/x=", "x"]).contains("file '/etc/x=': no SOURCE"));
+        assert!(error(&["--file", "etc/x=y", "x"]).contains("'etc/x'"));
+    }
+
+    #[test]
+    fn the_default_tag_names_a_profile_after_its_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("gnu/store");
+        let profile = store.join("00000000000000000000000000000000-profile");
+        std::fs::create_dir_all(&profile).unwrap();
+        std::fs::write(
+            profile.join("manifest"),
+            "(manifest (version 4) (packages ((\"hello\" \"2.12\" \"out\" \"/gnu/store/x-hello\") (\"grep\" \"3.11\" \"out\" \"/gnu/store/x-grep\"))))",
+        )
+        .unwrap();
+        let (store, profile) = (store.to_str().unwrap(), profile.to_str().unwrap());
+        let tagged = |args: &[&str]| {
+            let c = cli(args);
+            let mut o = c.image_options().unwrap();
+            c.add_default_tag(&mut o).unwrap();
+            o.tags
+        };
+        assert_eq!(tagged(&["--store-dir", store, profile]), ["hello-grep:latest"]);
+        assert_eq!(tagged(&["--store-dir", store, "-t", "mine", profile]), ["mine:latest"]);
+        // Not a store item: no tag now; the build reports the item.
+        assert!(tagged(&["--store-dir", store, "/elsewhere/x"]).is_empty());
     }
 }

@@ -7,12 +7,23 @@
 //! `immutable`: the daemon may be writing to it in WAL mode, and SQLite must
 //! see its WAL.  All reads happen in one read transaction, so they see one
 //! consistent snapshot.
+//!
+//! What a reader meets: in WAL mode (Guix's default) a writer never blocks
+//! it; in rollback-journal mode a write transaction holds a lock that
+//! readers wait for, here at most [`BUSY_TIMEOUT`], and then the error says
+//! the database is locked.  A WAL-mode database can be read only when its
+//! `-wal` and `-shm` files exist or can be created: in a directory this
+//! user cannot write to, SQLite refuses, and the error says why.  The path
+//! must be a regular file (a FIFO would block SQLite's `open` forever).
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use super::input;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{StoreDir, StoreItem};
 
@@ -23,38 +34,96 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct StoreDatabase {
     connection: Connection,
     file: PathBuf,
+    /// What the file's header says, for the messages of failed reads.
+    wal: bool,
+    busy_timeout: Duration,
 }
 
 impl StoreDatabase {
     /// Opens `file` read-only and checks that it is a store database.
     pub fn open(file: &Path) -> Result<StoreDatabase> {
-        if let Err(err) = std::fs::metadata(file) {
-            return Err(Error::new(
-                ErrorKind::Database,
-                format!("store database {}: cannot open: {err}", file.display()),
-            ));
+        StoreDatabase::open_waiting(file, BUSY_TIMEOUT)
+    }
+
+    /// [`StoreDatabase::open`], waiting at most `busy_timeout` for a lock
+    /// another process holds.
+    pub(super) fn open_waiting(file: &Path, busy_timeout: Duration) -> Result<StoreDatabase> {
+        // SQLite opens files with a blocking `open`: make sure first that
+        // neither the database nor the files SQLite opens beside it could
+        // make it wait forever.
+        let (header_file, _) = input::open_regular_file(file, "store database", ErrorKind::Database)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut companion = file.as_os_str().to_owned();
+            companion.push(suffix);
+            let companion = PathBuf::from(companion);
+            if let Some(kind) = std::fs::metadata(&companion).ok().as_ref().and_then(input::not_a_regular_file) {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    format!(
+                        "store database {}: {} is {kind}, not a regular file, so SQLite cannot read the database",
+                        file.display(),
+                        companion.display()
+                    ),
+                ));
+            }
         }
+        let wal = is_wal_mode(&header_file);
+        drop(header_file);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(file, flags)
-            .map_err(|err| database_error(file, "cannot open", &err))?;
+            .map_err(|err| database_error(file, "cannot be opened", &err))?;
         connection
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(busy_timeout)
             .map_err(|err| database_error(file, "cannot set a busy timeout", &err))?;
+        let database = StoreDatabase { connection, file: file.to_path_buf(), wal, busy_timeout };
         // The first read finds out whether the file is an SQLite database at all.
-        let tables: i64 = connection
+        let tables: i64 = database
+            .connection
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('ValidPaths', 'Refs')",
                 [],
                 |row| row.get(0),
             )
-            .map_err(|err| database_error(file, "not a store database", &err))?;
+            .map_err(|err| database.error("cannot be read", &err))?;
         if tables != 2 {
             return Err(Error::new(
                 ErrorKind::Database,
                 format!("store database {}: not a store database: it lacks the tables ValidPaths and Refs", file.display()),
             ));
         }
-        Ok(StoreDatabase { connection, file: file.to_path_buf() })
+        Ok(database)
+    }
+
+    /// The error of a failed read, in the user's terms where SQLite's
+    /// message would not say what to do.
+    fn error(&self, what: &str, err: &rusqlite::Error) -> Error {
+        let file = self.file.display();
+        let code = err.sqlite_error_code();
+        let message = match code {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => format!(
+                "store database {file}: locked by another process that is writing to it (still locked after {} s); \
+                 try again when it has finished",
+                self.busy_timeout.as_secs_f64()
+            ),
+            Some(rusqlite::ErrorCode::NotADatabase) => {
+                format!("store database {file}: not an SQLite database (SQLite: {err})")
+            }
+            Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+                format!("store database {file}: damaged, SQLite cannot read it ({err})")
+            }
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) if self.wal => {
+                let dir = self.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                format!(
+                    "store database {file}: in WAL mode, which SQLite reads only with the files {file}-wal and \
+                     {file}-shm beside it; they are missing or unreadable and cannot be made, since this user \
+                     cannot write to {}; read it as a user who can (the Guix daemon's user), or give \
+                     --closure-file instead (SQLite: {err})",
+                    dir.display()
+                )
+            }
+            _ => return database_error(&self.file, what, err),
+        };
+        Error::new(ErrorKind::Database, message)
     }
 
     /// Runs `read` in one read transaction, on a consistent snapshot.
@@ -62,7 +131,7 @@ impl StoreDatabase {
         let transaction = self
             .connection
             .unchecked_transaction()
-            .map_err(|err| database_error(&self.file, "cannot begin a read transaction", &err))?;
+            .map_err(|err| self.error("cannot begin a read transaction", &err))?;
         let mut snapshot = Snapshot {
             database: self,
             find_id: self.prepare("SELECT id FROM ValidPaths WHERE path = ?1")?,
@@ -81,7 +150,7 @@ impl StoreDatabase {
     fn prepare(&self, sql: &str) -> Result<rusqlite::CachedStatement<'_>> {
         self.connection
             .prepare_cached(sql)
-            .map_err(|err| database_error(&self.file, "cannot query", &err))
+            .map_err(|err| self.error("cannot be queried", &err))
     }
 }
 
@@ -96,7 +165,8 @@ impl Snapshot<'_> {
     /// The items `item` references (without itself), or `None` when the
     /// database does not list `item` as a valid item.
     pub fn references(&mut self, store: &StoreDir, item: &StoreItem) -> Result<Option<Vec<StoreItem>>> {
-        let file = &self.database.file;
+        let database = self.database;
+        let file = &database.file;
         let path = item.path.to_str().ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidStorePath,
@@ -107,13 +177,13 @@ impl Snapshot<'_> {
             .find_id
             .query_row([path], |row| row.get(0))
             .optional()
-            .map_err(|err| database_error(file, "cannot query", &err))?;
+            .map_err(|err| database.error("cannot be queried", &err))?;
         let Some(id) = id else { return Ok(None) };
         let paths = self
             .find_references
             .query_map([id], |row| row.get::<_, String>(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(|err| database_error(file, "cannot query", &err))?;
+            .map_err(|err| database.error("cannot be queried", &err))?;
         let mut references = Vec::with_capacity(paths.len());
         for reference in paths {
             let reference = store.parse_item(Path::new(&reference)).map_err(|err| {
@@ -137,4 +207,12 @@ impl Snapshot<'_> {
 
 fn database_error(file: &Path, what: &str, err: &rusqlite::Error) -> Error {
     Error::new(ErrorKind::Database, format!("store database {}: {what}: {err}", file.display()))
+}
+
+/// Does the SQLite header of `file` mark a WAL-mode database?  (Bytes 18
+/// and 19, the write and read format versions, are 2 in WAL mode.)  A file
+/// too short or unreadable is not: SQLite's own open says what is wrong.
+fn is_wal_mode(file: &File) -> bool {
+    let mut header = [0u8; 20];
+    matches!(file.read_at(&mut header, 0), Ok(20)) && header.starts_with(b"SQLite format 3\0") && header[18] == 2
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 
 use rusqlite::Connection;
@@ -354,4 +355,163 @@ fn closure_files() {
     let err = read_closure_file(&missing).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Io);
     assert!(err.message.contains(missing.to_str().unwrap()), "{}", err.message);
+}
+
+#[test]
+fn closure_file_lines_refused_name_the_file_and_the_line() {
+    let s = sample();
+    let file = s.t.root.join("closure");
+    let (app, lib) = (TestStore::path(&s.app), TestStore::path(&s.lib));
+    let refused = |contents: &[u8], line: usize, why: &str| {
+        std::fs::write(&file, contents).unwrap();
+        let err = read_closure_file_in(&s.t.store, &file).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidStorePath, "{}", err.message);
+        let start = format!("closure file {}, line {line}: ", file.display());
+        assert!(err.message.starts_with(&start), "{}", err.message);
+        assert!(err.message.contains(why), "{}", err.message);
+    };
+    refused(format!("{app}\n{lib}\0x\n").as_bytes(), 2, "NUL byte");
+    let mut latin1 = format!("{app}\n{lib}").into_bytes();
+    latin1.extend_from_slice(b"\xe9\n");
+    refused(&latin1, 2, "not valid UTF-8");
+    refused(format!("{app}\nrelative/path\n").as_bytes(), 2, "'relative/path': relative path");
+    refused(format!("{app}\n/elsewhere/{}\n", s.lib.base_name()).as_bytes(), 2, "not under the store directory");
+    refused(format!("{app}\n{}/nothash-x\n", s.t.store.path().display()).as_bytes(), 2, "not a store item name");
+
+    // Tolerated: blank lines, spaces, CRLF, the same item twice.
+    std::fs::write(&file, format!("\n  {app}  \r\n{lib}\n{app}\n\n")).unwrap();
+    let listed = read_closure_file_in(&s.t.store, &file).unwrap();
+    assert_eq!(listed, vec![PathBuf::from(&app), PathBuf::from(&lib), PathBuf::from(&app)]);
+    let closure = check_closure(&s.t.store, &[s.app.clone()], &listed, None).unwrap();
+    assert_eq!(closure.items.len(), 2);
+}
+
+/// Runs `open` on another thread and fails if it takes more than 10 s.
+fn within_seconds<T: Send + 'static>(open: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(open());
+    });
+    result.recv_timeout(std::time::Duration::from_secs(10)).expect("did not return within 10 s: it blocked")
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
+}
+
+#[test]
+fn fifo_and_device_inputs_are_refused_at_once() {
+    let s = sample();
+    let fifo = s.t.root.join("fifo");
+    mkfifo(&fifo);
+    let (store, app) = (s.t.store.clone(), s.app.clone());
+    let (f, f2) = (fifo.clone(), fifo.clone());
+    let err = within_seconds(move || read_closure_file_in(&store, &f).unwrap_err());
+    assert_eq!(err.kind, ErrorKind::Io);
+    assert!(err.message.starts_with(&format!("closure file {}: is a FIFO", fifo.display())), "{}", err.message);
+    let store = s.t.store.clone();
+    let err = within_seconds(move || compute_closure(&store, &[app], Some(&f2)).unwrap_err());
+    assert_eq!(err.kind, ErrorKind::Database);
+    assert!(err.message.starts_with(&format!("store database {}: is a FIFO", fifo.display())), "{}", err.message);
+
+    let err = read_closure_file(Path::new("/dev/zero")).unwrap_err();
+    assert!(err.message.starts_with("closure file /dev/zero: is a character device"), "{}", err.message);
+    let err = compute_closure(&s.t.store, &[s.app.clone()], Some(Path::new("/dev/zero"))).unwrap_err();
+    assert!(err.message.starts_with("store database /dev/zero: is a character device"), "{}", err.message);
+
+    // A FIFO where SQLite would open the database's WAL.
+    let db = s.t.database(&[(&s.app, &[])]);
+    let wal = s.t.root.join("db.sqlite-wal");
+    mkfifo(&wal);
+    let store = s.t.store.clone();
+    let (app, db2) = (s.app.clone(), db.clone());
+    let err = within_seconds(move || compute_closure(&store, &[app], Some(&db2)).unwrap_err());
+    assert_eq!(err.kind, ErrorKind::Database);
+    assert!(err.message.contains(&format!("{}-wal is a FIFO", db.display())), "{}", err.message);
+}
+
+#[test]
+fn database_paths_that_are_no_database_are_explained() {
+    let s = sample();
+    let dir = s.t.root.join("db-dir");
+    std::fs::create_dir(&dir).unwrap();
+    let err = compute_closure(&s.t.store, &[s.app.clone()], Some(&dir)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Database);
+    assert_eq!(err.message, format!("store database {}: is a directory, not a regular file", dir.display()));
+
+    let text = s.t.root.join("not-a-db");
+    std::fs::write(&text, "this is not SQLite at all, just some text that is long enough ".repeat(20)).unwrap();
+    let err = compute_closure(&s.t.store, &[s.app.clone()], Some(&text)).unwrap_err();
+    assert!(err.message.starts_with(&format!("store database {}: not an SQLite database", text.display())), "{}", err.message);
+
+    let other_tables = s.t.root.join("other.sqlite");
+    Connection::open(&other_tables).unwrap().execute_batch("CREATE TABLE ValidPaths (x)").unwrap();
+    let err = compute_closure(&s.t.store, &[s.app.clone()], Some(&other_tables)).unwrap_err();
+    assert!(err.message.contains("not a store database: it lacks the tables ValidPaths and Refs"), "{}", err.message);
+
+    let missing = s.t.root.join("missing.sqlite");
+    let err = compute_closure(&s.t.store, &[s.app.clone()], Some(&missing)).unwrap_err();
+    assert_eq!(err.message, format!("store database {}: no such file", missing.display()));
+}
+
+/// A `sqlite3` process holding `BEGIN EXCLUSIVE` on `file` until dropped.
+struct ExclusiveLock(std::process::Child);
+
+impl ExclusiveLock {
+    fn take(file: &Path) -> ExclusiveLock {
+        use std::io::{BufRead, Write};
+        let mut child = std::process::Command::new("sqlite3")
+            .arg(file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the sqlite3 command (Debian package sqlite3) runs");
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"BEGIN EXCLUSIVE;\nDELETE FROM Refs;\nSELECT 'locked';\n").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "locked\n");
+        ExclusiveLock(child)
+    }
+}
+
+impl Drop for ExclusiveLock {
+    fn drop(&mut self) {
+        // Rolled back and closed cleanly: no hot journal is left behind.
+        if let Some(mut stdin) = self.0.stdin.take() {
+            let _ = std::io::Write::write_all(&mut stdin, b"ROLLBACK;\n");
+        }
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_locked_database_is_waited_for_then_named_as_locked() {
+    let s = sample();
+    let db = s.t.database(&[(&s.app, &[])]);
+    // Rollback-journal mode (the default of a new file): a write
+    // transaction keeps readers out.
+    let lock = ExclusiveLock::take(&db);
+    let start = std::time::Instant::now();
+    let err = database::StoreDatabase::open_waiting(&db, std::time::Duration::from_millis(300)).err().unwrap();
+    assert!(start.elapsed() >= std::time::Duration::from_millis(300), "it waited for the lock");
+    assert_eq!(err.kind, ErrorKind::Database);
+    assert_eq!(
+        err.message,
+        format!(
+            "store database {}: locked by another process that is writing to it (still locked after 0.3 s); \
+             try again when it has finished",
+            db.display()
+        )
+    );
+    drop(lock);
+    assert!(database::StoreDatabase::open_waiting(&db, std::time::Duration::from_millis(300)).is_ok());
+
+    // In WAL mode the same transaction does not stop a reader.
+    Connection::open(&db).unwrap().query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).unwrap();
+    let _lock = ExclusiveLock::take(&db);
+    let closure = compute_closure(&s.t.store, &[s.app.clone()], Some(&db)).unwrap();
+    assert_eq!(closure.items, vec![s.app.clone()]);
 }

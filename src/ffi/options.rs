@@ -402,6 +402,27 @@ pub unsafe extern "C" fn gdn_options_set_compression(options: *mut gdn_options, 
     })
 }
 
+/// Puts the store database in the image (non-zero `enable`), as
+/// `guix pack --localstatedir` does: `/var/guix/db/db.sqlite` registering
+/// exactly the closure, each item with the hash, size, references, deriver
+/// and registration time the store database (`gdn_options_set_database`)
+/// gives it, and root's profile `guix-profile` linking to the item, which
+/// makes it a GC root.  A build with it and without a database fails with
+/// `GDN_ERR_INVALID_ARGUMENT`: the hashes cannot be made up.  0 (the
+/// default) turns it off.
+///
+/// # Safety
+/// `options` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn gdn_options_set_localstatedir(options: *mut gdn_options, enable: i32) -> gdn_result {
+    const F: &str = "gdn_options_set_localstatedir";
+    call(F, || {
+        let options = arg_mut(F, "options", options)?;
+        options.inner.set_localstatedir(enable != 0);
+        Ok(())
+    })
+}
+
 /// Sets the number of worker threads (at most 1024); 0 means one per core.
 /// The image's bytes do not depend on it.
 ///

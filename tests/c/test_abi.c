@@ -166,19 +166,21 @@ static const unsigned char *pax_value(const unsigned char *pax, size_t len, cons
   return NULL;
 }
 
-/* The contents of the member `name` of the uncompressed tar `b`, as a
- * NUL-terminated malloc'd string, or NULL when it is not there. */
-static char *tar_member(bytes b, const char *name) {
+/* The member of the uncompressed tar `b` named `name` (or, with `suffix`,
+ * the first whose name ends with `name`): a view into `b`, {NULL, 0} when
+ * it is not there. */
+static bytes tar_find(bytes b, const char *name, int suffix) {
+  bytes none = {NULL, 0};
   size_t off = 0;
   char long_name[4096] = "";
   while (off + 512 <= b.size) {
     const unsigned char *h = b.data + off;
     int zero = 1;
     for (int i = 0; i < 512 && zero; i++) zero = h[i] == 0;
-    if (zero || !is_tar_header(h)) return NULL;
+    if (zero || !is_tar_header(h)) return none;
     unsigned long long size = octal(h + 124, 12);
     const unsigned char *body = h + 512;
-    if (off + 512 + size > b.size) return NULL;
+    if (off + 512 + size > b.size) return none;
     char type = (char)h[156];
     if (type == 'x' || type == 'L') {
       size_t vlen = 0;
@@ -193,18 +195,28 @@ static char *tar_member(bytes b, const char *name) {
       memcpy(short_name, h, 100);
       short_name[100] = 0;
       const char *entry = long_name[0] ? long_name : short_name;
-      if (strcmp(entry, name) == 0) {
-        char *s = malloc(size + 1);
-        if (!s) abort();
-        memcpy(s, body, size);
-        s[size] = 0;
-        return s;
+      size_t elen = strlen(entry), nlen = strlen(name);
+      if (suffix ? elen >= nlen && strcmp(entry + elen - nlen, name) == 0 : strcmp(entry, name) == 0) {
+        bytes found = {(unsigned char *)body, (size_t)size};
+        return found;
       }
       long_name[0] = 0;
     }
     off += 512 + (size + 511) / 512 * 512;
   }
-  return NULL;
+  return none;
+}
+
+/* The contents of the member `name` of the uncompressed tar `b`, as a
+ * NUL-terminated malloc'd string, or NULL when it is not there. */
+static char *tar_member(bytes b, const char *name) {
+  bytes m = tar_find(b, name, 0);
+  if (!m.data) return NULL;
+  char *s = malloc(m.size + 1);
+  if (!s) abort();
+  memcpy(s, m.data, m.size);
+  s[m.size] = 0;
+  return s;
 }
 
 /* The checks a user makes of an uncompressed image archive. */
@@ -357,6 +369,7 @@ static void test_null_options_handle(void) {
   NULL_OPTIONS(gdn_options_set_creation_time(NULL, 1));
   NULL_OPTIONS(gdn_options_set_compression(NULL, "gzip", 0));
   NULL_OPTIONS(gdn_options_set_threads(NULL, 1));
+  NULL_OPTIONS(gdn_options_set_localstatedir(NULL, 1));
   NULL_OPTIONS(gdn_options_set_progress_callback(NULL, progress_noop, NULL));
   NULL_OPTIONS(gdn_options_set_cancel(NULL, NULL));
   gdn_options_free(NULL);
@@ -589,6 +602,45 @@ static gdn_options *rich_options(const char *store, const char *database, const 
   return o;
 }
 
+/* gdn_options_set_localstatedir: the store database in the image, from the
+ * options' database; refused without one, leaving nothing. */
+static void test_localstatedir(const char *store, const char *item, const char *database,
+                               const char *work) {
+  gdn_options *o = gdn_options_new();
+  char *out = join(work, "localstatedir.tar");
+  expect(gdn_options_set_store_dir(o, store) == GDN_OK, "store dir accepted");
+  expect(gdn_options_set_localstatedir(o, 1) == GDN_OK, "localstatedir accepted");
+  expect(gdn_last_error_message() == NULL, "gdn_options_set_localstatedir leaves no error");
+  expect_build_failure("localstatedir without a database", build_docker_image(item, NULL, 0, out, o),
+                       GDN_ERR_INVALID_ARGUMENT, "no store database was given", out, NULL);
+  expect(gdn_options_set_database(o, database) == GDN_OK, "database accepted");
+  gdn_result r = build_docker_image(item, NULL, 0, out, o);
+  expect(r == GDN_OK, "localstatedir build: %d %s", r, last_error());
+  bytes image = read_file(out);
+  bytes layer = tar_find(image, "/layer.tar", 1);
+  bytes db = layer.data ? tar_find(layer, "var/guix/db/db.sqlite", 0) : layer;
+  expect(db.size > 100 && memcmp(db.data, "SQLite format 3", 16) == 0,
+         "the layer holds var/guix/db/db.sqlite, an SQLite database (%zu bytes)", db.size);
+  expect(layer.data && tar_find(layer, "var/guix/profiles/per-user/root/guix-profile-1-link", 0).data,
+         "the layer holds root's profile link, a GC root");
+  char *again = join(work, "localstatedir-again.tar");
+  r = build_docker_image(item, NULL, 0, again, o);
+  bytes second = read_file(again);
+  expect(r == GDN_OK && same_bytes(image, second), "two localstatedir builds give the same bytes");
+  expect(gdn_options_set_localstatedir(o, 0) == GDN_OK, "localstatedir turned off");
+  r = build_docker_image(item, NULL, 0, again, o);
+  bytes plain = read_file(again);
+  bytes plain_layer = tar_find(plain, "/layer.tar", 1);
+  expect(r == GDN_OK && plain_layer.data && !tar_find(plain_layer, "var/guix/db/db.sqlite", 0).data,
+         "with localstatedir off, no database in the image");
+  free(plain.data);
+  free(second.data);
+  free(image.data);
+  free(again);
+  free(out);
+  gdn_options_free(o);
+}
+
 static void test_builds(const char *store, const char *item, const char *database,
                         const char *work, const char *entry_point) {
   progress_log log;
@@ -670,6 +722,8 @@ static void test_builds(const char *store, const char *item, const char *databas
   expect(same_bytes(first, streamed), "standard output with 1 thread got the same bytes as the file with 2");
   free(streamed.data);
   free(first.data);
+
+  test_localstatedir(store, item, database, work);
 
   /* Compressed. */
   expect(gdn_options_set_compression(o, "gzip", 0) == GDN_OK, "gzip compression accepted");

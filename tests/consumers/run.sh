@@ -94,7 +94,7 @@ expect_equal() {
 for program in "$BIN" "$SAMPLE_STORE"; do
     [ -x "$program" ] || die "$program is missing: run cargo build --release first"
 done
-for tool in dockerd podman skopeo umoci sqlite3 jq zstd gzip setpriv unshare script perl; do
+for tool in dockerd podman skopeo umoci sqlite3 jq zstd gzip setpriv unshare script perl nix-store; do
     command -v "$tool" >/dev/null || die "$tool is not installed (tests/run-all.sh installs it)"
 done
 
@@ -587,6 +587,119 @@ interrupted() {
     echo "# $(cat "$WORK/interrupt.err") (temporary file seen before the signal: $started)"
 }
 
+# ------------------------------------------------ guix pack parity (issue 12)
+
+# run_busybox TAG ARGS...: runs the image's /bin/busybox as nobody.
+run_busybox() {
+    local tag=$1
+    shift
+    timeout 120 "$GDN_DOCKER_CLI" run --rm --network none --user "$NOBODY:$NOBODY" --entrypoint /bin/busybox "$tag" "$@" 2>&1
+}
+
+# The CLI's default image (with Debian's static busybox added by --file, for
+# a shell): a container, as nobody, writes to /tmp, mode 1777 as with guix
+# pack; with --no-tmp it cannot.
+default_image_has_a_writable_tmp() {
+    local output
+    gdn --file /bin/busybox=/bin/busybox -o "$WORK/tmp.tar" "$MAIN" >/dev/null || return 1
+    # The default tag: the sample profile's manifest lists hello.
+    docker_loads "$WORK/tmp.tar" hello:latest || return 1
+    gdn_docker tag hello:latest gdn-sample:tmp && gdn_docker rmi hello:latest >/dev/null || return 1
+    output=$(run_busybox gdn-sample:tmp sh -c 'echo written by $(id -u) >/tmp/gdn-test && cat /tmp/gdn-test && stat -c %a /tmp')
+    expect_equal "a container of the default image writing to /tmp as nobody" "written by $NOBODY"$'\n'"1777" "$output" || return 1
+    gdn --no-tmp --file /bin/busybox=/bin/busybox -t gdn-sample:notmp -o "$WORK/notmp.tar" "$MAIN" >/dev/null &&
+        docker_loads "$WORK/notmp.tar" gdn-sample:notmp || return 1
+    # /tmp may still be there as a parent of the store (mode 0755), never writable.
+    output=$(run_busybox gdn-sample:notmp sh -c 'if echo x >/tmp/gdn-test; then echo writable; else echo not writable; fi 2>/dev/null')
+    expect_equal "--no-tmp: /tmp as nobody" "not writable" "$(printf '%s\n' "$output" | tail -n 1)"
+}
+
+# What docker history shows for the layers: the items, then what was added.
+history_says_what_each_layer_holds() {
+    local file=$WORK/history.tar comments
+    gdn --max-layers 10 -S /bin=bin --image-tag gdn-sample:history -o "$file" "$MAIN" >/dev/null &&
+        docker_loads "$file" gdn-sample:history || return 1
+    comments=$(gdn_docker history --no-trunc --format '{{.Comment}}' gdn-sample:history) || return 1
+    echo "$comments" | sed 's/^/# /'
+    expect_equal "the top layer's comment" "directory /tmp; symlink /bin" "$(printf '%s\n' "$comments" | head -n 1)" || return 1
+    expect_equal "the items' comments" "$(printf '%s\n' "${CLOSURE_NAMES[@]}" | cut -c34- | LC_ALL=C sort)" \
+        "$(printf '%s\n' "$comments" | tail -n +2 | LC_ALL=C sort)"
+}
+
+# Rows of a store database: path, hash, narSize, registrationTime, deriver
+# and the references, for the paths WHERE selects.
+database_rows() {
+    sqlite3 -readonly "$1" "SELECT p.path, p.hash, p.narSize, p.registrationTime, p.deriver,
+        (SELECT group_concat(path, ' ') FROM (SELECT v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference
+                                             WHERE r.referrer = p.id ORDER BY v.path))
+        FROM ValidPaths p $2 ORDER BY p.path"
+}
+
+# nix-store on a store of its own (no build users, its cache in WORK).
+nix_store() { XDG_CACHE_HOME=$WORK/nix-cache timeout 120 nix-store --option build-users-group '' "$@"; }
+
+# nix_verify ROOT: Nix's own check of the unpacked store at ROOT against
+# its database.  Nix wants its schema: Guix's is Nix's version 7, which Nix
+# upgrades itself; its step from 8 to 9 drops a FailedPaths table that
+# Guix's schema no longer has, so an empty one is made for it to drop.
+nix_verify() {
+    local root=$1 url output status=0
+    sqlite3 "$root/var/guix/db/db.sqlite" \
+        'CREATE TABLE FailedPaths (id integer primary key autoincrement not null, path text unique not null, time integer not null)' &&
+        printf 7 >"$root/var/guix/db/schema" || return 1
+    url="local?root=$root&store=$STORE&state=$root/var/guix&real=$root$STORE"
+    output=$(nix_store --store "$url" --verify --check-contents 2>&1) || status=$?
+    printf '%s\n' "$output" | sed 's/^/#   nix-store: /'
+    expect_equal "nix-store --verify --check-contents status" 0 "$status" || return 1
+    case $output in
+        *disappeared*|*modified*|*error*|*invalid*) echo "nix-store found problems"; return 1 ;;
+    esac
+    expect_equal "nix-store -qR of the main item (Nix's reading of the database)" "$CLOSURE" \
+        "$(nix_store --store "$url" -qR "$MAIN" 2>&1 | LC_ALL=C sort)"
+}
+
+# --localstatedir: the unpacked image's /var/guix/db/db.sqlite registers
+# exactly the closure, each row as the source has it; Guix's GC roots are
+# beside it; the bytes are reproducible; Nix verifies the store against it
+# (and notices a file changed behind its back).
+localstatedir_registers_the_closure() {
+    local file=$WORK/state.tar oci=$WORK/state-oci bundle=$WORK/state-bundle rootfs db in_closure
+    gdn --localstatedir -t gdn-sample:state -o "$file" "$MAIN" >/dev/null || return 1
+    gdn --localstatedir -t gdn-sample:state -o "$WORK/state-again.tar" "$MAIN" >/dev/null &&
+        cmp "$file" "$WORK/state-again.tar" || { echo "two --localstatedir builds differ"; return 1; }
+    rm -rf "$oci" "$bundle"
+    timeout 120 skopeo copy --quiet "docker-archive:$file" "oci:$oci:state" || return 1
+    umoci unpack --image "$oci:state" "$bundle" >/dev/null || return 1
+    rootfs=$bundle/rootfs
+    db=$rootfs/var/guix/db/db.sqlite
+    expect_equal "the database's mode" "644" "$(stat -c %a "$db")" || return 1
+    expect_equal "the paths registered in the image" "$CLOSURE" \
+        "$(sqlite3 -readonly "$db" 'SELECT path FROM ValidPaths ORDER BY path')" || return 1
+    in_closure="WHERE p.path IN ($(printf "'%s'," $CLOSURE | sed 's/,$//'))"
+    expect_equal "each row (hash, narSize, registrationTime, deriver, references)" \
+        "$(database_rows "$DB" "$in_closure")" "$(database_rows "$db" "")" || return 1
+    echo "# $(database_rows "$db" "" | wc -l) rows equal to the source's"
+    expect_equal "root's profile" "guix-profile-1-link -> $MAIN" \
+        "$(readlink "$rootfs/var/guix/profiles/per-user/root/guix-profile") -> $(readlink "$rootfs/var/guix/profiles/per-user/root/guix-profile-1-link")" || return 1
+    expect_equal "gcroots/profiles" "/var/guix/profiles" "$(readlink "$rootfs/var/guix/gcroots/profiles")" || return 1
+    nix_verify "$rootfs" || return 1
+    # The same check fails on a store file changed after the build.
+    local victim
+    victim=$(cd "$rootfs$STORE" && find "${CLOSURE_NAMES[@]}" -type f | LC_ALL=C sort | head -n 1)
+    chmod u+w "$rootfs$STORE/$victim" && echo changed >>"$rootfs$STORE/$victim" || return 1
+    if nix_store --verify --check-contents \
+        --store "local?root=$rootfs&store=$STORE&state=$rootfs/var/guix&real=$rootfs$STORE" >/dev/null 2>&1; then
+        echo "nix-store accepted a store with $victim changed"
+        return 1
+    fi
+}
+
+refuses_localstatedir_without_database() {
+    local o
+    o=$(outdir localstatedir)
+    refuses 2 "no store database was given" "$o" "$BIN" --store-dir "$STORE" --localstatedir -o "$o/image.tar" "$MAIN"
+}
+
 echo "# sample store: $MAIN ($CLOSURE_SIZE items in its closure)"
 check "the sample program prints its greeting, arguments and GREETING" sample_program_runs_here
 check "the CLI writes the archive and prints its file name, nothing else" builds_and_prints_its_name
@@ -605,7 +718,7 @@ check "zstd archive: unzstds to the plain archive; podman loads and runs it" zst
 check "gzip: identical bytes with one and two threads" compressed_reproducibly gzip
 check "zstd: identical bytes with one and two threads" compressed_reproducibly zstd
 check "--max-layers 2: 2 layers; docker loads and runs it" layered_image 2 0
-check "--max-layers 4: a layer per item; docker loads and runs it" layered_image 4 0
+check "--max-layers 4 --no-tmp: a layer per item; docker loads and runs it" layered_image 4 0 --no-tmp
 check "--max-layers 125 -S /bin=bin: items + symlink layer; runs /bin/hello" \
     layered_image 125 1 -S /bin=bin --entry-point /bin/hello
 check "bad input: a missing item" refuses_missing_item
@@ -628,6 +741,12 @@ check "bad input: a full disk (64 KiB tmpfs)" refuses_full_disk
 check "bad input: -o - with standard output on a terminal" refuses_terminal_as_output
 check "SIGINT stops a build: status 130, nothing left" interrupted INT 130
 check "SIGTERM stops a build: status 143, nothing left" interrupted TERM 143
+check "the CLI's default image: a container writes to /tmp (1777) as nobody; not with --no-tmp" \
+    default_image_has_a_writable_tmp
+check "docker history: each layer's comment says what it holds (--image-tag)" history_says_what_each_layer_holds
+check "--localstatedir: exactly the closure, rows as the source's; nix-store --verify --check-contents accepts it" \
+    localstatedir_registers_the_closure
+check "bad input: --localstatedir without --database" refuses_localstatedir_without_database
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -183,20 +183,82 @@ archive's file name."
               "architecture")))
 
 (test-group "database"
-  (let* ((database (string-append root "/db.sqlite"))
-         (_ (write-file database "not really SQLite, but copied as is\n"))
-         (image (build #:database database))
-         (layer (last (layers image))))
-    (test-equal "installed at /var/guix/db/db.sqlite"
-      "not really SQLite, but copied as is\n"
-      (layer-member image layer "var/guix/db/db.sqlite"))
+  ;; Guix's #:database: the image's /var/guix/db/db.sqlite registers
+  ;; exactly PATHS, with the rows the given database holds for them.
+  (let* ((sample-root (make-temporary-directory))
+         (profile (sample-store sample-root))
+         (sample (string-append sample-root "/gnu/store"))
+         (database (string-append sample-root "/var/guix/db/db.sqlite"))
+         (paths (remove (cut string-suffix? "-unrelated-0.1" <>)
+                        (map (cut string-append sample "/" <>)
+                             (directory-entries sample))))
+         (image (string-append root "/database.tar"))
+         (_ (build-docker-image image paths profile
+                                #:store-directory sample
+                                #:database database))
+         (layer (last (layers image)))
+         (scratch (make-temporary-directory))
+         (unpacked (begin
+                     (system* "tar" "-xf" image "-C" scratch layer)
+                     (system* "tar" "-xf" (string-append scratch "/" layer)
+                              "-C" scratch "var/guix/db/db.sqlite")
+                     (string-append scratch "/var/guix/db/db.sqlite")))
+         (rows (lambda (file where)
+                 (command-output "sqlite3" "-readonly" file
+                                 (string-append "SELECT path, hash, narSize, \
+(SELECT group_concat(v.path, ' ') FROM Refs r JOIN ValidPaths v \
+ON v.id = r.reference WHERE r.referrer = p.id ORDER BY v.path) \
+FROM ValidPaths p " where " ORDER BY path")))))
+    (test-equal "installed at /var/guix/db/db.sqlite: exactly PATHS, with \
+the source's hashes, sizes and references"
+      (rows database "WHERE path NOT LIKE '%-unrelated-0.1'")
+      (rows unpacked ""))
+    (test-equal "PATHS are all registered" (length paths)
+      (length (remove string-null?
+                      (string-split (rows unpacked "") #\newline))))
+    (test-assert "mode 0644, as Guix makes it"
+      (string-prefix? "-rw-r--r--"
+                      (listing-line image "var/guix/db/db.sqlite")))
     (test-assert "root's profile link points to the item (a GC root)"
       (let ((line (listing-line
                    image "var/guix/profiles/per-user/root/guix-profile-1-link")))
-        (and line (string-suffix? (string-append "-> " tiny) line))))
+        (and line (string-suffix? (string-append "-> " profile) line))))
+    (test-assert "guix-profile points to guix-profile-1-link, as in Guix"
+      (let ((line (listing-line
+                   image "var/guix/profiles/per-user/root/guix-profile")))
+        (and line (string-suffix? "-> guix-profile-1-link" line))))
     (test-assert "/var/guix/gcroots/profiles points to /var/guix/profiles"
       (let ((line (listing-line image "var/guix/gcroots/profiles")))
-        (and line (string-suffix? "-> /var/guix/profiles" line))))))
+        (and line (string-suffix? "-> /var/guix/profiles" line))))
+    (test-assert "the history says the layer holds the store database"
+      (string-contains
+       (json-ref (vector-ref (json-ref (image-config image) "history") 0)
+                 "comment")
+       "the store database /var/guix/db/db.sqlite"))
+    (test-equal "#:localstatedir? without #:database is refused"
+      '(2 invalid-argument #t)
+      (catch 'docker-native-error
+        (lambda ()
+          (build-docker-image/item tiny #:store-directory store
+                                   #:output (string-append root "/none.tar")
+                                   #:localstatedir? #t)
+          'built)
+        (lambda (key code symbol message)
+          (list code symbol
+                (and (string-contains message "no store database") #t)))))
+    (test-assert "... and leaves nothing"
+      (not (file-exists? (string-append root "/none.tar"))))
+    (test-equal "a file that is not a store database is refused, naming it"
+      '(8 database #t)
+      (catch 'docker-native-error
+        (lambda ()
+          (let ((bogus (string-append root "/db.sqlite")))
+            (write-file bogus "not really SQLite\n")
+            (build #:database bogus)
+            'built))
+        (lambda (key code symbol message)
+          (list code symbol
+                (and (string-contains message "db.sqlite") #t)))))))
 
 (test-group "short form"
   (let ((directory (make-temporary-directory))
