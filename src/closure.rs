@@ -10,8 +10,8 @@ mod input;
 mod scan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{StoreDir, StoreItem};
@@ -199,18 +199,25 @@ pub fn check_closure(store: &StoreDir, roots: &[StoreItem], given: &[PathBuf], d
 /// Tolerated: blank lines, spaces around a path, `\r\n` line ends, and
 /// the same item listed twice (the closure is a set).  Refused, naming the
 /// file and the line: a relative path, a NUL byte, a line that is not
-/// UTF-8.  The file must be a regular file: a FIFO or a device is refused
-/// at once rather than waited on.
+/// UTF-8.  The file is a regular file, or a pipe with a writer (`<(guix gc
+/// -R ITEM)`); a pipe without one, a device or a directory is refused at
+/// once rather than waited on.
 pub fn read_closure_file(path: &Path) -> Result<Vec<PathBuf>> {
-    Ok(closure_file_lines(path)?.into_iter().map(|(_, item)| item).collect())
+    Ok(closure_file_lines(path, None)?.into_iter().map(|(_, item)| item).collect())
 }
 
 /// Reads a closure file like [`read_closure_file`] and checks that every
 /// line is an item of `store` (not outside it, not a file inside an item,
 /// named `<hash>-<name>`); an error names the file and the line.
 pub fn read_closure_file_in(store: &StoreDir, path: &Path) -> Result<Vec<PathBuf>> {
+    read_closure_file_cancellable(store, path, None)
+}
+
+/// [`read_closure_file_in`], where waiting for a pipe's writer stops with
+/// a "cancelled" error once `cancel` is set (a signal, in the CLI).
+pub fn read_closure_file_cancellable(store: &StoreDir, path: &Path, cancel: Option<&AtomicBool>) -> Result<Vec<PathBuf>> {
     let mut items = Vec::new();
-    for (line, item) in closure_file_lines(path)? {
+    for (line, item) in closure_file_lines(path, cancel)? {
         let item = store.parse_item(&item).map_err(|err| {
             Error::new(err.kind, format!("closure file {}, line {line}: {}", path.display(), err.message))
         })?;
@@ -220,10 +227,8 @@ pub fn read_closure_file_in(store: &StoreDir, path: &Path) -> Result<Vec<PathBuf
 }
 
 /// The non-blank lines of a closure file, with their numbers.
-fn closure_file_lines(path: &Path) -> Result<Vec<(usize, PathBuf)>> {
-    let (mut file, _) = input::open_regular_file(path, "closure file", ErrorKind::Io)?;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data).map_err(|err| Error::io(path, "reading the closure file", &err))?;
+fn closure_file_lines(path: &Path, cancel: Option<&AtomicBool>) -> Result<Vec<(usize, PathBuf)>> {
+    let data = input::read_input(path, "closure file", ErrorKind::Io, cancel)?;
     let mut items = Vec::new();
     for (index, line) in data.split(|&b| b == b'\n').enumerate() {
         let refuse = |why: String| {

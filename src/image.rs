@@ -31,7 +31,8 @@ use crate::tarfmt::{self, Header, Kind};
 /// Where the archive goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// A file, written beside its final name and renamed at the end.
+    /// A file: what each kind of path means (a regular file, a symlink, a
+    /// device, a FIFO, `/dev/stdout`) is in [`crate::output`].
     Path(PathBuf),
     /// Standard output, streamed.
     Stdout,
@@ -54,6 +55,7 @@ pub fn build_docker_image(
         return Err(Error::invalid_argument("no store item given"));
     }
     let store = StoreDir::new(&options.store_dir)?;
+    crate::output::refuse_build_inputs(output, options)?;
     let mut roots = Vec::new();
     for path in items {
         let item = store.parse_item(path)?;

@@ -9,7 +9,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use guix_docker_native::closure::read_closure_file_in;
+use guix_docker_native::closure::read_closure_file_cancellable;
+use guix_docker_native::output::{descriptor_of, is_standard_output, refuse_inputs, Input};
 use guix_docker_native::store::StoreDir;
 use guix_docker_native::{build_docker_image, default_output_name, Error, ErrorKind, Output, Result};
 
@@ -40,10 +41,17 @@ fn run() -> i32 {
         .unwrap_or_else(|panic| Err(Error::new(ErrorKind::Panic, format!("internal error: {}", panic_text(&*panic)))));
     match outcome {
         Ok(Some(name)) => {
-            // The archive is there; a closed standard output cannot undo that.
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(name.as_os_str().as_bytes()).and_then(|()| out.write_all(b"\n"));
-            0
+            match out.write_all(name.as_os_str().as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!(
+                        "{PROGRAM}: error: the archive was written to '{}', but its name could not be printed on standard output: {err}",
+                        name.display()
+                    );
+                    ErrorKind::Output.code()
+                }
+            }
         }
         Ok(None) => 0,
         Err(err) => report_error(&err, &interrupts),
@@ -61,19 +69,21 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
             let name = PathBuf::from(default_output_name(&item, &options));
             (Output::Path(name.clone()), Some(name))
         }
-        OutputChoice::Stdout => {
-            if std::io::stdout().is_terminal() {
-                return Err(Error::new(
-                    ErrorKind::Output,
-                    "output '-': standard output is a terminal; redirect it (-o - | docker load) or give -o FILE",
-                ));
-            }
-            (Output::Stdout, None)
-        }
+        OutputChoice::Stdout => (Output::Stdout, None),
         OutputChoice::File(path) => (Output::Path(path.clone()), Some(path)),
     };
+    // No file name after an archive written to standard output.
+    let name = name.filter(|_| !is_standard_output(&output));
+    check_descriptors(&output, name.is_some())?;
+    if let Some(file) = &cli.closure_file {
+        refuse_inputs(&output, &[Input { what: "closure file", path: file }], None)?;
+    }
     let closure = match &cli.closure_file {
-        Some(file) => Some(read_closure_file_in(&StoreDir::new(&options.store_dir)?, file)?),
+        Some(file) => Some(read_closure_file_cancellable(
+            &StoreDir::new(&options.store_dir)?,
+            file,
+            Some(&interrupts.cancel),
+        )?),
         None => None,
     };
     let bar = (!cli.quiet && std::io::stderr().is_terminal()).then(|| Arc::new(ProgressBar::new()));
@@ -86,6 +96,37 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
         bar.finish(result.is_ok());
     }
     result.map(|()| name)
+}
+
+/// Refuses an output on a descriptor that was closed when the program
+/// started (the runtime put `/dev/null` there), and a closed standard
+/// output when the file name is to be printed on it: both would otherwise
+/// succeed silently.  An archive is not written to a terminal.
+fn check_descriptors(output: &Output, prints_name: bool) -> Result<()> {
+    let (shown, fd) = match output {
+        Output::Stdout => ("-".to_string(), Some(1)),
+        Output::Path(path) => (path.display().to_string(), descriptor_of(path)),
+    };
+    if let Some(fd) = fd.filter(|&fd| !cli::stdio::was_open_at_start(fd)) {
+        let what = match fd {
+            1 => "standard output is closed".to_string(),
+            _ => format!("file descriptor {fd} is not open"),
+        };
+        return Err(Error::new(ErrorKind::Output, format!("output '{shown}': {what}")));
+    }
+    if fd == Some(1) && std::io::stdout().is_terminal() {
+        return Err(Error::new(
+            ErrorKind::Output,
+            format!("output '{shown}': standard output is a terminal; redirect it (-o - | docker load) or give -o FILE"),
+        ));
+    }
+    if prints_name && !cli::stdio::was_open_at_start(1) {
+        return Err(Error::new(
+            ErrorKind::Output,
+            "standard output is closed: the archive's file name is printed there (redirect it to /dev/null to discard it)",
+        ));
+    }
+    Ok(())
 }
 
 /// Prints `err` and returns the exit status: the error's result code, or

@@ -94,8 +94,7 @@ fn a_fifo_as_closure_file_or_database_is_refused_at_once() {
     assert_eq!(
         r.stderr,
         format!(
-            "guix-docker-native: error: closure file {}: is a FIFO (named pipe), which could make the build wait \
-             forever, not a regular file\n",
+            "guix-docker-native: error: closure file {}: is a pipe with no writer: nothing could be read from it\n",
             fifo.display()
         )
     );
@@ -224,4 +223,72 @@ fn a_wal_database_in_a_read_only_directory_is_explained() {
     fs::set_permissions(&db_dir, fs::Permissions::from_mode(0o755)).unwrap();
     let r = build(false);
     assert_eq!(r.status, 0, "{}", r.stderr);
+}
+
+/// `--closure-file <(guix gc -R ITEM)`: a pipe with a writer is read, and
+/// gives the same image as the same list in a file.
+#[test]
+fn a_closure_file_from_a_pipe_with_a_writer_is_read() {
+    let s = make_store(5);
+    let list = s.dir.path().join("closure.txt");
+    let mut closure: Vec<String> = fs::read_dir(&s.store)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_string())
+        .collect();
+    closure.sort();
+    fs::write(&list, closure.join("\n") + "\n").unwrap();
+    let from_file = s.dir.path().join("file.tar");
+    let r = run_within(command(
+        &s,
+        &["--closure-file".as_ref(), list.as_os_str(), "-o".as_ref(), from_file.as_os_str(), s.profile.as_os_str()],
+    ));
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    // bash's process substitution, with a writer that takes its time.
+    let from_pipe = s.dir.path().join("pipe.tar");
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(format!(
+            "exec {} -q --store-dir '{}' --closure-file <(sleep 0.5; cat '{}') -o '{}' '{}'",
+            PROGRAM,
+            s.store.display(),
+            list.display(),
+            from_pipe.display(),
+            s.profile.display()
+        ));
+    let r = run_within(c);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(fs::read(&from_file).unwrap(), fs::read(&from_pipe).unwrap());
+}
+
+/// A pipe whose writer never writes nor closes is waited for, but SIGINT
+/// stops the wait at once: exit 130, nothing written.
+#[test]
+fn waiting_for_a_silent_pipe_is_stopped_by_sigint() {
+    let s = make_store(3);
+    let out = s.dir.path().join("out.tar");
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(format!(
+        "exec {} -q --store-dir '{}' --closure-file <(exec sleep 60 2>/dev/null) -o '{}' '{}'",
+        PROGRAM,
+        s.store.display(),
+        out.display(),
+        s.profile.display()
+    ));
+    let mut child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(child.try_wait().unwrap().is_none(), "the program did not wait for the pipe's writer");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "SIGINT did not stop the wait for the pipe");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(!out.exists());
 }

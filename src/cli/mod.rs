@@ -4,4 +4,5 @@
 pub mod args;
 pub mod progress;
 pub mod signals;
+pub mod stdio;
 pub mod time;

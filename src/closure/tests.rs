@@ -409,7 +409,7 @@ fn fifo_and_device_inputs_are_refused_at_once() {
     let (f, f2) = (fifo.clone(), fifo.clone());
     let err = within_seconds(move || read_closure_file_in(&store, &f).unwrap_err());
     assert_eq!(err.kind, ErrorKind::Io);
-    assert!(err.message.starts_with(&format!("closure file {}: is a FIFO", fifo.display())), "{}", err.message);
+    assert!(err.message.starts_with(&format!("closure file {}: is a pipe with no writer", fifo.display())), "{}", err.message);
     let store = s.t.store.clone();
     let err = within_seconds(move || compute_closure(&store, &[app], Some(&f2)).unwrap_err());
     assert_eq!(err.kind, ErrorKind::Database);

@@ -24,8 +24,13 @@ use crate::options::ImageOptions;
 ///   `GDN_ERR_NULL_ARGUMENT`.
 /// - `output`: the file to write (its name is taken as bytes), or "-" for
 ///   standard output (file descriptor 1: flush your own `stdout` first).
-///   The archive is written beside `output` and renamed at the end: after
-///   a failure, nothing is at `output` and no temporary file is left.
+///   A regular file (new, or replaced atomically, keeping its mode; through
+///   a symlink, its target) is written unnamed in its directory and named
+///   at the end: after a failure, nothing is at `output` and no temporary
+///   file is left.  "/dev/stdout", "/dev/fd/N", a character device and a
+///   FIFO (which must have a reader) are written in place.  A directory,
+///   socket or block device, the database, an added file, or a path in the
+///   store is refused (`GDN_ERR_OUTPUT`) before anything is written.
 /// - `options`: a handle from `gdn_options_new`, or NULL for the defaults.
 ///
 /// Returns `GDN_OK`, or a result code whose message (naming the item, the

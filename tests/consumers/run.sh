@@ -562,9 +562,10 @@ interrupted() {
     "$BIN" --store-dir "$BIG_STORE" --closure-file "$BIG_DIR/closure.txt" -C gzip --compression-level 9 \
         --threads 1 -o "$o/big.tar.gz" "$BIG_ITEM" >"$WORK/interrupt.out" 2>"$WORK/interrupt.err" &
     pid=$!
-    # Wait until the archive is being written (its temporary file shows).
+    # Wait until the archive is being written: the build has a file open in
+    # the output directory (its temporary file, unnamed with O_TMPFILE).
     for i in $(seq 1 100); do
-        if [ -n "$(ls -A "$o")" ]; then
+        if ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF -- "-> $o/"; then
             started=yes
             break
         fi
@@ -584,7 +585,7 @@ interrupted() {
         return 1
     }
     [ -z "$(ls -A "$o")" ] || { echo "left in $o:"; ls -la "$o"; return 1; }
-    echo "# $(cat "$WORK/interrupt.err") (temporary file seen before the signal: $started)"
+    echo "# $(cat "$WORK/interrupt.err") (temporary file open before the signal: $started)"
 }
 
 # ------------------------------------------------ guix pack parity (issue 12)

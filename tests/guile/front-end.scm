@@ -289,8 +289,8 @@ the sample store; return (STATUS STDOUT STDERR)."
 
 (define (interrupted-export signal-name directory)
   "Start guix-archive-docker on the slow item, writing into DIRECTORY; send
-it SIGNAL-NAME (\"INT\", \"TERM\") as soon as its temporary file appears
-there; return (STATUS STDERR)."
+it SIGNAL-NAME (\"INT\", \"TERM\") as soon as it has its temporary file
+open there (it has no name: O_TMPFILE); return (STATUS STDERR)."
   (mkdir directory)
   (let ((err (string-append directory ".err"))
         (status (string-append directory ".status")))
@@ -300,8 +300,9 @@ there; return (STATUS STDERR)."
               (shell-quote root) " guix-archive-docker --export -f docker -o "
               (shell-quote (string-append directory "/slow.tar")) " "
               (shell-quote slow-item) " 2>" (shell-quote err) " & pid=$!; "
-              "i=0; while [ -z \"$(ls -A " (shell-quote directory) ")\" ] "
-              "&& [ $i -lt 6000 ]; do sleep 0.01; i=$((i + 1)); done; "
+              "i=0; while ! ls -l /proc/$pid/fd 2>/dev/null | grep -qF -- "
+              (shell-quote (string-append "-> " directory "/"))
+              " && [ $i -lt 6000 ]; do sleep 0.01; i=$((i + 1)); done; "
               "kill -" signal-name " $pid; wait $pid; echo $? >"
               (shell-quote status)))
     (list (string->number

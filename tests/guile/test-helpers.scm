@@ -29,6 +29,7 @@
             delete-directory
             write-file
             directory-entries
+            file-open-in?
 
             make-mini-store
             mini-store-directory
@@ -190,6 +191,19 @@ command and showing its standard error when it fails."
 (define (directory-entries directory)
   "The names in DIRECTORY, sorted, without . and ..; hidden ones too."
   (scandir directory (lambda (name) (not (member name '("." ".."))))))
+
+;; A build's temporary file has no name while it is written (O_TMPFILE):
+;; a listing of the directory does not show it, the process's descriptors do.
+(define* (file-open-in? directory #:optional (pid "self"))
+  "Whether process PID (a number, or \"self\") has a file open in DIRECTORY."
+  (let ((fds (format #f "/proc/~a/fd" pid))
+        (prefix (string-append directory "/")))
+    (any (lambda (fd)
+           (false-if-exception
+            (string-prefix? prefix (readlink (string-append fds "/" fd)))))
+         (or (false-if-exception
+              (scandir fds (lambda (name) (not (member name '("." ".."))))))
+             '()))))
 
 (define (write-file file content)
   "Create FILE (and its directories) holding CONTENT, a string or
