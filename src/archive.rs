@@ -13,6 +13,7 @@
 //! pool, so memory does not grow with the closure.
 
 use std::fs::File;
+use std::hash::RandomState;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layers::Unit;
 use crate::output;
 use crate::tarfmt::{self, Header, Kind};
-use crate::tree::{self, Visitor};
+use crate::tree::{self, Entry, Meta, OpenFile, Visitor};
 
 /// Size of the buffers bytes travel in: small enough to stay in the
 /// core's cache between the read, the hash and the write.
@@ -160,6 +161,8 @@ pub struct Shared<'a> {
     pub abort: &'a AtomicBool,
     /// Set by the caller (a signal handler) to cancel the build.
     pub cancel: Option<&'a AtomicBool>,
+    /// What the measuring pass saw, which the layers must hold.
+    pub measured: &'a Measured,
 }
 
 impl Shared<'_> {
@@ -315,11 +318,12 @@ impl<'a> TarWriter<'a> {
         self.zeros(tarfmt::padded(data.len() as u64) - data.len() as u64)
     }
 
-    /// Appends a file's header and its `size` bytes of data, read straight
-    /// into the buffers.  A file whose length is no longer `size` is an error.
-    pub fn host_file(&mut self, h: &Header, path: &Path) -> Result<()> {
+    /// Appends a file's header and its `h.size` bytes of data, read straight
+    /// into the buffers from `file` (opened by [`tree`], which checked it is
+    /// the regular file measured).  A file that grows, shrinks or is
+    /// modified while read is "changed during the build".
+    pub fn copy_file(&mut self, h: &Header, file: &mut OpenFile, path: &Path) -> Result<()> {
         self.shared.check_stop()?;
-        let mut file = File::open(path).map_err(|e| Error::io(path, "opening", &e))?;
         self.header(h)?;
         let mut remaining = h.size;
         loop {
@@ -331,13 +335,13 @@ impl<'a> TarWriter<'a> {
             // catches a file that grew, at no extra system call.
             let room = CHUNK - self.fill;
             let want = room.min(usize::try_from(remaining).unwrap_or(usize::MAX).saturating_add(1));
-            let n = match file.read(&mut self.buf[self.fill..self.fill + want]) {
+            let n = match file.file.read(&mut self.buf[self.fill..self.fill + want]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(path, "reading", &e)),
             };
             if n as u64 > remaining {
-                return Err(changed(path));
+                return Err(tree::changed(path, "it grew while being read"));
             }
             self.fill += n;
             self.written += n as u64;
@@ -347,8 +351,9 @@ impl<'a> TarWriter<'a> {
             }
         }
         if remaining > 0 {
-            return Err(changed(path));
+            return Err(tree::changed(path, "it shrank while being read"));
         }
+        file.check_unchanged(path)?;
         self.zeros(tarfmt::padded(h.size) - h.size)
     }
 
@@ -374,76 +379,116 @@ impl Drop for TarWriter<'_> {
     }
 }
 
-fn changed(path: &Path) -> Error {
-    Error::new(ErrorKind::Io, format!("{}: changed while the image was being built", path.display()))
+/// What the measuring pass saw of the store items: the writing pass
+/// checks every entry against it.
+pub struct Measured {
+    /// The fingerprints' keys, fresh for each build.
+    pub keys: RandomState,
+    /// By closure index.
+    pub items: Vec<MeasuredItem>,
 }
 
-impl Visitor for TarWriter<'_> {
-    fn dir(&mut self, name: &[u8]) -> Result<()> {
-        self.header(&Header { name, kind: Kind::Dir, mode: tree::DIR_MODE, uid: 0, gid: 0, size: 0, link: b"" })
-    }
-    fn file(&mut self, name: &[u8], path: &Path, mode: u32, size: u64) -> Result<()> {
-        self.host_file(&Header { name, kind: Kind::File, mode, uid: 0, gid: 0, size, link: b"" }, path)
-    }
-    fn symlink(&mut self, name: &[u8], target: &[u8]) -> Result<()> {
-        self.header(&Header { name, kind: Kind::Symlink, mode: 0o777, uid: 0, gid: 0, size: 0, link: target })
-    }
-}
-
-/// Adds up what a walk would write.
-#[derive(Default)]
-pub struct Measure {
+/// One store item as measured.
+pub struct MeasuredItem {
+    /// Bytes the item takes in a layer.
     pub bytes: u64,
+    /// One per entry, in walk order (see [`Entry::fingerprint`]): 8 bytes
+    /// per file, directory and symlink.
+    fingerprints: Vec<u64>,
 }
 
-impl Visitor for Measure {
-    fn dir(&mut self, name: &[u8]) -> Result<()> {
-        self.bytes += tarfmt::entry_len(&Header { name, kind: Kind::Dir, mode: 0, uid: 0, gid: 0, size: 0, link: b"" });
-        Ok(())
-    }
-    fn file(&mut self, name: &[u8], _: &Path, _: u32, size: u64) -> Result<()> {
-        self.bytes += tarfmt::entry_len(&Header { name, kind: Kind::File, mode: 0, uid: 0, gid: 0, size, link: b"" });
-        Ok(())
-    }
-    fn symlink(&mut self, name: &[u8], target: &[u8]) -> Result<()> {
-        self.bytes += tarfmt::entry_len(&Header { name, kind: Kind::Symlink, mode: 0, uid: 0, gid: 0, size: 0, link: target });
+/// The measuring pass's visitor: adds up what a walk would write, refuses
+/// what an image cannot carry, and keeps each entry's fingerprint.
+struct Measure<'a> {
+    keys: &'a RandomState,
+    cancel: Option<&'a AtomicBool>,
+    item: MeasuredItem,
+}
+
+impl Visitor for Measure<'_> {
+    fn entry(&mut self, e: &Entry) -> Result<()> {
+        // An item may hold a million files: a cancelled build stops here too.
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::cancelled());
+        }
+        let (kind, size, link): (Kind, u64, &[u8]) = match &e.kind {
+            tree::Kind::Dir { .. } => (Kind::Dir, 0, b""),
+            tree::Kind::File { .. } => (Kind::File, e.meta.size, b""),
+            tree::Kind::Symlink { target } => (Kind::Symlink, 0, target),
+            tree::Kind::Unsupported(what) => return Err(tree::unsupported(e.path, what)),
+        };
+        self.item.bytes += tarfmt::entry_len(&Header { name: e.name, kind, mode: 0, uid: 0, gid: 0, size, link });
+        self.item.fingerprints.push(e.fingerprint(self.keys));
         Ok(())
     }
 }
 
-/// The mode an extra file from the host gets: readable, and executable
-/// when the host file is.
-pub fn extra_file_mode(meta: &std::fs::Metadata) -> u32 {
-    if tree::file_mode(meta) == 0o555 {
+/// Measures the store item at `path`, named `name` in the archive.
+pub fn measure_item(path: &Path, name: &[u8], keys: &RandomState, cancel: Option<&AtomicBool>) -> Result<MeasuredItem> {
+    let mut m = Measure { keys, cancel, item: MeasuredItem { bytes: 0, fingerprints: Vec::new() } };
+    tree::walk(path, name, &mut m)?;
+    Ok(m.item)
+}
+
+/// The writing pass's visitor: writes each entry once it is checked to be
+/// the one measured at that place.
+struct Replay<'w, 'a> {
+    w: &'w mut TarWriter<'a>,
+    keys: &'w RandomState,
+    expected: &'w [u64],
+    next: usize,
+}
+
+impl Visitor for Replay<'_, '_> {
+    fn entry(&mut self, e: &Entry) -> Result<()> {
+        if self.expected.get(self.next) != Some(&e.fingerprint(self.keys)) {
+            return Err(tree::changed(e.path, &format!("it is now {}, not what was measured", e.describe())));
+        }
+        self.next += 1;
+        let h = Header { name: e.name, kind: Kind::Dir, mode: tree::DIR_MODE, uid: 0, gid: 0, size: 0, link: b"" };
+        match &e.kind {
+            tree::Kind::Dir { .. } => self.w.header(&h),
+            tree::Kind::File { .. } => {
+                let mut file = e.open()?;
+                let mode = tree::file_mode(file.meta.mode);
+                self.w.copy_file(&Header { kind: Kind::File, mode, size: file.meta.size, ..h }, &mut file, e.path)
+            }
+            tree::Kind::Symlink { target } => self.w.header(&Header { kind: Kind::Symlink, mode: 0o777, link: target, ..h }),
+            // Never measured, so never expected.
+            tree::Kind::Unsupported(what) => Err(tree::unsupported(e.path, what)),
+        }
+    }
+}
+
+/// The mode an extra file from the host with permission bits `mode` gets:
+/// readable, and executable when the host file is.
+pub fn extra_file_mode(mode: u32) -> u32 {
+    if tree::file_mode(mode) == 0o555 {
         0o755
     } else {
         0o644
     }
 }
 
-fn extra_file_meta(source: &Path) -> Result<std::fs::Metadata> {
-    let meta = std::fs::metadata(source).map_err(|e| Error::io(source, "reading", &e))?;
-    if !meta.is_file() {
-        return Err(Error::new(ErrorKind::UnsupportedFile, format!("{}: not a regular file", source.display())));
-    }
-    Ok(meta)
-}
-
-/// Bytes a unit takes in a layer.  `item_sizes` holds the measured store items.
-pub fn unit_len(unit: &Unit, item_sizes: &[u64]) -> Result<u64> {
+/// Bytes a unit takes in a layer, and for an extra file, what it is (which
+/// the writing pass checks).  `item_sizes` holds the measured store items.
+pub fn unit_len(unit: &Unit, item_sizes: &[u64]) -> Result<(u64, Option<Meta>)> {
     Ok(match unit {
         Unit::Dir { name, uid, gid, .. } => {
             let name = dir_name(name);
-            tarfmt::entry_len(&Header { name: &name, kind: Kind::Dir, mode: 0, uid: *uid, gid: *gid, size: 0, link: b"" })
+            let h = Header { name: &name, kind: Kind::Dir, mode: 0, uid: *uid, gid: *gid, size: 0, link: b"" };
+            (tarfmt::entry_len(&h), None)
         }
         Unit::Symlink { name, target } => {
-            tarfmt::entry_len(&Header { name, kind: Kind::Symlink, mode: 0, uid: 0, gid: 0, size: 0, link: target })
+            let h = Header { name, kind: Kind::Symlink, mode: 0, uid: 0, gid: 0, size: 0, link: target };
+            (tarfmt::entry_len(&h), None)
         }
         Unit::File { name, source } => {
-            let size = extra_file_meta(source)?.len();
-            tarfmt::entry_len(&Header { name, kind: Kind::File, mode: 0, uid: 0, gid: 0, size, link: b"" })
+            let meta = tree::host_file_meta(source)?;
+            let h = Header { name, kind: Kind::File, mode: 0, uid: 0, gid: 0, size: meta.size, link: b"" };
+            (tarfmt::entry_len(&h), Some(meta))
         }
-        Unit::Item { item, .. } => item_sizes[*item],
+        Unit::Item { item, .. } => (item_sizes[*item], None),
     })
 }
 
@@ -453,22 +498,32 @@ fn dir_name(name: &[u8]) -> Vec<u8> {
     n
 }
 
-/// Writes one unit.
-pub fn write_unit(w: &mut TarWriter, unit: &Unit) -> Result<()> {
+/// Writes one unit; `host_file` is what [`unit_len`] saw of an extra file.
+pub fn write_unit(w: &mut TarWriter, unit: &Unit, host_file: Option<&Meta>) -> Result<()> {
     match unit {
         Unit::Dir { name, mode, uid, gid } => {
             let name = dir_name(name);
             w.header(&Header { name: &name, kind: Kind::Dir, mode: *mode, uid: *uid, gid: *gid, size: 0, link: b"" })
         }
-        Unit::Symlink { name, target } => w.symlink(name, target),
-        Unit::File { name, source } => {
-            let meta = extra_file_meta(source)?;
-            let h = Header { name, kind: Kind::File, mode: extra_file_mode(&meta), uid: 0, gid: 0, size: meta.len(), link: b"" };
-            w.host_file(&h, source)
+        Unit::Symlink { name, target } => {
+            w.header(&Header { name, kind: Kind::Symlink, mode: 0o777, uid: 0, gid: 0, size: 0, link: target })
         }
-        Unit::Item { name, path, .. } => {
-            tree::walk(path, name, w)?;
-            w.shared.items_done.fetch_add(1, Ordering::Relaxed);
+        Unit::File { name, source } => {
+            let planned = host_file.expect("an extra file is looked at when the layer is planned");
+            let mut file = tree::open_host_file(source, planned)?;
+            let mode = extra_file_mode(file.meta.mode);
+            let h = Header { name, kind: Kind::File, mode, uid: 0, gid: 0, size: file.meta.size, link: b"" };
+            w.copy_file(&h, &mut file, source)
+        }
+        Unit::Item { name, item, path } => {
+            let shared = w.shared;
+            let expected = &shared.measured.items[*item].fingerprints;
+            let mut replay = Replay { w, keys: &shared.measured.keys, expected, next: 0 };
+            tree::walk(path, name, &mut replay)?;
+            if replay.next != expected.len() {
+                return Err(tree::changed(path, "entries measured in it are gone"));
+            }
+            shared.items_done.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
     }
@@ -477,6 +532,8 @@ pub fn write_unit(w: &mut TarWriter, unit: &Unit) -> Result<()> {
 /// One layer to produce: its units, planned length and place in the output.
 pub struct LayerJob {
     pub units: Vec<Unit>,
+    /// For each unit that is an extra file, what [`unit_len`] saw of it.
+    pub host_files: Vec<Option<Meta>>,
     /// Length of the layer tar, end blocks included.
     pub len: u64,
     /// The archive's header for the layer file, which precedes it.
@@ -505,15 +562,15 @@ pub fn produce_layer(shared: &Shared, dest: Destination, job: &LayerJob, index: 
 
 fn write_layer(shared: &Shared, dest: Destination, job: &LayerJob, index: usize, hashing: Hashing) -> Result<Option<[u8; 32]>> {
     let mut w = TarWriter::for_layer(shared, dest, job.offset, &job.outer_header, hashing)?;
-    for unit in &job.units {
-        write_unit(&mut w, unit)?;
+    for (unit, host_file) in job.units.iter().zip(&job.host_files) {
+        write_unit(&mut w, unit, host_file.as_ref())?;
     }
     w.put(&tarfmt::END_OF_ARCHIVE)?;
     if w.written() != job.len {
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "the store changed while the image was being built: layer {} has {} bytes, {} were planned",
+                "the store changed during the build: layer {} has {} bytes, {} were planned",
                 index + 1,
                 w.written(),
                 job.len
@@ -543,4 +600,88 @@ pub fn first_real_error(errors: Vec<Error>) -> Option<Error> {
         fallback.get_or_insert(e);
     }
     fallback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::time::Duration;
+
+    const SIZE: usize = 2 << 20;
+
+    /// Copies a 2 MiB file into a stream whose reader takes the first
+    /// chunk, calls `change` on the file, then takes the rest: the copy is
+    /// at most two chunks in when the file changes.
+    fn copy_while(change: impl FnOnce(&Path) + Send) -> Result<()> {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("f");
+        fs::write(&path, vec![b'x'; SIZE]).unwrap();
+        // Past the clock's tick, so that a change gets another ctime.
+        std::thread::sleep(Duration::from_millis(30));
+        let planned = tree::host_file_meta(&path).unwrap();
+        let mut file = tree::open_host_file(&path, &planned).unwrap();
+        let (pool, bytes, items, abort) = (BufferPool::new(), AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
+        let measured = Measured { keys: RandomState::new(), items: Vec::new() };
+        let shared =
+            Shared { pool: &pool, bytes_done: &bytes, items_done: &items, abort: &abort, cancel: None, measured: &measured };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
+        std::thread::scope(|s| {
+            let (shared, path) = (&shared, &path);
+            let copier = s.spawn(move || {
+                let mut w = TarWriter::new(shared, Destination::Stream(tx), 0, Hashing::Off);
+                let h = Header { name: b"f", kind: Kind::File, mode: 0o444, uid: 0, gid: 0, size: SIZE as u64, link: b"" };
+                w.copy_file(&h, &mut file, path)?;
+                w.finish().map(|_| ())
+            });
+            pool.give(rx.recv().unwrap().buf);
+            change(path);
+            for chunk in rx {
+                pool.give(chunk.buf);
+            }
+            copier.join().unwrap()
+        })
+    }
+
+    fn assert_changed(r: Result<()>, detail: &str) {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Io);
+        assert!(e.message.contains("/f: changed during the build (") && e.message.contains(detail), "{}", e.message);
+    }
+
+    #[test]
+    fn an_unchanged_file_is_copied() {
+        copy_while(|_| {}).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_read_is_refused() {
+        assert_changed(copy_while(|p| fs::File::options().write(true).open(p).unwrap().set_len(1000).unwrap()), "shrank");
+    }
+
+    #[test]
+    fn a_file_that_grows_while_read_is_refused() {
+        assert_changed(
+            copy_while(|p| {
+                use std::io::Write;
+                fs::File::options().append(true).open(p).unwrap().write_all(b"more").unwrap()
+            }),
+            "grew",
+        );
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_while_read_is_refused() {
+        // Same size, and the mtime put back: only the ctime tells.
+        assert_changed(
+            copy_while(|p| {
+                use std::os::unix::fs::FileExt;
+                let mtime = fs::metadata(p).unwrap().modified().unwrap();
+                let f = fs::File::options().write(true).open(p).unwrap();
+                f.write_all_at(&vec![b'y'; SIZE], 0).unwrap();
+                f.set_modified(mtime).unwrap();
+            }),
+            "modified while being read",
+        );
+    }
 }

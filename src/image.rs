@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::archive::{self, BufferPool, Destination, Hashing, LayerJob, Measure, Shared, TarWriter};
+use crate::archive::{self, BufferPool, Destination, Hashing, LayerJob, Measured, MeasuredItem, Shared, TarWriter};
 use crate::closure::{self, Closure};
 use crate::compress;
 use crate::config::{self, LayerInfo};
@@ -27,7 +27,6 @@ use crate::output::{OutputFile, PieceWriter};
 use crate::reference::repository_from_name;
 use crate::store::{StoreDir, StoreItem};
 use crate::tarfmt::{self, Header, Kind};
-use crate::tree;
 
 /// Where the archive goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +105,8 @@ struct ImagePlan {
     tail_offset: u64,
     total: u64,
     items_total: u64,
+    /// What the writing pass checks each store item against.
+    measured: Measured,
 }
 
 fn path_str(path: &Path) -> Result<&str> {
@@ -206,10 +207,11 @@ impl Extras {
 
 /// Measures every item, on all cores; the error reported is that of the
 /// first failing item in closure order.
-fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) -> Result<Vec<u64>> {
+fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) -> Result<Measured> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let results: Vec<(usize, Result<u64>)> = std::thread::scope(|s| {
+    let keys = std::hash::RandomState::new();
+    let results: Vec<(usize, Result<MeasuredItem>)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.min(units.len()).max(1))
             .map(|_| {
                 s.spawn(|| {
@@ -225,8 +227,7 @@ fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) ->
                             return out;
                         }
                         let Unit::Item { name, path, .. } = &units[i] else { unreachable!() };
-                        let mut m = Measure::default();
-                        let r = tree::walk(path, name, &mut m).map(|()| m.bytes);
+                        let r = archive::measure_item(path, name, &keys, cancel);
                         if r.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }
@@ -237,11 +238,11 @@ fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) ->
             .collect();
         workers.into_iter().flat_map(|w| w.join().expect("measuring thread panicked")).collect()
     });
-    let mut sizes = vec![0; units.len()];
+    let mut items: Vec<Option<MeasuredItem>> = (0..units.len()).map(|_| None).collect();
     let mut first_error: Option<(usize, Error)> = None;
     for (i, r) in results {
         match r {
-            Ok(n) => sizes[i] = n,
+            Ok(m) => items[i] = Some(m),
             Err(e) => {
                 if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
                     first_error = Some((i, e));
@@ -251,7 +252,7 @@ fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) ->
     }
     match first_error {
         Some((_, e)) => Err(e),
-        None => Ok(sizes),
+        None => Ok(Measured { keys, items: items.into_iter().map(|m| m.expect("every item measured")).collect() }),
     }
 }
 
@@ -300,7 +301,8 @@ impl ImagePlan {
         all.extend(extras.iter().cloned());
         let single = layers::assemble(all)?;
 
-        let item_sizes = measure_items(&item_units, options.worker_threads(), options.cancel.as_deref())?;
+        let measured = measure_items(&item_units, options.worker_threads(), options.cancel.as_deref())?;
+        let item_sizes: Vec<u64> = measured.items.iter().map(|m| m.bytes).collect();
 
         let groups: Vec<Vec<Unit>> = match options.max_layers {
             None | Some(1) => vec![single],
@@ -328,8 +330,11 @@ impl ImagePlan {
             // it from what the layer holds.
             let mut id = Sha256::new();
             id.update(format!("guix-docker-native layer {index}\n"));
+            let mut host_files = Vec::with_capacity(units.len());
             for u in &units {
-                len += archive::unit_len(u, &item_sizes)?;
+                let (unit_len, host_file) = archive::unit_len(u, &item_sizes)?;
+                len += unit_len;
+                host_files.push(host_file);
                 id.update(u.name());
                 id.update(b"\n");
             }
@@ -338,7 +343,7 @@ impl ImagePlan {
             let job_offset = offset;
             offset += header.len() as u64 + len;
             comments.push(describe(&units, closure, &extra));
-            layers.push(LayerJob { units, len, outer_header: header, offset: job_offset });
+            layers.push(LayerJob { units, host_files, len, outer_header: header, offset: job_offset });
             layer_files.push(file);
         }
 
@@ -365,6 +370,7 @@ impl ImagePlan {
             tail_offset: offset,
             total: 0,
             items_total: closure.items.len() as u64,
+            measured,
         };
         // The tail's length does not depend on the hashes' values.
         let placeholder = vec![[0u8; 32]; plan.layers.len()];
@@ -435,6 +441,7 @@ impl ImagePlan {
             items_done: &items_done,
             abort: &abort,
             cancel: options.cancel.as_deref(),
+            measured: &self.measured,
         };
         let producers = if parallel { threads.min(self.layers.len()).max(1) } else { 1 };
         // The cores no producer uses hash the first layers taken, on a

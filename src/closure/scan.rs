@@ -179,11 +179,16 @@ impl<'a> Scanner<'a> {
     }
 
     fn scan_file(&mut self, path: &PathBuf) -> Result<()> {
+        // Never wait: a FIFO or device node put in the file's place opens at
+        // once, and is refused here.
         let mut file = File::options()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
             .map_err(|err| Error::io(path, "opening", &err))?;
+        if !file.metadata().map_err(|err| Error::io(path, "reading", &err))?.is_file() {
+            return Err(crate::tree::changed(path, "it is no longer a regular file"));
+        }
         // The buffer starts with the end of the previous chunk's last run of
         // base32 characters (at most HASH_LEN - 1 of them), so a hash split
         // across two reads is still found.
@@ -253,6 +258,17 @@ mod tests {
 
     fn found(scanner: &mut Scanner) -> BTreeSet<String> {
         scanner.found.drain().map(|h| String::from_utf8(h.to_vec()).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_fifo_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let candidates = candidates(&[A]);
+        let e = Scanner::new(&candidates).scan_file(&fifo).unwrap_err();
+        assert_eq!(e.message, format!("{}: changed during the build (it is no longer a regular file)", fifo.display()));
     }
 
     #[test]
