@@ -105,6 +105,7 @@ pub fn write_chunks(rx: Receiver<Chunk>, mut sink: Box<dyn Sink>, pool: &BufferP
         failure = sink.flush().and_then(|()| sink.finish()).err();
     }
     match failure {
+        Some(e) if crate::output::PipeWaitCancelled::is(&e) => Err(Error::cancelled()),
         Some(e) => Err(Error::output(output, &e)),
         None => Ok(()),
     }

@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{self, archive_name, Unit};
 use crate::localstate::{self, ImageDatabase};
 use crate::options::{ImageOptions, Progress};
-use crate::output::{OutputFile, PieceWriter};
+use crate::output::{OutputFile, PieceWriter, PipeWriter};
 use crate::reference::repository_from_name;
 use crate::store::{StoreDir, StoreItem};
 use crate::tarfmt::{self, Header, Kind};
@@ -424,8 +424,14 @@ impl ImagePlan {
             None
         } else {
             let handle = out.file.try_clone().map_err(|e| Error::output(&output_name, &e))?;
-            let handle: Box<dyn compress::Sink> =
-                if out.is_seekable() { Box::new(PieceWriter(handle)) } else { Box::new(handle) };
+            let handle: Box<dyn compress::Sink> = if out.is_seekable() {
+                Box::new(PieceWriter(handle))
+            } else {
+                match PipeWriter::for_pipe(handle, options.cancel.clone()) {
+                    Ok(pipe) => Box::new(pipe),
+                    Err(handle) => Box::new(handle),
+                }
+            };
             let level = options.effective_compression_level();
             let sink = compress::compressor(options.compression, level, threads, handle)
                 .map_err(|e| Error::output(&output_name, &e))?;

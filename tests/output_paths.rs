@@ -442,3 +442,46 @@ fn a_pipe_whose_reader_is_gone_is_an_error() {
     refused(&r, &[&format!("the archive was written to '{}', but its name could not be printed", path.display()), "Broken pipe"]);
     assert!(is_archive(&fs::read(&path).unwrap()));
 }
+
+/// `-o - | sleep 1000`: a reader that stops reading holds the build only
+/// until a signal: SIGINT ends it at once (exit 130), where a blocking
+/// write would have ignored it.
+#[test]
+fn a_reader_that_stops_reading_does_not_hold_the_build_past_a_signal() {
+    let st = make_store(3 << 20);
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut c = st.command(&["-o", "-"]);
+    c.stdout(writer).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    drop(c);
+    // The pipe fills (3 MiB against its 64 KiB), and nobody reads it.
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let r = wait_bounded(child, Duration::from_secs(10));
+    drop(reader);
+    assert_eq!(r.status.code(), Some(130), "{}", stderr(&r));
+    assert!(stderr(&r).contains("interrupted by SIGINT"), "{}", stderr(&r));
+}
+
+/// Through a pipe that is read, the archive is the one a file gets.
+#[test]
+fn a_pipe_that_is_read_gets_the_whole_archive() {
+    let st = make_store(3 << 20);
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut c = st.command(&["-o", "-"]);
+    c.stdout(writer).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    drop(c);
+    let mut bytes = Vec::new();
+    // Read slowly at first, so the writer meets a full pipe.
+    let mut piece = [0u8; 4096];
+    for _ in 0..50 {
+        let n = reader.read(&mut piece).unwrap();
+        bytes.extend_from_slice(&piece[..n]);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reader.read_to_end(&mut bytes).unwrap();
+    let r = wait_bounded(child, Duration::from_secs(60));
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(bytes, st.reference());
+}
