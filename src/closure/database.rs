@@ -136,7 +136,9 @@ impl StoreDatabase {
             database: self,
             find_id: self.prepare("SELECT id FROM ValidPaths WHERE path = ?1")?,
             find_references: self.prepare(
-                "SELECT v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference \
+                // A LEFT JOIN, so that a reference to no row (a damaged
+                // database, written without foreign keys) is seen, not dropped.
+                "SELECT r.reference, v.path FROM Refs r LEFT JOIN ValidPaths v ON v.id = r.reference \
                  WHERE r.referrer = ?1 ORDER BY v.path",
             )?,
         };
@@ -179,13 +181,24 @@ impl Snapshot<'_> {
             .optional()
             .map_err(|err| database.error("cannot be queried", &err))?;
         let Some(id) = id else { return Ok(None) };
-        let paths = self
+        let rows = self
             .find_references
-            .query_map([id], |row| row.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .query_map([id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<(i64, Option<String>)>>>())
             .map_err(|err| database.error("cannot be queried", &err))?;
-        let mut references = Vec::with_capacity(paths.len());
-        for reference in paths {
+        let mut references = Vec::with_capacity(rows.len());
+        for (reference_id, reference) in rows {
+            let Some(reference) = reference else {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    format!(
+                        "store database {}: {} refers to the row {reference_id}, which is not in ValidPaths: \
+                         the database is damaged (its references are incomplete)",
+                        file.display(),
+                        item.path.display()
+                    ),
+                ));
+            };
             let reference = store.parse_item(Path::new(&reference)).map_err(|err| {
                 Error::new(
                     ErrorKind::Database,

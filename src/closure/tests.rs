@@ -247,6 +247,33 @@ fn database_errors_name_the_item_and_the_file() {
     assert!(!missing.exists(), "a read-only open must not create the database");
 }
 
+/// A reference to no row of ValidPaths (a database written without foreign
+/// keys) is an error naming the item, not a reference silently dropped.
+#[test]
+fn a_reference_to_no_row_is_a_damaged_database() {
+    let s = sample();
+    let db = s.t.database(&[(&s.app, &[]), (&s.lib, &[])]);
+    let connection = Connection::open(&db).unwrap();
+    connection.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    connection
+        .execute(
+            "INSERT INTO Refs (referrer, reference) SELECT id, 999 FROM ValidPaths WHERE path = ?1",
+            [TestStore::path(&s.app)],
+        )
+        .unwrap();
+    let err = compute_closure(&s.t.store, &[s.app.clone()], Some(&db)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Database);
+    assert_eq!(
+        err.message,
+        format!(
+            "store database {}: {} refers to the row 999, which is not in ValidPaths: the database is damaged \
+             (its references are incomplete)",
+            db.display(),
+            TestStore::path(&s.app)
+        )
+    );
+}
+
 #[test]
 fn database_member_missing_from_the_store_is_named() {
     let s = sample();
