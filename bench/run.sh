@@ -6,7 +6,7 @@
 # Usage: bash bench/run.sh [--size 1G] [--runs 3] [--workdir DIR]
 #                          [--memory-check] [--only REGEX] [--results FILE]
 #                          [--no-build]
-# See README.md, "Benchmark".
+# See bench/README.md.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)

@@ -6,7 +6,7 @@
 # Usage: bash bench/scale.sh [--items "20000 80000 100000"] [--layers "1 100"]
 #                            [--runs N] [--workdir DIR] [--binary FILE]
 #                            [--timeout SECONDS] [--no-build] [--results FILE]
-# See README.md, "Benchmark".
+# See bench/README.md.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
