@@ -6,7 +6,8 @@
 # still refers to it fails.  There:
 #   - the files are where they belong, the library with its full version
 #     and the .so.1 and .so symlinks;
-#   - readelf -d shows the SONAME, objdump -T every export with GDN_1, and
+#   - readelf -d shows the SONAME, objdump -T every export with its version
+#     (GDN_1, or GDN_1.1 for the functions added since), and
 #     the exports are exactly the installed header's functions;
 #   - tests/c/test_abi.c compiles and links with nothing but
 #     `pkg-config --cflags --libs guix-docker-native` (the staged prefix
@@ -75,9 +76,11 @@ if [ "$phase" = installed ]; then
                 lib/pkgconfig/guix-docker-native.pc \
                 share/guile/site/3.0/guix/docker-native.scm \
                 share/guile/site/3.0/guix/docker-native/config.scm \
+                share/guile/site/3.0/guix/docker-native/bindings.scm \
                 share/guile/site/3.0/guix/scripts/archive-docker.scm \
                 lib/guile/3.0/site-ccache/guix/docker-native.go \
                 lib/guile/3.0/site-ccache/guix/docker-native/config.go \
+                lib/guile/3.0/site-ccache/guix/docker-native/bindings.go \
                 lib/guile/3.0/site-ccache/guix/scripts/archive-docker.go \
                 share/man/man1/guix-docker-native.1 \
                 share/bash-completion/completions/guix-docker-native \
@@ -110,13 +113,26 @@ if [ "$phase" = installed ]; then
         fail "objdump -T: the exported functions differ from the header's:"
         diff <(echo "$declared") <(echo "$exported") | sed 's/^/    /'
     fi
-    unversioned=$(echo "$exports" | awk '$2 != "GDN_1"')
-    check "objdump -T: every export has the version GDN_1${unversioned:+ (not: $unversioned)}" \
-        test -n "$exports" -a -z "$unversioned"
-    others=$(objdump -T "$lib/libguix_docker_native.so.1" | awk '$2 == "g" && $4 != ".text" && $NF != "GDN_1"')
+    # Each function's version: GDN_1.1 for those build.rs's LATER_VERSIONS
+    # adds after the first release, GDN_1 for every other.
+    later="gdn_result_name gdn_store_item_name gdn_default_output_name gdn_tag_from_name gdn_string_free"
+    wanted=$(for f in $declared; do
+                 case " $later " in *" $f "*) echo "$f GDN_1.1" ;; *) echo "$f GDN_1" ;; esac
+             done | sort)
+    if [ -n "$exports" ] && [ "$exports" = "$wanted" ]; then
+        ok "objdump -T: every export has its version ($(echo "$later" | wc -w) GDN_1.1, the others GDN_1)"
+    else
+        fail "objdump -T: the exports' versions differ from what they should be:"
+        diff <(echo "$wanted") <(echo "$exports") | sed 's/^/    /'
+    fi
+    others=$(objdump -T "$lib/libguix_docker_native.so.1" | awk '$2 == "g" && $4 != ".text" && $NF != "GDN_1" && $NF != "GDN_1.1"')
     check "objdump -T: nothing else is exported${others:+ (also: $others)}" test -z "$others"
-    check "objdump -p: the library defines the version GDN_1" \
-        sh -c "objdump -p '$lib/libguix_docker_native.so.1' | grep -A3 'Version definitions' | grep -qw GDN_1"
+    for node in GDN_1 GDN_1.1; do
+        check "objdump -p: the library defines the version $node" \
+            sh -c "objdump -p '$lib/libguix_docker_native.so.1' | sed -n '/Version definitions/,/^\$/p' | grep -qw '$node'"
+    done
+    check "objdump -p: GDN_1.1 inherits GDN_1" \
+        sh -c "objdump -p '$lib/libguix_docker_native.so.1' | sed -n '/Version definitions/,/^\$/p' | grep -A1 -w 'GDN_1.1' | tail -n 1 | grep -qw 'GDN_1'"
 
     # A C program, with pkg-config only.
     export PKG_CONFIG_LIBDIR=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$stage
