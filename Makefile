@@ -76,6 +76,7 @@ BUILD = $(TARGET_DIR)/install-files
 FILES = $(BUILD)/files
 CONFIG_SCM = $(BUILD)/guile/guix/docker-native/config.scm
 GO_FILES = $(BUILD)/ccache/guix/docker-native/config.go \
+  $(BUILD)/ccache/guix/docker-native/bindings.go \
   $(BUILD)/ccache/guix/docker-native.go \
   $(BUILD)/ccache/guix/scripts/archive-docker.go
 CONFIGURED_LIBRARY = $(LIBDIR)/$(SONAME)
@@ -140,8 +141,10 @@ $(CONFIG_SCM): guile/guix/docker-native/config.scm FORCE
 # inline another module's definitions.  File names in the .go files are
 # relative to the load path, so they hold no build directory.
 $(BUILD)/ccache/guix/docker-native/config.go: $(CONFIG_SCM)
-$(BUILD)/ccache/guix/docker-native.go: guile/guix/docker-native.scm \
+$(BUILD)/ccache/guix/docker-native/bindings.go: guile/guix/docker-native/bindings.scm \
   $(BUILD)/ccache/guix/docker-native/config.go
+$(BUILD)/ccache/guix/docker-native.go: guile/guix/docker-native.scm \
+  $(BUILD)/ccache/guix/docker-native/bindings.go
 $(BUILD)/ccache/guix/scripts/archive-docker.go: guile/guix/scripts/archive-docker.scm \
   $(BUILD)/ccache/guix/docker-native.go
 COMPILE_MODULE = (use-modules (system base compile)) (with-fluids ((%file-port-name-canonicalization (quote relative))) (compile-file (cadr (command-line)) \#:output-file (caddr (command-line))))
@@ -165,9 +168,11 @@ INSTALLED_DATA = $(BUILD)/$(LIBRARY_FILE):$(LIBDIR)/$(LIBRARY_FILE) \
 # The sources before the compiled files: a .go older than its source is stale.
 INSTALLED_MODULES = guile/guix/docker-native.scm:$(GUILE_SITE_DIR)/guix/docker-native.scm \
   $(CONFIG_SCM):$(GUILE_SITE_DIR)/guix/docker-native/config.scm \
+  guile/guix/docker-native/bindings.scm:$(GUILE_SITE_DIR)/guix/docker-native/bindings.scm \
   guile/guix/scripts/archive-docker.scm:$(GUILE_SITE_DIR)/guix/scripts/archive-docker.scm \
   $(BUILD)/ccache/guix/docker-native.go:$(GUILE_SITE_CCACHE_DIR)/guix/docker-native.go \
   $(BUILD)/ccache/guix/docker-native/config.go:$(GUILE_SITE_CCACHE_DIR)/guix/docker-native/config.go \
+  $(BUILD)/ccache/guix/docker-native/bindings.go:$(GUILE_SITE_CCACHE_DIR)/guix/docker-native/bindings.go \
   $(BUILD)/ccache/guix/scripts/archive-docker.go:$(GUILE_SITE_CCACHE_DIR)/guix/scripts/archive-docker.go
 INSTALLED_LINKS = $(LIBDIR)/$(SONAME) $(LIBDIR)/$(LIBRARY)
 

@@ -3,38 +3,74 @@
  * Guix store item and its closure into a Docker image archive (the tar that
  * `docker load` reads).
  *
- * Link with -lguix_docker_native (libguix_docker_native.so).
+ * Link with -lguix_docker_native (pkg-config guix-docker-native).  Each
+ * function is documented at its declaration.  These are the conventions of
+ * them all, written here only (README's "The C API" links here).
  *
- * Conventions
+ * Exports
  * - Every function whose name starts with gdn_ or is build_docker_image is
- *   exported with C linkage; nothing else is.
+ *   exported with C linkage; nothing else is.  The installed library gives
+ *   each the symbol version of the release that added it (GDN_1, GDN_1.1).
+ *
+ * Result codes and errors
  * - Fallible functions return a gdn_result: GDN_OK (0) on success, else one
- *   of the GDN_ERR_* codes.  The codes are stable; new ones may be added, so
- *   treat an unknown non-zero code as a failure.
+ *   of the GDN_ERR_* codes (gdn_result_name gives a code's name).  The codes
+ *   are stable; new ones may be added, so treat an unknown non-zero code as
+ *   a failure.
  * - After a failure, gdn_last_error_message() returns a message for a person
  *   that names the input at fault (the argument, the file, the store item,
- *   the option) and says what is wrong.  It is per thread, owned by the
- *   library, and valid until the next fallible call on the same thread.
+ *   the option) and says what is wrong, e.g. "build_docker_image: argument
+ *   'item' is NULL".  It is per thread.  Each function returning a
+ *   gdn_result (and gdn_options_new) clears it on success and replaces it
+ *   on failure, so it is NULL after a successful call.
  * - NULL for a required pointer is never a crash: it is
  *   GDN_ERR_NULL_ARGUMENT, naming the argument.
  * - A panic inside the library never unwinds into the caller: it becomes
  *   GDN_ERR_PANIC with a message.
- * - Strings are NUL-terminated UTF-8, except names of host files (the
- *   output, the database, a source file), taken as bytes.  The library
- *   copies what it keeps; the caller keeps ownership of every argument.
- * - The library owns the strings it returns (gdn_version,
- *   gdn_last_error_message): never free them.  The caller owns the
- *   gdn_options and gdn_cancel handles it makes, and frees them with
- *   gdn_options_free and gdn_cancel_free.
+ * - A failed build_docker_image leaves nothing at the output path (a file;
+ *   a device, FIFO or descriptor is written in place) and no temporary file
+ *   beside it.
  *
- * Thread-safety
+ * Strings
+ * - Strings are NUL-terminated UTF-8, except names of host files (the
+ *   output, the database, the source of gdn_options_add_file), taken as
+ *   bytes.
+ *
+ * Ownership
+ * - The caller owns every argument.  The library copies what it keeps
+ *   (option values) and reads the rest only during the call.
+ * - The caller owns the gdn_options and gdn_cancel handles it makes, and
+ *   frees them with gdn_options_free and gdn_cancel_free (NULL is accepted).
+ *   Builds keep nothing of an options handle; options keep their own
+ *   reference to an attached gdn_cancel, so the flag may be freed at any
+ *   time after gdn_options_set_cancel.
+ * - The library owns the strings of gdn_version (static), gdn_result_name
+ *   (static) and gdn_last_error_message (valid until the next fallible call
+ *   on the same thread: copy it to keep it): never free them.  The strings
+ *   gdn_store_item_name, gdn_default_output_name and gdn_tag_from_name
+ *   return through their last argument belong to the caller, who frees them
+ *   with gdn_string_free.
+ * - The progress callback's userdata is never read or freed by the library;
+ *   it must stay valid while a build may use the handle.
+ *
+ * Thread safety
  * - build_docker_image may run in several threads at once, with distinct
- *   options handles or with one shared handle that no thread changes
- *   meanwhile.
- * - An options handle may not be changed by two threads at once, nor changed
- *   or freed while a build uses it.  Distinct handles are independent.
- * - gdn_abi_version, gdn_version and gdn_last_error_message are safe from
- *   any thread; gdn_cancel_request too, and from a signal handler.
+ *   options handles or with one shared handle.  Give concurrent builds
+ *   distinct outputs.
+ * - Every function taking an options handle may be called from any thread.
+ *   While a build uses a handle, its setters fail with GDN_ERR_BUSY and
+ *   change nothing, so a build's options never change under it
+ *   (gdn_options_clone makes a copy to change instead); gdn_options_free
+ *   during a build is allowed: the last build using the handle releases it.
+ * - The progress callback runs on the thread that called
+ *   build_docker_image, only during that call, never concurrently with
+ *   itself for one handle.  It must return normally (no C++ exception, no
+ *   longjmp); to stop the build it requests a cancellation.  It may not
+ *   start a build with its own options handle or a copy (GDN_ERR_BUSY at
+ *   once); a build with another handle is fine.
+ * - gdn_abi_version, gdn_version, gdn_last_error_message, gdn_result_name
+ *   and the name functions are safe from any thread; gdn_cancel_request
+ *   too, and it is async-signal-safe: a SIGINT handler may call it.
  */
 
 #ifndef GUIX_DOCKER_NATIVE_H
@@ -100,8 +136,10 @@ typedef struct gdn_options gdn_options;
 
 /**
  * A result code.  `GDN_OK` (0) is success; any other value is a failure
- * whose message `gdn_last_error_message()` returns.  The numbers are stable:
- * codes are only ever appended.
+ * whose message `gdn_last_error_message()` returns, and whose name
+ * `gdn_result_name()` returns.  The numbers are stable: codes are only
+ * ever appended.  (The codes are the library's error kinds, listed once
+ * in `src/error.rs`; a test holds these constants to that list.)
  */
 typedef int32_t gdn_result;
 
@@ -232,6 +270,18 @@ const char *gdn_version(void);
  * never shows in another.
  */
 const char *gdn_last_error_message(void);
+
+/**
+ * The name of the result code `code`: "ok" for `GDN_OK`, else the
+ * `GDN_ERR_*` constant's name after `GDN_ERR_`, lower-cased with `-` for
+ * `_` ("invalid-argument", "invalid-store-path", "io", ...); NULL for a
+ * code this library does not know (one from a newer library).
+ *
+ * Ownership: a static string owned by the library; never free it.
+ * Thread-safety: safe from any thread; never fails, and leaves the last
+ * error alone.
+ */
+const char *gdn_result_name(gdn_result code);
 
 /**
  * Creates an options handle with the defaults: store directory
@@ -514,6 +564,19 @@ gdn_result gdn_options_set_progress_callback(gdn_options *options,
                                              void *userdata);
 
 /**
+ * Attaches a cancellation flag to the options (see `gdn_cancel`); NULL
+ * `cancel` detaches it.  The options keep a reference of their own: the
+ * caller may free `cancel` after this call, whatever the options' fate.
+ *
+ * Fails with `GDN_ERR_BUSY`, as every setter, while a build uses the
+ * options (see `gdn_options`).
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `cancel` is NULL or a live handle.
+ */
+gdn_result gdn_options_set_cancel(gdn_options *options, const gdn_cancel *cancel);
+
+/**
  * Creates a cancellation flag, not requested.
  *
  * Ownership: the caller owns the handle and must free it with
@@ -546,17 +609,76 @@ void gdn_cancel_request(const gdn_cancel *cancel);
 void gdn_cancel_free(gdn_cancel *cancel);
 
 /**
- * Attaches a cancellation flag to the options (see `gdn_cancel`); NULL
- * `cancel` detaches it.  The options keep a reference of their own: the
- * caller may free `cancel` after this call, whatever the options' fate.
+ * Checks that `item` is a store item of the options' store directory
+ * (`gdn_options_set_store_dir`; with NULL `options`, `$NIX_STORE_DIR` or
+ * "/gnu/store"), as `build_docker_image` checks its `item`: absolute,
+ * directly under the store directory, named `<32 nix-base32
+ * characters>-<name>`.  The item need not exist.  On success `*name` is
+ * its name without the store directory and hash: "hello-2.12" for
+ * "/gnu/store/<hash>-hello-2.12".
  *
- * Fails with `GDN_ERR_BUSY`, as every setter, while a build uses the
- * options (see `gdn_options`).
+ * Returns `GDN_OK`, `GDN_ERR_INVALID_STORE_PATH` (the message names
+ * `item` and what is wrong), `GDN_ERR_INVALID_ARGUMENT` (not UTF-8),
+ * `GDN_ERR_NULL_ARGUMENT` or `GDN_ERR_BUSY` (the options were freed while
+ * builds hold them).  On failure `*name` is set to NULL.
+ *
+ * Ownership: `*name` belongs to the caller, who frees it with
+ * `gdn_string_free`.
  *
  * # Safety
- * `options` is NULL or a live handle; `cancel` is NULL or a live handle.
+ * `item` is NULL or a NUL-terminated string; `options` is NULL or a live
+ * handle; `name` is NULL or points to writable storage for a pointer.
  */
-gdn_result gdn_options_set_cancel(gdn_options *options, const gdn_cancel *cancel);
+gdn_result gdn_store_item_name(const char *item, const gdn_options *options, char **name);
+
+/**
+ * The file a build of `item` writes when no output is named, as the
+ * command line and the Guile module name it: `<name>-docker-image.tar`,
+ * plus ".gz" or ".zst" when the options compress the archive
+ * (`gdn_options_set_compression`), `<name>` being `item`'s name (see
+ * `gdn_store_item_name`, whose checks and results this shares).  A file
+ * name relative to the current directory.
+ *
+ * Ownership: `*name` belongs to the caller, who frees it with
+ * `gdn_string_free`; NULL after a failure.
+ *
+ * # Safety
+ * As `gdn_store_item_name`.
+ */
+gdn_result gdn_default_output_name(const char *item, const gdn_options *options, char **name);
+
+/**
+ * The image reference Guix derives from `name` (a package or profile
+ * name, Guix's `#:repository`), as "REPOSITORY:latest": lower-cased, each
+ * character Docker's reference grammar refuses in a repository mapped to
+ * ".", runs of separators it refuses made one ".", separators at either
+ * end dropped; a name with no letter or digit gives "image".  Any string
+ * is accepted: "Guile+GnuTLS" gives "guile.gnutls:latest".  This is the
+ * tag a build gets when no tag is set, from the item's name.
+ *
+ * Returns `GDN_OK`, `GDN_ERR_NULL_ARGUMENT` or `GDN_ERR_INVALID_ARGUMENT`
+ * (not UTF-8).
+ *
+ * Ownership: `*tag` belongs to the caller, who frees it with
+ * `gdn_string_free`; NULL after a failure.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `tag` is NULL or points to
+ * writable storage for a pointer.
+ */
+gdn_result gdn_tag_from_name(const char *name, char **tag);
+
+/**
+ * Frees a string that `gdn_store_item_name`, `gdn_default_output_name` or
+ * `gdn_tag_from_name` returned.  NULL is accepted and ignored.  Never pass
+ * it a string of `gdn_version`, `gdn_last_error_message` or
+ * `gdn_result_name`, which the library keeps.
+ *
+ * # Safety
+ * `string` is NULL or a string from one of the functions above, not freed
+ * yet.
+ */
+void gdn_string_free(char *string);
 
 /**
  * Builds the Docker image archive (what `docker load` reads) of the store

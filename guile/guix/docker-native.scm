@@ -4,35 +4,33 @@
 ;;; version 3 or (at your option) any later version.
 
 (define-module (guix docker-native)
+  #:use-module (guix docker-native bindings)
   #:use-module (system foreign)
-  #:use-module (rnrs bytevectors)
-  #:use-module (ice-9 format)
   #:use-module (ice-9 match)
-  #:use-module (ice-9 regex)
   #:use-module (ice-9 threads)
   #:use-module (srfi srfi-1)
   #:use-module (srfi srfi-9)
   #:use-module (srfi srfi-11)
   #:use-module (srfi srfi-19)
   #:use-module (srfi srfi-26)
+  #:re-export (image-options?
+               make-cancel-flag
+               cancel-flag?
+
+               docker-native-error?
+               docker-native-error-code
+               docker-native-error-symbol
+               docker-native-error-message
+
+               docker-native-library-file
+               docker-native-version
+               docker-native-abi-version)
   #:export (build-docker-image
             build-docker-image/item
             build-docker-image/options
             make-image-options
-            image-options?
 
-            make-cancel-flag
-            cancel-flag?
             cancel-build!
-
-            docker-native-error?
-            docker-native-error-code
-            docker-native-error-symbol
-            docker-native-error-message
-
-            docker-native-library-file
-            docker-native-version
-            docker-native-abi-version
 
             store-directory
             store-item-name
@@ -42,327 +40,24 @@
 
 ;;; Commentary:
 ;;;
-;;; Bindings to libguix_docker_native, the native engine that writes the
-;;; Docker image archive of a store item and its closure (what `docker load'
-;;; reads).  The library is opened through the dynamic FFI the first time it
-;;; is needed, so loading this module costs nothing and works without it.
+;;; Docker image archives of store items (what `docker load' reads), written
+;;; by libguix_docker_native through the bindings of
+;;; (guix docker-native bindings), which this module re-exports where users
+;;; need them (errors, the library, the handles' predicates).
 ;;;
 ;;; `build-docker-image' takes the arguments of Guix's procedure of that name
 ;;; in (guix docker), so that `guix pack -f docker' can switch modules and
 ;;; change nothing else.  `build-docker-image/item' is the short form: an
-;;; item in, an image file name out.
+;;; item in, an image file name out.  The rules (store paths, default file
+;;; names, tags derived from names, result codes) are the library's: the
+;;; procedures here ask it.
 ;;;
 ;;; Code:
 
 
 ;;;
-;;; Errors.
+;;; Creation times.
 ;;;
-
-;; Every failure, from the library or from checks made here, is thrown with
-;; this key and three arguments: the library's result code (an integer, or #f
-;; when the library could not be loaded), a symbol naming that code, and a
-;; message that names the offending input.
-(define %error-key 'docker-native-error)
-
-(define %result-symbols
-  ;; The C ABI's result codes (src/error.rs): stable, only ever appended to.
-  '((1 . null-argument)
-    (2 . invalid-argument)
-    (3 . invalid-store-path)
-    (4 . incomplete-closure)
-    (5 . unsupported-file)
-    (6 . io)
-    (7 . output)
-    (8 . database)
-    (9 . cancelled)
-    (10 . panic)
-    (11 . busy)))
-
-(define %invalid-argument 2)
-(define %invalid-store-path 3)
-
-(define (result-symbol code)
-  (or (assv-ref %result-symbols code) 'unknown))
-
-(define (raise-docker-native-error code message)
-  (throw %error-key code (if code (result-symbol code) 'library-not-found)
-         message))
-
-(define (invalid-argument fmt . args)
-  (raise-docker-native-error %invalid-argument (apply format #f fmt args)))
-
-(define (docker-native-error? obj)
-  "Return true if OBJ, an exception object (as given to a handler installed
-with `with-exception-handler' or `guard'), is an error of this module."
-  (and (exception? obj)
-       (eq? (exception-kind obj) %error-key)))
-
-(define (error-field exception index)
-  (unless (docker-native-error? exception)
-    (throw 'wrong-type-arg 'docker-native-error-field
-           "Not a docker-native error: ~S" (list exception) (list exception)))
-  (list-ref (exception-args exception) index))
-
-(define (docker-native-error-code exception)
-  "Return the result code of EXCEPTION, a docker-native error: an integer
-from the C ABI (2 for an invalid argument, 3 for an invalid store path, ...),
-or #f when the library could not be loaded."
-  (error-field exception 0))
-
-(define (docker-native-error-symbol exception)
-  "Return the symbol naming the result code of EXCEPTION, such as
-`invalid-argument', `invalid-store-path', `io', or `library-not-found'."
-  (error-field exception 1))
-
-(define (docker-native-error-message exception)
-  "Return the message of EXCEPTION, a docker-native error: it names the input
-that was refused and says what is wrong with it."
-  (error-field exception 2))
-
-(set-exception-printer!
- %error-key
- (lambda (port key args default-printer)
-   (match args
-     ((code (? symbol? symbol) (? string? message))
-      (format port "guix-docker-native: ~a [~a~@[, code ~a~]]"
-              message symbol code))
-     (_ (default-printer)))))
-
-
-;;;
-;;; Finding and loading the library.
-;;;
-
-(define %library-environment-variable "GUIX_DOCKER_NATIVE_LIBRARY")
-(define %library-soname "libguix_docker_native")
-(define %library-file-name (string-append %library-soname ".so"))
-(define %expected-abi-version 1)
-;; The installed library's name: the SONAME, which carries the ABI version
-;; (the unversioned .so is for the linker, and may be absent).
-(define %installed-library-file-name
-  (string-append %library-file-name "." (number->string %expected-abi-version)))
-
-;; The absolute file name of the library an installation put in place, or
-;; #f: set by `make install' or a package definition in
-;; (guix docker-native config), as Guix's own (guix config) does for the
-;; libraries Guix binds.
-(define %configured-library-file
-  (@ (guix docker-native config) %configured-library-file))
-
-(define (module-relative-library-files)
-  "Return the files where the library sits relative to this module's source:
-in the Cargo build directory when the module is loaded from a checkout, and
-in PREFIX/lib when it is installed under PREFIX/share/guile/site/VERSION."
-  (match (search-path %load-path "guix/docker-native.scm")
-    (#f '())
-    (source
-     (let ((root (dirname (dirname (canonicalize-path source)))))
-       (append
-        (let ((checkout (dirname root)))
-          (if (file-exists? (string-append checkout "/Cargo.toml"))
-              (list (string-append checkout "/target/release/"
-                                   %library-file-name))
-              '()))
-        (match (string-match "^(.*)/share/guile/site/[0-9.]+$" root)
-          (#f '())
-          (m (map (cut string-append (match:substring m 1) "/lib/" <>)
-                  (list %installed-library-file-name
-                        %library-file-name)))))))))
-
-(define (dynamic-link-error-message args)
-  "Turn the arguments of a `dynamic-link' failure into a short reason."
-  (match args
-    ((_ (? string? fmt) (? list? fmt-args) . _)
-     (match fmt-args
-       ((file (? string? why)) why)
-       (_ (apply format #f fmt fmt-args))))
-    (_ (format #f "~s" args))))
-
-(define (try-dynamic-link file)
-  "Return the library handle of FILE, or a string saying why it failed."
-  (catch #t
-    (lambda () (dynamic-link file))
-    (lambda (key . args)
-      (dynamic-link-error-message args))))
-
-(define (library-candidates)
-  "Return the places to look for the library, best first, each as a pair:
-what to pass to `dynamic-link' and how to describe it in an error."
-  (let ((from-environment (getenv %library-environment-variable)))
-    (if (and from-environment (not (string-null? from-environment)))
-        ;; The user named one file: look nowhere else.
-        `((,from-environment
-           . ,(string-append %library-environment-variable "="
-                             from-environment)))
-        (append
-         (if %configured-library-file
-             `((,%configured-library-file
-                . ,(string-append %configured-library-file
-                                  " (configured at installation)")))
-             '())
-         (map (lambda (file) (cons file file))
-              (delete-duplicates (module-relative-library-files)))
-         (map (lambda (name)
-                (cons name
-                      (string-append name
-                                     " through the dynamic linker \
-(LD_LIBRARY_PATH: "
-                                     (or (getenv "LD_LIBRARY_PATH") "unset")
-                                     ")")))
-              (list %installed-library-file-name %library-file-name))))))
-
-(define (open-library)
-  "Open the library at the first place that works and check its ABI
-version; return (HANDLE . FILE).  Raise an error listing every place tried
-when none works."
-  (let loop ((candidates (library-candidates))
-             (failures '()))
-    (match candidates
-      (()
-       (raise-docker-native-error
-        #f
-        (format #f "~a not found or not loadable; looked at:~{~%  ~a~}~%\
-Build it with `cargo build --release' and use ./pre-inst-env, or set ~a \
-to its file name."
-                %library-file-name (reverse failures)
-                %library-environment-variable)))
-      (((file . description) . rest)
-       (let ((handle (try-dynamic-link file)))
-         (if (string? handle)
-             (loop rest (cons (string-append description ": " handle)
-                              failures))
-             (begin
-               (check-abi-version handle description)
-               (cons handle (if (string-prefix? "/" file)
-                                file
-                                description)))))))))
-
-(define (check-abi-version handle description)
-  (let* ((pointer (catch #t
-                    (lambda () (dynamic-func "gdn_abi_version" handle))
-                    (lambda _
-                      (raise-docker-native-error
-                       #f (format #f "~a: not guix-docker-native's library \
-(it has no gdn_abi_version)" description)))))
-         (version ((pointer->procedure uint32 pointer '()))))
-    (unless (= version %expected-abi-version)
-      (raise-docker-native-error
-       #f (format #f "~a: C ABI version ~a, but this module needs version ~a"
-                  description version %expected-abi-version)))))
-
-;; (HANDLE . FILE), opened on first use.
-(define %library (delay (open-library)))
-
-(define (docker-native-library-file)
-  "Load the library if it is not loaded yet, and return where it was found:
-its file name, or a description of how the dynamic linker found it.  Raise a
-docker-native error with code #f and symbol `library-not-found' when it is
-nowhere to be found."
-  (cdr (force %library)))
-
-(define (library-function-pointer name)
-  (match (force %library)
-    ((handle . file)
-     (catch #t
-       (lambda () (dynamic-func name handle))
-       (lambda _
-         (raise-docker-native-error
-          #f (format #f "~a: has no function ~a (a build of another version?)"
-                     file name)))))))
-
-(define (library-procedure return-type name argument-types)
-  "Return a procedure calling the library's C function NAME, which is looked
-up the first time the procedure is called."
-  (let ((procedure #f))
-    (lambda args
-      (unless procedure
-        (set! procedure (pointer->procedure return-type
-                                            (library-function-pointer name)
-                                            argument-types)))
-      (apply procedure args))))
-
-(define %last-error-message
-  (library-procedure '* "gdn_last_error_message" '()))
-
-(define (checked-library-procedure name argument-types)
-  "Return a procedure calling NAME, a C function returning a gdn_result:
-any result but GDN_OK is raised as a docker-native error carrying the
-library's message."
-  (let ((call (library-procedure int32 name argument-types)))
-    (lambda args
-      ;; The message is thread-local and valid until the next library call
-      ;; on this thread: block asyncs (finalizers among them, which call
-      ;; gdn_options_free) until it has been copied.
-      (match (call-with-blocked-asyncs
-              (lambda ()
-                (let ((result (apply call args)))
-                  (if (zero? result)
-                      #f
-                      (cons result
-                            (let ((message (%last-error-message)))
-                              (if (null-pointer? message)
-                                  (string-append name " failed")
-                                  (pointer->string message -1
-                                                   "UTF-8"))))))))
-        (#f #t)
-        ((code . message) (raise-docker-native-error code message))))))
-
-(define (docker-native-abi-version)
-  "Return the C ABI version of the loaded library (this module needs 1)."
-  ((library-procedure uint32 "gdn_abi_version" '())))
-
-(define (docker-native-version)
-  "Return the version of the loaded library, such as \"0.1.0\"."
-  (pointer->string ((library-procedure '* "gdn_version" '())) -1 "UTF-8"))
-
-
-;;;
-;;; Converting arguments.
-;;;
-
-(define (string-argument what value)
-  "Return VALUE, a string, as a pointer to a NUL-terminated UTF-8 copy;
-refuse anything else with an error naming WHAT."
-  (unless (string? value)
-    (invalid-argument "~a ~s: expected a string" what value))
-  (when (string-index value #\nul)
-    (invalid-argument "~a ~s: contains a NUL character" what value))
-  (string->pointer value "UTF-8"))
-
-(define (uint32? value)
-  (and (exact-integer? value) (<= 0 value #xffffffff)))
-
-(define (uint32-argument what value)
-  (unless (and (exact-integer? value) (<= 0 value #xffffffff))
-    (invalid-argument "~a ~s: expected an integer from 0 to ~a"
-                      what value #xffffffff))
-  value)
-
-(define (string-array-argument what strings)
-  "Return a pointer to a C array of pointers to NUL-terminated UTF-8 copies
-of STRINGS.  Table and strings live in one bytevector, which the returned
-pointer keeps alive for as long as it is referenced."
-  (define pointer-size (sizeof '*))
-  (define encoded
-    (map (lambda (s)
-           (string-argument what s)        ;type and NUL checks
-           (string->utf8 s))
-         strings))
-  (let* ((table-size (* pointer-size (length encoded)))
-         (size (fold (lambda (bv total) (+ total 1 (bytevector-length bv)))
-                     table-size encoded))
-         (buffer (make-bytevector (max size 1) 0))
-         (base (pointer-address (bytevector->pointer buffer))))
-    (let loop ((encoded encoded) (slot 0) (offset table-size))
-      (match encoded
-        (() (bytevector->pointer buffer))
-        ((bv . rest)
-         (bytevector-copy! bv 0 buffer offset (bytevector-length bv))
-         (bytevector-uint-set! buffer slot (+ base offset)
-                               (native-endianness) pointer-size)
-         (loop rest (+ slot pointer-size)
-               (+ offset 1 (bytevector-length bv))))))))
 
 (define %creation-time-range
   ;; The creation times an image can hold, RFC 3339's years 0000 to 9999, in
@@ -393,82 +88,8 @@ that an image's creation time can hold (~a to ~a seconds since the epoch)"
 
 
 ;;;
-;;; The options handle.
+;;; Options.
 ;;;
-
-(define-wrapped-pointer-type <image-options>
-  image-options?
-  pointer->image-options image-options->pointer
-  (lambda (options port)
-    (format port "#<image-options ~a>"
-            (number->string (pointer-address
-                             (image-options->pointer options))
-                            16))))
-
-(define (library-object-maker new-name free-name)
-  "Return a procedure that makes an object with the library's NEW-NAME, a
-C function of no arguments, and returns its pointer, which the garbage
-collector frees with FREE-NAME."
-  (let ((new (library-procedure '* new-name '())))
-    (lambda ()
-      (let ((pointer (new)))
-        (when (null-pointer? pointer)
-          (raise-docker-native-error 10 (string-append new-name
-                                                       " returned NULL")))
-        (set-pointer-finalizer! pointer (library-function-pointer free-name))
-        pointer))))
-
-(define %new-options-pointer
-  (library-object-maker "gdn_options_new" "gdn_options_free"))
-
-(define (new-image-options)
-  "Return a fresh options handle, freed by the garbage collector."
-  (pointer->image-options (%new-options-pointer)))
-
-(define-syntax-rule (define-option-setter name c-name (type ...))
-  (define name
-    (let ((call (checked-library-procedure c-name (list '* type ...))))
-      (lambda (options . args)
-        (apply call (image-options->pointer options) args)))))
-
-(define-option-setter %set-store-dir "gdn_options_set_store_dir" ('*))
-(define-option-setter %set-database "gdn_options_set_database" ('*))
-(define-option-setter %add-tag "gdn_options_add_tag" ('*))
-(define-option-setter %set-entry-point "gdn_options_set_entry_point" ('*))
-(define-option-setter %add-entry-point-argument
-  "gdn_options_add_entry_point_argument" ('*))
-(define-option-setter %add-cmd "gdn_options_add_cmd" ('*))
-(define-option-setter %add-env "gdn_options_add_env" ('*))
-(define-option-setter %set-working-dir "gdn_options_set_working_dir" ('*))
-(define-option-setter %set-user "gdn_options_set_user" ('*))
-(define-option-setter %add-label "gdn_options_add_label" ('* '*))
-(define-option-setter %add-exposed-port "gdn_options_add_exposed_port" ('*))
-(define-option-setter %add-volume "gdn_options_add_volume" ('*))
-(define-option-setter %add-symlink "gdn_options_add_symlink" ('* '*))
-(define-option-setter %add-directory "gdn_options_add_directory"
-  ('* uint32 uint32 uint32))
-(define-option-setter %add-file "gdn_options_add_file" ('* '*))
-(define-option-setter %add-transformation "gdn_options_add_transformation"
-  ('* '*))
-(define-option-setter %set-max-layers "gdn_options_set_max_layers" (uint32))
-(define-option-setter %set-system "gdn_options_set_system" ('*))
-(define-option-setter %set-creation-time "gdn_options_set_creation_time"
-  (int64))
-(define-option-setter %set-compression "gdn_options_set_compression"
-  ('* int32))
-(define-option-setter %set-threads "gdn_options_set_threads" (uint32))
-;; Whether the image holds the store database (--localstatedir).
-(define-option-setter %set-localstatedir "gdn_options_set_localstatedir"
-  (int32))
-
-;; These two are set on a build's private copy of the options, a bare
-;; pointer: never wrap such a pointer in an <image-options>, whose table
-;; maps addresses to wrappers and would hand the copy's wrapper, with no
-;; finalizer, to the next handle that the allocator puts at that address.
-(define %set-progress-callback
-  (checked-library-procedure "gdn_options_set_progress_callback" '(* * *)))
-(define %set-cancel
-  (checked-library-procedure "gdn_options_set_cancel" '(* *)))
 
 (define (pairs-argument what value)
   "Check that VALUE is a list of pairs of strings (an alist); return it."
@@ -485,6 +106,56 @@ collector frees with FREE-NAME."
   (unless (list? value)
     (invalid-argument "~a ~s: expected a list" what value))
   value)
+
+(define (string-of what)
+  "Return a procedure turning a value into a setter's one argument, a
+string, refused with an error naming WHAT when it is not one."
+  (lambda (value)
+    (list (string-argument what value))))
+
+(define (pair-of what-first what-second)
+  "Return a procedure turning a pair of strings into a setter's two
+arguments, refused with an error naming WHAT-FIRST or WHAT-SECOND."
+  (match-lambda
+    ((first . second)
+     (list (string-argument what-first first)
+           (string-argument what-second second)))))
+
+;; The options given as lists: KEYWORD, the check of the whole list, the
+;; setter called for each element, and how an element becomes the
+;; setter's arguments (after the options).
+(define %repeated-options
+  `((#:tags ,list-argument ,%add-tag ,(string-of "tag"))
+    (#:cmd ,list-argument ,%add-cmd ,(string-of "cmd"))
+    (#:environment ,pairs-argument ,%add-env
+                   ,(match-lambda
+                      ((name . value)
+                       (list (string-argument "environment variable"
+                                              (string-append name "="
+                                                             value))))))
+    (#:labels ,pairs-argument ,%add-label ,(pair-of "label" "label value"))
+    (#:exposed-ports ,list-argument ,%add-exposed-port
+                     ,(lambda (port)
+                        (list (string-argument "exposed port"
+                                               (if (exact-integer? port)
+                                                   (number->string port)
+                                                   port)))))
+    (#:volumes ,list-argument ,%add-volume ,(string-of "volume"))
+    (#:symlinks ,pairs-argument ,%add-symlink
+                ,(pair-of "symlink" "symlink target"))
+    (#:directories ,list-argument ,%add-directory
+                   ,(match-lambda
+                      ((path uid gid mode)
+                       (list (string-argument "directory" path)
+                             (uint32-argument "uid" uid)
+                             (uint32-argument "gid" gid)
+                             (uint32-argument "mode" mode)))
+                      (other
+                       (invalid-argument "directory ~s: expected (PATH UID \
+GID MODE)" other))))
+    (#:files ,pairs-argument ,%add-file ,(pair-of "file" "file source"))
+    (#:transformations ,pairs-argument ,%add-transformation
+                       ,(pair-of "transformation" "transformation target"))))
 
 (define* (make-image-options #:key
                              store-directory
@@ -536,129 +207,76 @@ host's).  CREATION-TIME: seconds since the epoch, or a SRFI-19 date or time
 at COMPRESSION-LEVEL (#f: the compressor's default).  THREADS: worker
 threads (#f: one per core)."
   (let ((options (new-image-options)))
-    (define (string-of what value)
-      (string-argument what value))
+    (define (set-option! setter . arguments)
+      (apply setter (image-options->pointer options) arguments))
 
-    (%set-store-dir options (string-of "store directory"
-                                       (or store-directory
-                                           (default-store-directory))))
-    (when database
-      (%set-database options (string-of "database" database)))
-    (for-each (lambda (tag) (%add-tag options (string-of "tag" tag)))
-              (list-argument "tags" tags))
+    (set-option! %set-store-dir (string-argument "store directory"
+                                                 (or store-directory
+                                                     (default-store-directory))))
+    ;; The options of one value, set when given: the value, its setter, and
+    ;; how the value becomes the setter's arguments (after the options).
+    (for-each (match-lambda
+                ((value setter convert)
+                 (when value
+                   (apply set-option! setter (convert value)))))
+              `((,database ,%set-database ,(string-of "database"))
+                (,working-directory ,%set-working-dir
+                                    ,(string-of "working directory"))
+                (,user ,%set-user ,(string-of "user"))
+                (,max-layers ,%set-max-layers
+                             ,(lambda (n)
+                                (list (uint32-argument "max-layers" n))))
+                (,system ,%set-system ,(string-of "system"))
+                (,creation-time ,%set-creation-time
+                                ,(compose list creation-time->seconds))
+                (,threads ,%set-threads
+                          ,(lambda (n) (list (uint32-argument "threads" n))))))
     (match entry-point
       ((or #f ()) #t)
       (((? string? program) (? string? arguments) ...)
-       (%set-entry-point options (string-of "entry point" program))
+       (set-option! %set-entry-point (string-argument "entry point" program))
        (for-each (lambda (argument)
-                   (%add-entry-point-argument
-                    options (string-of "entry point argument" argument)))
+                   (set-option! %add-entry-point-argument
+                                (string-argument "entry point argument"
+                                                 argument)))
                  arguments))
       (_ (invalid-argument "entry-point ~s: expected a list of strings, the \
 program first" entry-point)))
-    (for-each (lambda (arg) (%add-cmd options (string-of "cmd" arg)))
-              (list-argument "cmd" cmd))
     (for-each (match-lambda
-                ((name . value)
-                 (%add-env options
-                           (string-of "environment variable"
-                                      (string-append name "=" value)))))
-              (pairs-argument "environment" environment))
-    (when working-directory
-      (%set-working-dir options
-                        (string-of "working directory" working-directory)))
-    (when user
-      (%set-user options (string-of "user" user)))
-    (for-each (match-lambda
-                ((key . value)
-                 (%add-label options (string-of "label" key)
-                             (string-of "label value" value))))
-              (pairs-argument "labels" labels))
-    (for-each (lambda (port)
-                (%add-exposed-port options
-                                   (string-of "exposed port"
-                                              (if (exact-integer? port)
-                                                  (number->string port)
-                                                  port))))
-              (list-argument "exposed-ports" exposed-ports))
-    (for-each (lambda (volume)
-                (%add-volume options (string-of "volume" volume)))
-              (list-argument "volumes" volumes))
-    (for-each (match-lambda
-                ((link . target)
-                 (%add-symlink options (string-of "symlink" link)
-                               (string-of "symlink target" target))))
-              (pairs-argument "symlinks" symlinks))
-    (for-each (match-lambda
-                ((path uid gid mode)
-                 (%add-directory options (string-of "directory" path)
-                                 (uint32-argument "uid" uid)
-                                 (uint32-argument "gid" gid)
-                                 (uint32-argument "mode" mode)))
-                (other
-                 (invalid-argument "directory ~s: expected (PATH UID GID MODE)"
-                                   other)))
-              (list-argument "directories" directories))
-    (for-each (match-lambda
-                ((path . source)
-                 (%add-file options (string-of "file" path)
-                            (string-of "file source" source))))
-              (pairs-argument "files" files))
-    (for-each (match-lambda
-                ((old . new)
-                 (%add-transformation options
-                                      (string-of "transformation" old)
-                                      (string-of "transformation target"
-                                                 new))))
-              (pairs-argument "transformations" transformations))
-    (%set-localstatedir options (if localstatedir? 1 0))
-    (when max-layers
-      (%set-max-layers options (uint32-argument "max-layers" max-layers)))
-    (when system
-      (%set-system options (string-of "system" system)))
-    (when creation-time
-      (%set-creation-time options (creation-time->seconds creation-time)))
+                ((keyword . values)
+                 (match (assq-ref %repeated-options keyword)
+                   ((check setter convert)
+                    (for-each (lambda (value)
+                                (apply set-option! setter (convert value)))
+                              (check (symbol->string (keyword->symbol keyword)) values))))))
+              `((#:tags . ,tags)
+                (#:cmd . ,cmd)
+                (#:environment . ,environment)
+                (#:labels . ,labels)
+                (#:exposed-ports . ,exposed-ports)
+                (#:volumes . ,volumes)
+                (#:symlinks . ,symlinks)
+                (#:directories . ,directories)
+                (#:files . ,files)
+                (#:transformations . ,transformations)))
+    (set-option! %set-localstatedir (if localstatedir? 1 0))
     (unless (or (not compression-level)
                 (and (exact-integer? compression-level)
                      (< 0 compression-level #x80000000)))
       (invalid-argument "compression level ~s: expected a positive integer"
                         compression-level))
-    (%set-compression options
-                      (string-of "compression"
-                                 (if (symbol? compression)
-                                     (symbol->string compression)
-                                     compression))
-                      (or compression-level 0))
-    (when threads
-      (%set-threads options (uint32-argument "threads" threads)))
+    (set-option! %set-compression
+                 (string-argument "compression"
+                                  (if (symbol? compression)
+                                      (symbol->string compression)
+                                      compression))
+                 (or compression-level 0))
     options))
 
 
 ;;;
 ;;; Cancellation.
 ;;;
-
-(define %cancel-request (library-procedure void "gdn_cancel_request" '(*)))
-
-;; Return a fresh gdn_cancel pointer, freed by the garbage collector.
-(define new-cancel-flag
-  (library-object-maker "gdn_cancel_new" "gdn_cancel_free"))
-
-(define-wrapped-pointer-type <cancel-flag>
-  cancel-flag?
-  pointer->cancel-flag cancel-flag->pointer
-  (lambda (flag port)
-    (format port "#<cancel-flag ~a>"
-            (number->string (pointer-address (cancel-flag->pointer flag))
-                            16))))
-
-(define (make-cancel-flag)
-  "Return a new cancellation flag.  Pass it as #:cancel to builds, and call
-`cancel-build!' on it, from any thread, to stop them: each raises a
-docker-native error with symbol `cancelled' and leaves nothing at its
-output.  A flag stays requested: a build started with it afterwards stops
-before writing anything."
-  (pointer->cancel-flag (new-cancel-flag)))
 
 (define (cancel-build! flag)
   "Request the cancellation of the builds that use FLAG, a flag from
@@ -670,20 +288,9 @@ before writing anything."
 
 
 ;;;
-;;; Running a build.
+;;; Progress.
 ;;;
 
-;; The library's call is made on a thread of its own, the build thread, and
-;; the caller's thread waits for it, calling the progress procedure with
-;; each report.  So no Scheme code of the caller ever runs above the
-;; library's frames: an exception, an escape (call/ec, abort-to-prompt, a
-;; continuation), `cancel-thread' or a signal's handler leave the waiting
-;; loop as they would any Scheme procedure, through a `dynamic-wind' that
-;; cancels the build, waits for the library to return (and so for its
-;; worker threads to end), and only then lets the exit go on.  Unwinding
-;; through the library's frames, which would leave its workers running on
-;; a stack that is gone, cannot happen.
-;;
 ;; The two threads meet in a <build>: the build thread's callback posts a
 ;; report and waits until the caller's thread has taken it (so the library
 ;; is paused while the progress procedure runs, as it would be were the
@@ -769,32 +376,26 @@ caller's thread."
 
 
 ;;;
-;;; Building.
+;;; Running a build.
 ;;;
 
-(define %build-docker-image
-  (checked-library-procedure "build_docker_image"
-                             (list '* '* size_t '* '*)))
-
-(define %clone-options (library-procedure '* "gdn_options_clone" '(*)))
-(define %free-options (library-procedure void "gdn_options_free" '(*)))
+;; The library's call is made on a thread of its own, the build thread, and
+;; the caller's thread waits for it, calling the progress procedure with
+;; each report.  So no Scheme code of the caller ever runs above the
+;; library's frames: an exception, an escape (call/ec, abort-to-prompt, a
+;; continuation), `cancel-thread' or a signal's handler leave the waiting
+;; loop as they would any Scheme procedure, through a `dynamic-wind' that
+;; cancels the build, waits for the library to return (and so for its
+;; worker threads to end), and only then lets the exit go on.  Unwinding
+;; through the library's frames, which would leave its workers running on
+;; a stack that is gone, cannot happen.
+;;
 
 (define (private-options options)
   "Return a copy of OPTIONS for one build, freed by the caller with
 `%free-options': the build's callback and flag are set on it, so that
 OPTIONS itself never changes and may serve several builds at once."
-  (let ((copy (call-with-blocked-asyncs
-               (lambda ()
-                 (let ((copy (%clone-options (image-options->pointer options))))
-                   (if (null-pointer? copy)
-                       (cons #f (let ((message (%last-error-message)))
-                                  (if (null-pointer? message)
-                                      "gdn_options_clone failed"
-                                      (pointer->string message -1 "UTF-8"))))
-                       copy))))))
-    (match copy
-      ((#f . message) (raise-docker-native-error 10 message))
-      (pointer pointer))))
+  (%clone-options (image-options->pointer options)))
 
 (define (start-build-thread build call)
   "Make the library call CALL, a thunk, on a new thread with BUILD as its
@@ -856,7 +457,9 @@ procedure" item))
                                "closure item" (list-argument "closure" closure))
                               %null-pointer))
          (closure-length (if closure (length closure) 0))
-         (flag (if cancel (cancel-flag->pointer cancel) (new-cancel-flag)))
+         (flag (if cancel
+                   (cancel-flag->pointer cancel)
+                   (new-cancel-flag-pointer)))
          ;; The build record lives until `finish!' is done, and with it
          ;; what the library reads: the pointer objects of the strings and
          ;; the closure table, and that of OPTIONS, whose finalizer
@@ -978,37 +581,31 @@ to the store directory, such as /gnu/store, or unset it" directory))))
 ;; For keyword arguments named store-directory, which shadow the procedure.
 (define default-store-directory store-directory)
 
-(define %nix-base32-characters
-  (string->char-set "0123456789abcdfghijklmnpqrsvwxyz"))
-
-(define (store-item-name item)
+(define* (store-item-name item #:optional (store (store-directory)))
   "Return the name of ITEM, a store file name such as
 \"/gnu/store/...-hello-2.12\", without its store directory and hash: for that
 example, \"hello-2.12\".  Raise a docker-native error (invalid-store-path)
-naming ITEM when it does not look like a store item."
-  (let ((base (and (string? item) (basename item))))
-    (unless (and base
-                 (string-prefix? "/" item)
-                 (> (string-length base) 33)
-                 (char=? (string-ref base 32) #\-)
-                 (string-every %nix-base32-characters base 0 32))
-      (raise-docker-native-error
-       %invalid-store-path
-       (format #f "~s: not a store item (expected an absolute \
-STORE/HASH-NAME file name, HASH being 32 nix-base32 characters)" item)))
-    (substring base 33)))
+naming ITEM when it is not an item of STORE, the store directory, as a
+build would refuse it."
+  (let ((options (make-image-options #:store-directory store))
+        (pointer (string-argument "item" item)))
+    (let ((name (%store-item-name pointer (image-options->pointer options))))
+      (keep-alive! options pointer)
+      name)))
 
-(define* (default-image-file-name item #:optional (compression 'none))
+(define* (default-image-file-name item #:optional (compression 'none)
+                                  (store (store-directory)))
   "Return the file name `build-docker-image/item' writes ITEM's image to when
-no output is given: NAME-docker-image.tar, plus \".gz\" or \".zst\" for
-COMPRESSION `gzip' or `zstd'."
-  (string-append (store-item-name item) "-docker-image.tar"
-                 (match (if (string? compression)
-                            (string->symbol compression)
-                            compression)
-                   ('gzip ".gz")
-                   ('zstd ".zst")
-                   (_ ""))))
+no output is given, as the library names it: NAME-docker-image.tar, plus
+\".gz\" or \".zst\" for COMPRESSION `gzip' or `zstd', NAME being ITEM's name
+(see `store-item-name'; ITEM must be an item of STORE)."
+  (let ((options (make-image-options #:store-directory store
+                                     #:compression compression))
+        (pointer (string-argument "item" item)))
+    (let ((name (%default-output-name pointer
+                                      (image-options->pointer options))))
+      (keep-alive! options pointer)
+      name)))
 
 
 ;;;
@@ -1017,53 +614,14 @@ COMPRESSION `gzip' or `zstd'."
 
 (define (repository->tag repository)
   "Return the image reference \"NAME:latest\" that Guix derives from
-REPOSITORY, any string: lowercased, each character outside [a-z0-9._-]
-mapped to \".\", then, to follow Docker's reference grammar, each run of
-separators it forbids turned into one \".\" and separators at either end
-dropped."
-  (define (separator? c) (memv c '(#\. #\_ #\-)))
-  (define (allowed-separator-run? run)
-    (or (member run '("." "_" "__"))
-        (string-every #\- run)))
-  (define mapped
-    (string-map (lambda (c)
-                  (if (or (char<=? #\a c #\z) (char<=? #\0 c #\9)
-                          (separator? c))
-                      c
-                      #\.))
-                (string-downcase
-                 (if (string? repository)
-                     repository
-                     (invalid-argument "repository ~s: expected a string"
-                                       repository)))))
-  ;; Split into alternating runs of name characters and separators.
-  (define runs
-    (let loop ((chars (string->list mapped)) (runs '()))
-      (match chars
-        (() (reverse runs))
-        ((c . _)
-         (let-values (((run rest) (span (if (separator? c)
-                                            separator?
-                                            (negate separator?))
-                                        chars)))
-           (loop rest (cons (list->string run) runs)))))))
-  (define name-runs
-    (let ((trimmed (drop-while (compose separator? (cut string-ref <> 0))
-                               runs)))
-      (reverse (drop-while (compose separator? (cut string-ref <> 0))
-                           (reverse trimmed)))))
-  (when (null? name-runs)
-    (invalid-argument "repository ~s: has no letter or digit to name the \
-image with" repository))
-  (string-append
-   (string-concatenate
-    (map (lambda (run)
-           (if (and (separator? (string-ref run 0))
-                    (not (allowed-separator-run? run)))
-               "."
-               run))
-         name-runs))
-   ":latest"))
+REPOSITORY, any string, as the library derives it: lowercased, each
+character outside [a-z0-9._-] mapped to \".\", each run of separators
+Docker's reference grammar forbids turned into one \".\", separators at
+either end dropped; \"image\" when no letter or digit is left."
+  (let* ((pointer (string-argument "repository" repository))
+         (tag (%tag-from-name pointer)))
+    (keep-alive! pointer)
+    tag))
 
 (define (compression-flags compressor program arguments allowed-letters)
   "Return the level that ARGUMENTS, flags of PROGRAM as in COMPRESSOR,
@@ -1293,7 +851,10 @@ store database in the image, as `guix pack --localstatedir' (see
 (BYTES-DONE BYTES-TOTAL).  CANCEL: a flag from `make-cancel-flag' that stops
 the build.  STORE-DIRECTORY: the store ITEM lives in (default:
 `store-directory')."
-  (let ((output (or output (default-image-file-name item compression))))
+  (let ((output (or output
+                    (default-image-file-name item compression
+                                             (or store-directory
+                                                 (default-store-directory))))))
     (build-docker-image/options
      item output
      (make-image-options #:store-directory store-directory

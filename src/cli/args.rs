@@ -9,7 +9,7 @@ use clap::Parser;
 use guix_docker_native::layers::archive_name;
 use guix_docker_native::reference::default_repository;
 use guix_docker_native::store::StoreDir;
-use guix_docker_native::{Compression, Error, ImageOptions, Result};
+use guix_docker_native::{Compression, Error, ErrorKind, ImageOptions, Result};
 
 use super::time::parse_creation_time;
 
@@ -63,24 +63,43 @@ Progress:
 Signals:
   SIGINT, SIGTERM or SIGHUP stop the build: the partial archive is removed
   and the exit status is 128 plus the signal's number.  A second signal ends
-  the program at once.
+  the program at once.";
 
-Exit status (the library's result codes):
-    0  the archive was written
-    2  invalid command line or option value (unknown option, bad tag,
-       --max-layers 0, ...)
-    3  an item or closure path is not a store item (relative, outside the
-       store, not named <hash>-<name>)
-    4  the closure lacks an item or an item it refers to
-    5  the closure holds what an image cannot carry (socket, FIFO, device
-       node, a name starting with .wh.)
-    6  reading the store failed (a missing item, an unreadable file)
-    7  the output could not be written (no such directory, a directory in
-       the way, disk full, a terminal for -o -)
-    8  the store database could not be read
-   10  internal error (a bug; please report it)
-  129, 130, 143  interrupted by SIGHUP, SIGINT or SIGTERM
-Errors are printed on standard error as `guix-docker-native: error: ...`.";
+/// The help's last part, after the exit statuses.
+const ERRORS_HELP: &str = "Errors are printed on standard error as `guix-docker-native: error: ...`.";
+
+/// Width of the generated exit-status lines.
+const HELP_WIDTH: usize = 78;
+
+/// The long help's text after the options: the examples, progress and
+/// signals, then the exit statuses, made from the library's list of result
+/// codes (`ErrorKind::ALL`) so that they cannot drift from it.
+fn after_long_help() -> String {
+    let mut text = format!("{AFTER_LONG_HELP}\n\nExit status (the library's result codes):\n");
+    let mut status = |code: &str, meaning: &str| {
+        let mut line = format!("{code:>5}  ");
+        let indent = line.len();
+        for word in meaning.split(' ') {
+            if line.len() > indent && line.len() + 1 + word.len() > HELP_WIDTH {
+                text.push_str(line.trim_end());
+                text.push('\n');
+                line = " ".repeat(indent);
+            } else if line.len() > indent {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        text.push_str(&line);
+        text.push('\n');
+    };
+    status("0", "the archive was written");
+    for kind in ErrorKind::ALL.into_iter().filter(|kind| kind.is_cli_exit_status()) {
+        status(&kind.code().to_string(), kind.meaning());
+    }
+    status("129, 130, 143", "interrupted by SIGHUP, SIGINT or SIGTERM");
+    text.push_str(ERRORS_HELP);
+    text
+}
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -89,7 +108,7 @@ Errors are printed on standard error as `guix-docker-native: error: ...`.";
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
-    after_long_help = AFTER_LONG_HELP,
+    after_long_help = after_long_help(),
     after_help = "See --help for examples and exit codes.",
     max_term_width = 100,
     // As with guix pack, an option given twice takes the last value.
@@ -518,6 +537,21 @@ mod tests {
         ] {
             assert!(help.contains(needle), "--help lacks {needle}");
         }
+    }
+
+    #[test]
+    fn the_help_lists_the_exit_statuses_from_the_library_s_list() {
+        let help = <Cli as clap::CommandFactory>::command().render_long_help().to_string();
+        let statuses = &help[help.find("Exit status").expect("--help has the exit statuses")..];
+        for kind in ErrorKind::ALL {
+            // The meaning's words, however the lines are wrapped.
+            let line = format!("{:>5}  {}", kind.code(), kind.meaning());
+            let words: Vec<&str> = statuses.split_whitespace().collect();
+            let wanted: Vec<&str> = line.split_whitespace().collect();
+            let listed = words.windows(wanted.len()).any(|w| w == wanted.as_slice());
+            assert_eq!(listed, kind.is_cli_exit_status(), "{kind:?} in --help:\n{statuses}");
+        }
+        assert!(statuses.lines().all(|line| line.len() <= HELP_WIDTH), "{statuses}");
     }
 
     fn directories(o: &ImageOptions) -> Vec<(String, u32, u32, u32)> {

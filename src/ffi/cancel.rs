@@ -4,8 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{arg_ref, call, call_returning, gdn_result};
-use super::options::{arg_handle, gdn_options};
+use super::call_returning;
 
 /// A cancellation flag: an opaque handle.
 ///
@@ -23,7 +22,7 @@ use super::options::{arg_handle, gdn_options};
 /// same time, and while builds use the flag.
 #[allow(non_camel_case_types)]
 pub struct gdn_cancel {
-    flag: Arc<AtomicBool>,
+    pub(crate) flag: Arc<AtomicBool>,
 }
 
 /// Creates a cancellation flag, not requested.
@@ -72,31 +71,10 @@ pub unsafe extern "C" fn gdn_cancel_free(cancel: *mut gdn_cancel) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(cancel))));
 }
 
-/// Attaches a cancellation flag to the options (see `gdn_cancel`); NULL
-/// `cancel` detaches it.  The options keep a reference of their own: the
-/// caller may free `cancel` after this call, whatever the options' fate.
-///
-/// Fails with `GDN_ERR_BUSY`, as every setter, while a build uses the
-/// options (see `gdn_options`).
-///
-/// # Safety
-/// `options` is NULL or a live handle; `cancel` is NULL or a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn gdn_options_set_cancel(options: *mut gdn_options, cancel: *const gdn_cancel) -> gdn_result {
-    const F: &str = "gdn_options_set_cancel";
-    call(F, || {
-        let options = arg_handle(F, options)?;
-        let flag = if cancel.is_null() { None } else { Some(arg_ref(F, "cancel", cancel)?.flag.clone()) };
-        options.change(F, |o| {
-            o.cancel = flag;
-            Ok(())
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::options::gdn_options_set_cancel;
     use crate::ffi::GDN_OK;
 
     #[test]

@@ -1,7 +1,12 @@
-//! The last error message, kept per thread.
+//! Errors across the C ABI: the last error message, kept per thread, and
+//! the names of the result codes.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
+use std::sync::OnceLock;
+
+use super::gdn_result;
+use crate::error::ErrorKind;
 
 thread_local! {
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
@@ -43,4 +48,51 @@ pub extern "C" fn gdn_last_error_message() -> *const c_char {
             .try_with(|slot| slot.borrow().as_ref().map_or(std::ptr::null(), |text| text.as_ptr()))
             .unwrap_or(std::ptr::null())
     })
+}
+
+/// The name of the result code `code`: "ok" for `GDN_OK`, else the
+/// `GDN_ERR_*` constant's name after `GDN_ERR_`, lower-cased with `-` for
+/// `_` ("invalid-argument", "invalid-store-path", "io", ...); NULL for a
+/// code this library does not know (one from a newer library).
+///
+/// Ownership: a static string owned by the library; never free it.
+/// Thread-safety: safe from any thread; never fails, and leaves the last
+/// error alone.
+#[no_mangle]
+pub extern "C" fn gdn_result_name(code: gdn_result) -> *const c_char {
+    super::call_returning(std::ptr::null(), || result_name(code).map_or(std::ptr::null(), |name| name.as_ptr()))
+}
+
+/// The NUL-terminated names of the result codes, `GDN_OK` first, each
+/// [`ErrorKind::name`] with a NUL.
+fn result_name(code: gdn_result) -> Option<&'static CStr> {
+    static NAMES: OnceLock<Vec<CString>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        std::iter::once("ok")
+            .chain(ErrorKind::ALL.iter().map(|kind| kind.name()))
+            .map(|name| CString::new(name).expect("result names have no NUL"))
+            .collect()
+    });
+    usize::try_from(code).ok().and_then(|i| names.get(i)).map(CString::as_c_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(code: gdn_result) -> Option<&'static str> {
+        let ptr = gdn_result_name(code);
+        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_str().unwrap())
+    }
+
+    #[test]
+    fn every_code_has_its_kind_s_name() {
+        assert_eq!(name(0), Some("ok"));
+        for kind in ErrorKind::ALL {
+            assert_eq!(name(kind.code()), Some(kind.name()));
+        }
+        assert_eq!(name(-1), None);
+        assert_eq!(name(ErrorKind::ALL.len() as gdn_result + 1), None);
+        assert_eq!(name(gdn_result::MAX), None);
+    }
 }

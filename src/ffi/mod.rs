@@ -13,6 +13,7 @@
 pub mod error;
 pub mod options;
 pub mod cancel;
+pub mod names;
 pub mod build;
 
 use std::ffi::{c_char, CStr, OsStr};
@@ -23,8 +24,10 @@ use std::path::PathBuf;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A result code.  `GDN_OK` (0) is success; any other value is a failure
-/// whose message `gdn_last_error_message()` returns.  The numbers are stable:
-/// codes are only ever appended.
+/// whose message `gdn_last_error_message()` returns, and whose name
+/// `gdn_result_name()` returns.  The numbers are stable: codes are only
+/// ever appended.  (The codes are the library's error kinds, listed once
+/// in `src/error.rs`; a test holds these constants to that list.)
 #[allow(non_camel_case_types)]
 pub type gdn_result = i32;
 
@@ -202,6 +205,25 @@ mod tests {
         for (code, kind) in pairs {
             assert_eq!(code, kind.code(), "{kind:?}");
         }
+    }
+
+    /// The header's `GDN_ERR_*` constants are `ErrorKind::ALL`, name for
+    /// name and number for number: none missing, none extra.
+    #[test]
+    fn the_header_s_result_codes_are_the_error_kinds() {
+        let header = include_str!(env!("GDN_GENERATED_HEADER"));
+        let defined: Vec<(String, i32)> = header
+            .lines()
+            .filter_map(|line| line.strip_prefix("#define GDN_ERR_"))
+            .map(|rest| {
+                let (name, value) = rest.split_once(' ').unwrap();
+                (name.to_string(), value.trim().parse().unwrap())
+            })
+            .collect();
+        let expected: Vec<(String, i32)> =
+            ErrorKind::ALL.iter().map(|kind| (kind.name().to_uppercase().replace('-', "_"), kind.code())).collect();
+        assert_eq!(defined, expected);
+        assert!(header.contains("\n#define GDN_OK 0\n"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::cancel::gdn_cancel;
 use super::{arg_path, arg_ref, arg_str, call, call_returning, gdn_result};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Compression, ImageOptions, Progress};
@@ -195,6 +196,19 @@ impl gdn_options {
     #[cfg(test)]
     pub(crate) fn snapshot(&self) -> Arc<ImageOptions> {
         self.lock().options.clone()
+    }
+}
+
+/// The options of `options`, or the defaults for NULL, as a build would
+/// use them now: for the functions that answer from options without
+/// building (`gdn_default_output_name`).
+///
+/// # Safety
+/// `options` is NULL or a live handle.
+pub(crate) unsafe fn options_or_defaults(function: &str, options: *const gdn_options) -> Result<Arc<ImageOptions>> {
+    match options.as_ref() {
+        None => Ok(Arc::new(ImageOptions::new())),
+        Some(handle) => Ok(handle.live(function)?.options.clone()),
     }
 }
 
@@ -691,6 +705,28 @@ pub unsafe extern "C" fn gdn_options_set_progress_callback(
         let options = arg_handle(F, options)?;
         let callback = callback.map(|callback| Arc::new(CProgress { callback, userdata, one_at_a_time: Mutex::new(()) }));
         options.set_callback(F, callback)
+    })
+}
+
+/// Attaches a cancellation flag to the options (see `gdn_cancel`); NULL
+/// `cancel` detaches it.  The options keep a reference of their own: the
+/// caller may free `cancel` after this call, whatever the options' fate.
+///
+/// Fails with `GDN_ERR_BUSY`, as every setter, while a build uses the
+/// options (see `gdn_options`).
+///
+/// # Safety
+/// `options` is NULL or a live handle; `cancel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn gdn_options_set_cancel(options: *mut gdn_options, cancel: *const gdn_cancel) -> gdn_result {
+    const F: &str = "gdn_options_set_cancel";
+    call(F, || {
+        let options = arg_handle(F, options)?;
+        let flag = if cancel.is_null() { None } else { Some(arg_ref(F, "cancel", cancel)?.flag.clone()) };
+        options.change(F, |o| {
+            o.cancel = flag;
+            Ok(())
+        })
     })
 }
 

@@ -11,7 +11,8 @@
  *
  * Builds real images through the ABI (several options, an explicit closure,
  * a closure computed from the database, compressed, to standard output, in
- * two threads at once) and drives every error path.  Prints one line per
+ * two threads at once), asks it the names it gives (result codes, store
+ * items, default output files, tags) and drives every error path.  Prints one line per
  * check and "N passed, N failed"; exits 1 on any failure.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -434,6 +435,97 @@ static void test_setter_errors(void) {
 }
 
 /* Failures of build_docker_image that must leave nothing behind. */
+/* The names the library gives (GDN_1.1): result codes, store items, the
+ * default output file and the tag from a name; each string it returns is
+ * freed with gdn_string_free (valgrind sees a leak otherwise). */
+static void test_names(const char *store, const char *item, const char *database, const char *work) {
+  static const struct { gdn_result code; const char *name; } codes[] = {
+    {GDN_OK, "ok"},
+    {GDN_ERR_NULL_ARGUMENT, "null-argument"},
+    {GDN_ERR_INVALID_ARGUMENT, "invalid-argument"},
+    {GDN_ERR_INVALID_STORE_PATH, "invalid-store-path"},
+    {GDN_ERR_INCOMPLETE_CLOSURE, "incomplete-closure"},
+    {GDN_ERR_UNSUPPORTED_FILE, "unsupported-file"},
+    {GDN_ERR_IO, "io"},
+    {GDN_ERR_OUTPUT, "output"},
+    {GDN_ERR_DATABASE, "database"},
+    {GDN_ERR_CANCELLED, "cancelled"},
+    {GDN_ERR_PANIC, "panic"},
+    {GDN_ERR_BUSY, "busy"},
+  };
+  gdn_options_add_tag(NULL, "x"); /* an error that gdn_result_name leaves alone */
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    const char *name = gdn_result_name(codes[i].code);
+    expect(name != NULL && strcmp(name, codes[i].name) == 0, "gdn_result_name(%d) is \"%s\" (got %s)",
+           codes[i].code, codes[i].name, name ? name : "NULL");
+  }
+  expect(gdn_result_name(GDN_ERR_BUSY + 1) == NULL && gdn_result_name(-1) == NULL,
+         "gdn_result_name of an unknown code is NULL");
+  expect(gdn_last_error_message() != NULL, "gdn_result_name leaves the last error alone");
+
+  const char *item_name = base_name(item) + 33; /* after "<32 characters>-" */
+  gdn_options *o = gdn_options_new();
+  gdn_options_set_store_dir(o, store);
+  char *name = NULL;
+  gdn_result r = gdn_store_item_name(item, o, &name);
+  expect(r == GDN_OK && name && strcmp(name, item_name) == 0, "gdn_store_item_name is \"%s\" (got %s)", item_name,
+         name ? name : last_error());
+  gdn_string_free(name);
+
+  char *expected = malloc(strlen(item_name) + 32);
+  if (!expected) abort();
+  sprintf(expected, "%s-docker-image.tar.gz", item_name);
+  gdn_options_set_compression(o, "gzip", 0);
+  r = gdn_default_output_name(item, o, &name);
+  expect(r == GDN_OK && name && strcmp(name, expected) == 0, "gdn_default_output_name with gzip is \"%s\" (got %s)",
+         expected, name ? name : last_error());
+  gdn_string_free(name);
+  free(expected);
+
+  /* Not an item of the options' store: refused as a build refuses it. */
+  char *inside = join(item, "bin");
+  name = (char *)"not reset";
+  r = gdn_store_item_name(inside, o, &name);
+  expect_failure("gdn_store_item_name(a file inside an item)", r, GDN_ERR_INVALID_STORE_PATH, inside);
+  expect(name == NULL, "gdn_store_item_name: NULL after a failure");
+  r = gdn_default_output_name("relative-0123", o, &name);
+  expect_failure("gdn_default_output_name(a relative path)", r, GDN_ERR_INVALID_STORE_PATH, "relative-0123");
+  r = build_docker_image(inside, NULL, 0, "/tmp/gdn-never-written.tar", o);
+  expect_failure("build_docker_image(the same path)", r, GDN_ERR_INVALID_STORE_PATH, inside);
+  free(inside);
+  NULL_ARG(gdn_store_item_name(NULL, o, &name), "item");
+  NULL_ARG(gdn_default_output_name(item, o, NULL), "name");
+  gdn_options_free(o);
+
+  char *tag = NULL;
+  r = gdn_tag_from_name("Guile+GnuTLS", &tag);
+  expect(r == GDN_OK && tag && strcmp(tag, "guile.gnutls:latest") == 0, "gdn_tag_from_name(\"Guile+GnuTLS\") is %s",
+         tag ? tag : last_error());
+  gdn_string_free(tag);
+  r = gdn_tag_from_name("+++", &tag);
+  expect(r == GDN_OK && tag && strcmp(tag, "image:latest") == 0, "gdn_tag_from_name(\"+++\") is %s",
+         tag ? tag : last_error());
+  gdn_string_free(tag);
+  INVALID(gdn_tag_from_name("\xff", &tag), "'name'");
+  NULL_ARG(gdn_tag_from_name(NULL, &tag), "name");
+  gdn_string_free(NULL);
+
+  /* A build without a tag is tagged as gdn_tag_from_name says. */
+  r = gdn_tag_from_name(item_name, &tag);
+  expect(r == GDN_OK, "gdn_tag_from_name(\"%s\"): %s", item_name, r == GDN_OK ? tag : last_error());
+  o = gdn_options_new();
+  gdn_options_set_store_dir(o, store);
+  gdn_options_set_database(o, database);
+  char *out = join(work, "untagged.tar");
+  r = build(item, NULL, 0, out, o);
+  expect(r == GDN_OK, "a build without a tag: %d %s", r, last_error());
+  expect_image("without a tag", out, tag);
+  unlink(out);
+  free(out);
+  gdn_string_free(tag);
+  gdn_options_free(o);
+}
+
 static void test_build_errors(const char *store, const char *item, const char *work) {
   char *fail_dir = join(work, "fail");
   if (mkdir(fail_dir, 0755) != 0) {
@@ -881,6 +973,7 @@ int main(int argc, char **argv) {
   test_versions();
   test_null_options_handle();
   test_setter_errors();
+  test_names(store, item, database, work);
   test_build_errors(store, item, work);
   test_cancel(store, item, work);
   test_reentry(store, item, work);

@@ -82,7 +82,12 @@ archive's file name."
     #("tiny.app:latest" "example.org/tiny:1.0")
     (json-ref (image-manifest (build #:repository "Tiny App"
                                      #:tags '("example.org/tiny:1.0")))
-              "RepoTags")))
+              "RepoTags"))
+  ;; The library's rule (gdn_tag_from_name), which the Scheme copy it
+  ;; replaced refused with an error.
+  (test-equal "a repository with no letter or digit gives image:latest"
+    #("image:latest")
+    (json-ref (image-manifest (build #:repository "+++")) "RepoTags")))
 
 (test-group "entry-point"
   (let ((program (string-append tiny "/bin/tiny")))

@@ -31,6 +31,13 @@
     (lambda (status stdout stderr)
       (string-append stdout stderr))))
 
+(define-syntax-rule (test-refused name (expected-code needle ...) thunk)
+  (match (error-fields thunk)
+    ((code symbol message)
+     (test-assert name
+       (and (eqv? code expected-code)
+            (string-contains message needle) ...)))))
+
 (define %print-error
   "(use-modules (guix docker-native))
    (catch 'docker-native-error
@@ -170,7 +177,43 @@ with code #f and symbol library-not-found"
     ((code symbol message)
      (test-equal "not a store item: invalid-store-path" '(3 invalid-store-path)
        (list code symbol))
-     (test-assert "... naming it" (string-contains message "/gnu/store/hello")))))
+     (test-assert "... naming it" (string-contains message "/gnu/store/hello"))))
+
+  ;; The library's rule, with the store it is given: an item of another
+  ;; store, or a file inside an item, is not one.
+  (test-equal "store-item-name in another store"
+    "hello-2.12"
+    (store-item-name "/tmp/s/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12"
+                     "/tmp/s"))
+  (for-each
+   (lambda (item needle)
+     (match (error-fields (lambda () (store-item-name item "/gnu/store")))
+       ((code symbol message)
+        (test-assert (string-append "not an item of /gnu/store: " item)
+          (and (eq? symbol 'invalid-store-path)
+               (string-contains message item)
+               (string-contains message needle))))))
+   '("/tmp/s/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12"
+     "/gnu/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12/bin")
+   '("not under the store directory" "inside the store item"))
+  (test-equal "default-image-file-name: gzip, another store"
+    "hello-2.12-docker-image.tar.gz"
+    (default-image-file-name
+      "/tmp/s/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12" 'gzip "/tmp/s")))
+
+;;;
+;;; Result codes: the library's names.
+;;;
+
+(test-group "result codes"
+  (test-equal "Scheme-side checks raise the library's invalid-argument"
+    '(2 invalid-argument)
+    (match (error-fields (lambda () (make-image-options #:tags "hello")))
+      ((code symbol message) (list code symbol))))
+  (test-equal "the library's own errors carry its names"
+    '(3 invalid-store-path)
+    (match (error-fields (lambda () (store-item-name "relative")))
+      ((code symbol message) (list code symbol)))))
 
 ;;;
 ;;; Conversions done on the Scheme side.
@@ -182,6 +225,13 @@ with code #f and symbol library-not-found"
       "x.y:latest")
     (map repository->tag
          '("hello" "Guile+GnuTLS" "a..b" "My-App_2" "--x/y--")))
+  ;; The library's rule: a name with no letter or digit gives "image"
+  ;; (the Scheme copy this replaced raised an error for it).
+  (test-equal "repository->tag: no letter or digit gives image:latest"
+    "image:latest"
+    (repository->tag "+++"))
+  (test-refused "repository->tag of a non-string" (2 "repository")
+    (lambda () (repository->tag 'hello)))
 
   (test-equal "compressor->compression: gzip -9n"
     '(gzip 9)
@@ -219,12 +269,6 @@ with code #f and symbol library-not-found"
 ;;; Errors from options, before any build.
 ;;;
 
-(define-syntax-rule (test-refused name (expected-code needle ...) thunk)
-  (match (error-fields thunk)
-    ((code symbol message)
-     (test-assert name
-       (and (eqv? code expected-code)
-            (string-contains message needle) ...)))))
 
 (test-group "option errors"
   (test-assert "default options make a handle"
@@ -290,8 +334,10 @@ with code #f and symbol library-not-found"
     (lambda () (guix-build #:extra-files '((file "/etc/x")))))
   (test-refused "bad transformation" (2 "(\"/a\" \"/b\")")
     (lambda () (guix-build #:transformations '(("/a" "/b")))))
-  (test-refused "repository without letters" (2 "+++")
-    (lambda () (guix-build #:repository "+++")))
+  ;; The library derives the tag: "+++" gives image:latest (see
+  ;; "conversions"); a repository that is not a string is refused.
+  (test-refused "repository not a string" (2 "repository")
+    (lambda () (guix-build #:repository 42)))
   (test-refused "bad environment entry" (2 "LANG")
     (lambda () (guix-build #:environment '(("LANG" . C)))))
   (test-refused "paths not a list" (2 "paths")

@@ -39,7 +39,7 @@ if ! GUILE_LOAD_PATH="$top/guile" "$GUILE" --no-auto-compile -c '
          (set! warnings (+ warnings 1))
          (display text)))))
  (cddr (command-line)))
-(exit (zero? warnings))' "$compiled" guix/docker-native.scm guix/scripts/archive-docker.scm
+(exit (zero? warnings))' "$compiled" guix/docker-native/config.scm guix/docker-native/bindings.scm guix/docker-native.scm guix/scripts/archive-docker.scm
 then
     echo "FAIL: the Guile modules compile without warnings"
     echo "0 passed, 1 failed"

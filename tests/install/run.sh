@@ -6,7 +6,8 @@
 # still refers to it fails.  There:
 #   - the files are where they belong, the library with its full version
 #     and the .so.1 and .so symlinks;
-#   - readelf -d shows the SONAME, objdump -T every export with GDN_1, and
+#   - readelf -d shows the SONAME, objdump -T every export with its version
+#     (GDN_1, or GDN_1.1 for the functions added since), and
 #     the exports are exactly the installed header's functions;
 #   - tests/c/test_abi.c compiles and links with nothing but
 #     `pkg-config --cflags --libs guix-docker-native` (the staged prefix
@@ -75,9 +76,11 @@ if [ "$phase" = installed ]; then
                 lib/pkgconfig/guix-docker-native.pc \
                 share/guile/site/3.0/guix/docker-native.scm \
                 share/guile/site/3.0/guix/docker-native/config.scm \
+                share/guile/site/3.0/guix/docker-native/bindings.scm \
                 share/guile/site/3.0/guix/scripts/archive-docker.scm \
                 lib/guile/3.0/site-ccache/guix/docker-native.go \
                 lib/guile/3.0/site-ccache/guix/docker-native/config.go \
+                lib/guile/3.0/site-ccache/guix/docker-native/bindings.go \
                 lib/guile/3.0/site-ccache/guix/scripts/archive-docker.go \
                 share/man/man1/guix-docker-native.1 \
                 share/bash-completion/completions/guix-docker-native \
@@ -110,13 +113,28 @@ if [ "$phase" = installed ]; then
         fail "objdump -T: the exported functions differ from the header's:"
         diff <(echo "$declared") <(echo "$exported") | sed 's/^/    /'
     fi
-    unversioned=$(echo "$exports" | awk '$2 != "GDN_1"')
-    check "objdump -T: every export has the version GDN_1${unversioned:+ (not: $unversioned)}" \
-        test -n "$exports" -a -z "$unversioned"
-    others=$(objdump -T "$lib/libguix_docker_native.so.1" | awk '$2 == "g" && $4 != ".text" && $NF != "GDN_1"')
+    # Each function's version, as build.rs's version script assigns it
+    # (GDN_1, and GDN_1.1 for the functions added since; copied out of the
+    # build tree before the checkout went out of sight).
+    wanted=$(awk '/^GDN_[0-9.]+ [{]/ {node = $1}
+                  /^    [a-z_]+;$/ {name = $1; sub(/;$/, "", name); print name, node}' \
+                 "$tmp/guix_docker_native.map" | sort)
+    nodes=$(awk '/^GDN_[0-9.]+ [{]/ {print $1}' "$tmp/guix_docker_native.map" | tr '\n' ' ')
+    check "the version script has the nodes GDN_1 and GDN_1.1 (got: $nodes)" test "$nodes" = "GDN_1 GDN_1.1 "
+    if [ -n "$exports" ] && [ "$exports" = "$wanted" ]; then
+        ok "objdump -T: every export has its version ($(echo "$wanted" | grep -c ' GDN_1\.1$') GDN_1.1, the others GDN_1)"
+    else
+        fail "objdump -T: the exports' versions differ from the version script's:"
+        diff <(echo "$wanted") <(echo "$exports") | sed 's/^/    /'
+    fi
+    others=$(objdump -T "$lib/libguix_docker_native.so.1" | awk '$2 == "g" && $4 != ".text" && $NF !~ /^GDN_1(\.1)?$/')
     check "objdump -T: nothing else is exported${others:+ (also: $others)}" test -z "$others"
-    check "objdump -p: the library defines the version GDN_1" \
-        sh -c "objdump -p '$lib/libguix_docker_native.so.1' | grep -A3 'Version definitions' | grep -qw GDN_1"
+    for node in $nodes; do
+        check "objdump -p: the library defines the version $node" \
+            sh -c "objdump -p '$lib/libguix_docker_native.so.1' | sed -n '/Version definitions/,/^\$/p' | grep -q ' $node\$'"
+    done
+    check "objdump -p: GDN_1.1 inherits GDN_1" \
+        sh -c "objdump -p '$lib/libguix_docker_native.so.1' | sed -n '/Version definitions/,/^\$/p' | grep -A1 ' GDN_1\.1\$' | tail -n 1 | grep -qxE '[[:space:]]*GDN_1[[:space:]]*'"
 
     # A C program, with pkg-config only.
     export PKG_CONFIG_LIBDIR=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$stage
@@ -272,9 +290,10 @@ else
 fi
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 
-# What the checks use, copied out of the checkout: the C test program and
-# a sample store (made by the build tree's generator).
+# What the checks use, copied out of the checkout: the C test program, the
+# library's version script, and a sample store (made by the build tree's generator).
 cp tests/c/test_abi.c "$tmp/" && cp "$0" "$tmp/run.sh"
+cp "$target/install-files/files/guix_docker_native.map" "$tmp/"
 mkdir "$tmp/sample"
 cargo build --release --quiet --bin gdn-sample-store || { fail "cargo build --bin gdn-sample-store"; finish; }
 item=$("$target/release/gdn-sample-store" "$tmp/sample" | tail -n 1)

@@ -306,14 +306,12 @@ zstd (xz, lzip and bzip2 are not supported yet)" arg)))))
     (values (last values))))
 
 (define (checked-items items store)
+  "Return ITEMS, refusing none at all, and any that is not an item of
+STORE as a build would refuse it (the error names the item)."
   (when (null? items)
     (leave "no store item given; usage: ~a --export --format=docker ITEM..."
            %program-name))
-  (for-each (lambda (item)
-              (unless (string-prefix? (string-append store "/") item)
-                (leave "~a: not an item of the store ~a (this command takes \
-store file names, such as those `guix build' prints)" item store)))
-            items)
+  (for-each (cut store-item-name <> store) items)
   items)
 
 (define (guix-archive-docker . args)
@@ -355,7 +353,7 @@ print its file name; exit with code 1 and a message on error."
              (compression (value-of 'compression options 'none))
              (output (value-of 'output options
                                (default-image-file-name (first items)
-                                                        compression)))
+                                                        compression store)))
              (entry-arguments (values-of 'entry-point-argument options))
              (entry-point (match (value-of 'entry-point options #f)
                             (#f (unless (null? entry-arguments)
