@@ -14,6 +14,7 @@ use crate::options::ImageOptions;
 pub struct Input<'a> {
     /// What it is, for the message: "store database", "closure file".
     pub what: &'a str,
+    /// The file's name as the caller gave it.
     pub path: &'a Path,
 }
 
