@@ -22,5 +22,6 @@ pub mod tarfmt;
 pub mod tree;
 
 pub use error::{Error, ErrorKind, Result};
-pub use image::{build_docker_image, default_output_name, Output};
+pub use image::{build_docker_image, default_output_name};
+pub use output::Output;
 pub use options::{Compression, ImageOptions, Progress};
