@@ -19,6 +19,7 @@ use crate::archive::{self, BufferPool, Destination, Hashing, LayerJob, Measured,
 use crate::closure::{self, Closure};
 use crate::compress;
 use crate::config::{self, LayerInfo};
+use crate::destination::Destination as ImageDestination;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{self, archive_name, Unit};
 use crate::localstate::{self, ImageDatabase};
@@ -51,11 +52,27 @@ pub fn build_docker_image(
     output: &Output,
     options: &ImageOptions,
 ) -> Result<()> {
+    build_image(items, closure, &ImageDestination::DockerArchive(output.clone()), options)
+}
+
+/// As [`build_docker_image`], to any destination (see [`crate::destination`]).
+pub fn build_image(
+    items: &[PathBuf],
+    closure: Option<&[PathBuf]>,
+    destination: &ImageDestination,
+    options: &ImageOptions,
+) -> Result<()> {
     if items.is_empty() {
         return Err(Error::invalid_argument("no store item given"));
     }
     let store = StoreDir::new(&options.store_dir)?;
-    crate::output::refuse_build_inputs(output, options)?;
+    let output = match destination {
+        ImageDestination::DockerArchive(output) => output.clone(),
+        ImageDestination::OciLayout { dir: path, .. } | ImageDestination::OciArchive { file: path, .. } => {
+            Output::Path(path.clone())
+        }
+    };
+    crate::output::refuse_build_inputs(&output, options)?;
     let mut roots = Vec::new();
     for path in items {
         let item = store.parse_item(path)?;
@@ -81,7 +98,20 @@ pub fn build_docker_image(
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
     let plan = ImagePlan::new(&roots[0], &closure, extras, options)?;
-    let out = OutputFile::open(output)?;
+    if destination.is_oci() {
+        let config = |digests: &[[u8; 32]]| plan.config(digests, options);
+        let parts = crate::oci::ImageParts {
+            layers: &plan.layers,
+            config: &config,
+            tags: &plan.tags,
+            created: plan.created,
+            main_name: roots[0].name(),
+            measured: &plan.measured,
+            items_total: plan.items_total,
+        };
+        return crate::oci::write_image(&parts, destination, options);
+    }
+    let out = OutputFile::open(&output)?;
     plan.write(&out, options)?;
     out.commit()
 }
@@ -383,9 +413,13 @@ impl ImagePlan {
         Ok(plan)
     }
 
-    /// The archive's last files: config, manifest, repositories.
-    fn tail(&self, digests: &[[u8; 32]], options: &ImageOptions) -> Vec<(String, Vec<u8>)> {
-        let infos: Vec<LayerInfo> = digests
+    /// The image config, given the layers' hashes.
+    fn config(&self, digests: &[[u8; 32]], options: &ImageOptions) -> Vec<u8> {
+        config::image_config(options, &self.entry_point, self.created, &self.layer_infos(digests))
+    }
+
+    fn layer_infos(&self, digests: &[[u8; 32]]) -> Vec<LayerInfo> {
+        digests
             .iter()
             .zip(&self.layer_files)
             .zip(&self.comments)
@@ -394,8 +428,13 @@ impl ImagePlan {
                 diff_id: format!("sha256:{}", hex::encode(d)),
                 comment: comment.clone(),
             })
-            .collect();
-        let config = config::image_config(options, &self.entry_point, self.created, &infos);
+            .collect()
+    }
+
+    /// The archive's last files: config, manifest, repositories.
+    fn tail(&self, digests: &[[u8; 32]], options: &ImageOptions) -> Vec<(String, Vec<u8>)> {
+        let infos = self.layer_infos(digests);
+        let config = self.config(digests, options);
         let config_file = format!("{}.json", hex::encode(Sha256::digest(&config)));
         let manifest = config::manifest(&config_file, &self.tags, &infos);
         let top_id = self.layer_files.last().map(|f| f.trim_end_matches("/layer.tar").to_string()).unwrap_or_default();
