@@ -387,6 +387,47 @@ failed_build_leaves_the_layout() {
     return $status
 }
 
+# A store with one large item, for builds that take long enough to interrupt.
+BIG_DIR=$WORK/big
+BIG_STORE=$BIG_DIR/gnu/store
+BIG_ITEM=$BIG_STORE/0123456789abcdfghijklmnpqrsvwxyz-big-1.0
+
+# interrupted SIGNAL CODE DEST WATCHED: a slow build to DEST stopped by
+# SIGNAL, once it has a file open under WATCHED, exits with CODE and says so.
+interrupted() {
+    local signal=$1 code=$2 dest=$3 watched=$4 pid status=0 i
+    mkdir -p "$BIG_ITEM" && [ -s "$BIG_ITEM/data" ] || head -c 192M /dev/urandom >"$BIG_ITEM/data" || return 1
+    "$BIN" --store-dir "$BIG_STORE" --closure-file <(echo "$BIG_ITEM") -C gzip --compression-level 9 --threads 1 \
+        -o "$dest" "$BIG_ITEM" >"$WORK/interrupt.out" 2>"$WORK/interrupt.err" &
+    pid=$!
+    for i in $(seq 1 100); do
+        ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF -- "-> $watched/" && break
+        sleep 0.05
+    done
+    sleep 0.3
+    kill -0 "$pid" 2>/dev/null || { wait "$pid"; echo "the build ended before the signal (status $?)"; return 1; }
+    kill "-$signal" "$pid"
+    wait "$pid" || status=$?
+    expect_equal "exit status" "$code" "$status" || { cat "$WORK/interrupt.err"; return 1; }
+    grep -q "^guix-docker-native: error: interrupted by SIG$signal" "$WORK/interrupt.err" || { cat "$WORK/interrupt.err"; return 1; }
+}
+
+# An interrupted build into a layout leaves it as it was (no blob, no
+# temporary file, the old index; its image still loads); one into an
+# oci-archive leaves nothing.
+interrupted_build_leaves_the_layout() {
+    local dir=$WORK/intr before
+    rm -rf "$dir"
+    gdn "${IMAGE_ARGS[@]}" -t gdn-oci:kept -o "oci:$dir" "$MAIN" >/dev/null || return 1
+    before=$(snapshot "$dir")
+    interrupted INT 130 "oci:$dir:big" "$dir" || return 1
+    expect_equal "the layout after SIGINT" "$before" "$(snapshot "$dir")" || return 1
+    podman_pulls_layout "$dir" gdn-oci:kept || return 1
+    mkdir -p "$WORK/intr-archive"
+    interrupted TERM 143 "oci-archive:$WORK/intr-archive/big.tar" "$WORK/intr-archive" || return 1
+    expect_equal "left in the oci-archive's directory after SIGTERM" "" "$(ls -A "$WORK/intr-archive")"
+}
+
 echo "# sample store: $MAIN ($CLOSURE_SIZE items in its closure)"
 for compression in none gzip zstd; do
     for n in 1 4; do
@@ -406,6 +447,8 @@ check "a second image added to a layout leaves the first (blobs untouched); the 
     second_image_leaves_the_first
 check "bad destinations: unknown transport, a file, not a layout, corrupt index.json, missing directory" bad_destinations
 check "a build failing on a full disk leaves the layout as it was" failed_build_leaves_the_layout
+check "SIGINT into a layout leaves it as it was (its image loads); SIGTERM into an oci-archive leaves nothing" \
+    interrupted_build_leaves_the_layout
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
