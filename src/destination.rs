@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::image::Output;
+use crate::output::Output;
 
 /// Where an image is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,15 @@ impl Destination {
     /// Whether this is an OCI destination (a layout or its tar).
     pub fn is_oci(&self) -> bool {
         !matches!(self, Destination::DockerArchive(_))
+    }
+
+    /// The path written (the layout directory, the archive file), or the
+    /// docker-archive's output.
+    pub fn output(&self) -> Output {
+        match self {
+            Destination::DockerArchive(output) => output.clone(),
+            Destination::OciLayout { dir: path, .. } | Destination::OciArchive { file: path, .. } => Output::Path(path.clone()),
+        }
     }
 }
 

@@ -3,41 +3,25 @@
 //! 1. Check the items and get their closure.
 //! 2. Measure every store item (metadata only): sizes, and every check
 //!    that can fail, before the output is touched.
-//! 3. Plan the layers and the archive's layout: every offset is known.
-//! 4. Produce the layers (read, hash and write each byte once), then the
-//!    config and manifest, which need the layers' hashes.
+//! 3. Plan the layers: what each holds and its length, so that every
+//!    offset is known before writing.
+//! 4. Hand the plan to [`crate::archive`], which produces the layers (read,
+//!    hash and write each byte once), then the config and manifest, which
+//!    need the layers' hashes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
-use crate::archive::{self, BufferPool, Destination, Hashing, LayerJob, Measured, MeasuredItem, Shared, TarWriter};
+use crate::archive::{self, ImageMeta, Layer, Plan};
 use crate::closure::{self, Closure};
-use crate::compress;
-use crate::config::{self, LayerInfo};
 use crate::destination::Destination as ImageDestination;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{self, archive_name, Unit};
 use crate::localstate::{self, ImageDatabase};
-use crate::options::{ImageOptions, Progress};
-use crate::output::{OutputFile, PieceWriter, PipeWriter};
+use crate::options::ImageOptions;
+use crate::output::{Output, OutputFile};
 use crate::reference::repository_from_name;
 use crate::store::{StoreDir, StoreItem};
-use crate::tarfmt::{self, Header, Kind};
-
-/// Where the archive goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// A file: what each kind of path means (a regular file, a symlink, a
-    /// device, a FIFO, `/dev/stdout`) is in [`crate::output`].
-    Path(PathBuf),
-    /// Standard output, streamed.
-    Stdout,
-}
 
 /// Builds the image of `items` (the first is the main item: a relative entry
 /// point or symlink target is relative to it).
@@ -66,12 +50,7 @@ pub fn build_image(
         return Err(Error::invalid_argument("no store item given"));
     }
     let store = StoreDir::new(&options.store_dir)?;
-    let output = match destination {
-        ImageDestination::DockerArchive(output) => output.clone(),
-        ImageDestination::OciLayout { dir: path, .. } | ImageDestination::OciArchive { file: path, .. } => {
-            Output::Path(path.clone())
-        }
-    };
+    let output = destination.output();
     crate::output::refuse_build_inputs(&output, options)?;
     let mut roots = Vec::new();
     for path in items {
@@ -97,22 +76,12 @@ pub fn build_image(
         _ => None,
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
-    let plan = ImagePlan::new(&roots[0], &closure, extras, options)?;
+    let plan = plan(&roots[0], &closure, &extras, options)?;
     if destination.is_oci() {
-        let config = |digests: &[[u8; 32]]| plan.config(digests, options);
-        let parts = crate::oci::ImageParts {
-            layers: &plan.layers,
-            config: &config,
-            tags: &plan.tags,
-            created: plan.created,
-            main_name: roots[0].name(),
-            measured: &plan.measured,
-            items_total: plan.items_total,
-        };
-        return crate::oci::write_image(&parts, destination, options);
+        return crate::oci::write_image(&plan, roots[0].name(), destination, options);
     }
     let out = OutputFile::open(&output)?;
-    plan.write(&out, options)?;
+    archive::write_docker_archive(&plan, &out, options)?;
     out.commit()
 }
 
@@ -120,23 +89,6 @@ pub fn build_image(
 /// `<name>-docker-image.tar` plus the compression's suffix.
 pub fn default_output_name(item: &StoreItem, options: &ImageOptions) -> String {
     format!("{}-docker-image.tar{}", item.name(), options.compression.suffix())
-}
-
-/// Everything about the archive that is known before writing it.
-struct ImagePlan {
-    layers: Vec<LayerJob>,
-    /// `<id>/layer.tar` of each layer.
-    layer_files: Vec<String>,
-    comments: Vec<String>,
-    entry_point: Vec<String>,
-    tags: Vec<String>,
-    created: i64,
-    /// Offset of the config, manifest and end of archive.
-    tail_offset: u64,
-    total: u64,
-    items_total: u64,
-    /// What the writing pass checks each store item against.
-    measured: Measured,
 }
 
 fn path_str(path: &Path) -> Result<&str> {
@@ -235,64 +187,6 @@ impl Extras {
     }
 }
 
-/// Measures every item, on all cores; the error reported is that of the
-/// first failing item in closure order.
-fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) -> Result<Measured> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let keys = std::hash::RandomState::new();
-    let results: Vec<(usize, Result<MeasuredItem>)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads.min(units.len()).max(1))
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= units.len() || failed.load(Ordering::Relaxed) {
-                            return out;
-                        }
-                        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                            out.push((i, Err(Error::cancelled())));
-                            failed.store(true, Ordering::Relaxed);
-                            return out;
-                        }
-                        let Unit::Item { name, path, .. } = &units[i] else { unreachable!() };
-                        let r = archive::measure_item(path, name, &keys, cancel);
-                        if r.is_err() {
-                            failed.store(true, Ordering::Relaxed);
-                        }
-                        out.push((i, r));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("measuring thread panicked")).collect()
-    });
-    let mut items: Vec<Option<MeasuredItem>> = (0..units.len()).map(|_| None).collect();
-    let mut first_error: Option<(usize, Error)> = None;
-    for (i, r) in results {
-        match r {
-            Ok(m) => items[i] = Some(m),
-            Err(e) => {
-                if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
-                    first_error = Some((i, e));
-                }
-            }
-        }
-    }
-    match first_error {
-        Some((_, e)) => Err(e),
-        None => Ok(Measured { keys, items: items.into_iter().map(|m| m.expect("every item measured")).collect() }),
-    }
-}
-
-fn outer_header(name: &str, size: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    let h = Header { name: name.as_bytes(), kind: Kind::File, mode: 0o644, uid: 0, gid: 0, size, link: b"" };
-    tarfmt::write_header(&h, &mut out);
-    out
-}
-
 /// A layer's history comment: the store items it holds, then what else.
 fn describe(units: &[Unit], closure: &Closure, extras: &Extras) -> String {
     let names: Vec<&str> = units
@@ -317,257 +211,58 @@ fn describe(units: &[Unit], closure: &Closure, extras: &Extras) -> String {
     parts.join("; ")
 }
 
-impl ImagePlan {
-    fn new(main: &StoreItem, closure: &Closure, extra: Extras, options: &ImageOptions) -> Result<ImagePlan> {
-        let t = &options.transformations;
-        let mut item_units = Vec::new();
-        for (i, item) in closure.items.iter().enumerate() {
-            item_units.push(Unit::Item { name: archive_name(path_str(&item.path)?, t)?, item: i, path: item.path.clone() });
+
+/// Plans the image of `closure`, `main` first, with `extras`: measures
+/// every store item, groups the units into layers and measures those.
+fn plan(main: &StoreItem, closure: &Closure, extras: &Extras, options: &ImageOptions) -> Result<Plan> {
+    let t = &options.transformations;
+    let mut item_units = Vec::new();
+    for (i, item) in closure.items.iter().enumerate() {
+        item_units.push(Unit::Item { name: archive_name(path_str(&item.path)?, t)?, item: i, path: item.path.clone() });
+    }
+    // All in one layer must hold together: this also checks a many-layer
+    // image for two things at one path.
+    let mut all = item_units.clone();
+    all.extend(extras.units.iter().cloned());
+    let single = layers::assemble(all)?;
+
+    let measured = archive::measure_items(&item_units, options.worker_threads(), options.cancel.as_deref())?;
+    let item_sizes: Vec<u64> = measured.items.iter().map(|m| m.bytes).collect();
+
+    let groups: Vec<Vec<Unit>> = match options.max_layers {
+        None | Some(1) => vec![single],
+        Some(n) => {
+            let slots = n as usize - usize::from(!extras.units.is_empty());
+            let mut groups = Vec::new();
+            for group in layers::plan(&item_sizes, closure.references.as_deref(), slots) {
+                let units = group.into_iter().map(|i| item_units[i].clone()).collect();
+                groups.push(layers::assemble(units)?);
+            }
+            if !extras.units.is_empty() {
+                groups.push(layers::assemble(extras.units.clone())?);
+            }
+            groups
         }
-        let extras = extra.units.clone();
-        // All in one layer must hold together: this also checks a
-        // many-layer image for two things at one path.
-        let mut all = item_units.clone();
-        all.extend(extras.iter().cloned());
-        let single = layers::assemble(all)?;
+    };
+    let mut planned = Vec::with_capacity(groups.len());
+    for units in groups {
+        let comment = describe(&units, closure, extras);
+        planned.push(Layer::new(units, &measured, comment)?);
+    }
 
-        let measured = measure_items(&item_units, options.worker_threads(), options.cancel.as_deref())?;
-        let item_sizes: Vec<u64> = measured.items.iter().map(|m| m.bytes).collect();
-
-        let groups: Vec<Vec<Unit>> = match options.max_layers {
-            None | Some(1) => vec![single],
-            Some(n) => {
-                let slots = n as usize - usize::from(!extras.is_empty());
-                let mut groups = Vec::new();
-                for group in layers::plan(&item_sizes, closure.references.as_deref(), slots) {
-                    let units = group.into_iter().map(|i| item_units[i].clone()).collect();
-                    groups.push(layers::assemble(units)?);
-                }
-                if !extras.is_empty() {
-                    groups.push(layers::assemble(extras)?);
-                }
-                groups
-            }
-        };
-
-        let mut layers = Vec::new();
-        let mut layer_files = Vec::new();
-        let mut comments = Vec::new();
-        let mut offset = 0u64;
-        for (index, units) in groups.into_iter().enumerate() {
-            let mut len = tarfmt::END_OF_ARCHIVE.len() as u64;
-            // The layer's file name must be known before its hash: derive
-            // it from what the layer holds.
-            let mut id = Sha256::new();
-            id.update(format!("guix-docker-native layer {index}\n"));
-            let mut host_files = Vec::with_capacity(units.len());
-            for u in &units {
-                let (unit_len, host_file) = archive::unit_len(u, &item_sizes)?;
-                len += unit_len;
-                host_files.push(host_file);
-                id.update(u.name());
-                id.update(b"\n");
-            }
-            let file = format!("{}/layer.tar", hex::encode(id.finalize()));
-            let header = outer_header(&file, len);
-            let job_offset = offset;
-            offset += header.len() as u64 + len;
-            comments.push(describe(&units, closure, &extra));
-            layers.push(LayerJob { units, host_files, len, outer_header: header, offset: job_offset });
-            layer_files.push(file);
+    let entry_point = match options.entry_point.split_first() {
+        None => Vec::new(),
+        Some((program, args)) => {
+            let program =
+                if program.starts_with('/') { program.clone() } else { format!("{}/{}", path_str(&main.path)?, program) };
+            std::iter::once(program).chain(args.iter().cloned()).collect()
         }
-
-        let entry_point = match options.entry_point.split_first() {
-            None => Vec::new(),
-            Some((program, args)) => {
-                let program =
-                    if program.starts_with('/') { program.clone() } else { format!("{}/{}", path_str(&main.path)?, program) };
-                std::iter::once(program).chain(args.iter().cloned()).collect()
-            }
-        };
-        let tags = if options.tags.is_empty() {
-            vec![format!("{}:latest", repository_from_name(main.name()))]
-        } else {
-            options.tags.clone()
-        };
-        let mut plan = ImagePlan {
-            layers,
-            layer_files,
-            comments,
-            entry_point,
-            tags,
-            created: options.effective_creation_time()?,
-            tail_offset: offset,
-            total: 0,
-            items_total: closure.items.len() as u64,
-            measured,
-        };
-        // The tail's length does not depend on the hashes' values.
-        let placeholder = vec![[0u8; 32]; plan.layers.len()];
-        let tail_len: u64 = plan
-            .tail(&placeholder, options)
-            .iter()
-            .map(|(name, data)| outer_header(name, data.len() as u64).len() as u64 + tarfmt::padded(data.len() as u64))
-            .sum();
-        plan.total = offset + tail_len + tarfmt::END_OF_ARCHIVE.len() as u64;
-        Ok(plan)
-    }
-
-    /// The image config, given the layers' hashes.
-    fn config(&self, digests: &[[u8; 32]], options: &ImageOptions) -> Vec<u8> {
-        config::image_config(options, &self.entry_point, self.created, &self.layer_infos(digests))
-    }
-
-    fn layer_infos(&self, digests: &[[u8; 32]]) -> Vec<LayerInfo> {
-        digests
-            .iter()
-            .zip(&self.layer_files)
-            .zip(&self.comments)
-            .map(|((d, file), comment)| LayerInfo {
-                file: file.clone(),
-                diff_id: format!("sha256:{}", hex::encode(d)),
-                comment: comment.clone(),
-            })
-            .collect()
-    }
-
-    /// The archive's last files: config, manifest, repositories.
-    fn tail(&self, digests: &[[u8; 32]], options: &ImageOptions) -> Vec<(String, Vec<u8>)> {
-        let infos = self.layer_infos(digests);
-        let config = self.config(digests, options);
-        let config_file = format!("{}.json", hex::encode(Sha256::digest(&config)));
-        let manifest = config::manifest(&config_file, &self.tags, &infos);
-        let top_id = self.layer_files.last().map(|f| f.trim_end_matches("/layer.tar").to_string()).unwrap_or_default();
-        let repositories = config::repositories(&self.tags, &top_id);
-        vec![(config_file, config), ("manifest.json".into(), manifest), ("repositories".into(), repositories)]
-    }
-
-    fn report(&self, options: &ImageOptions, bytes: &AtomicU64, items: &AtomicU64) {
-        if let Some(progress) = &options.progress {
-            progress(Progress {
-                bytes_done: bytes.load(Ordering::Relaxed).min(self.total),
-                bytes_total: self.total,
-                items_done: items.load(Ordering::Relaxed).min(self.items_total),
-                items_total: self.items_total,
-            });
-        }
-    }
-
-    fn write(&self, out: &OutputFile, options: &ImageOptions) -> Result<()> {
-        let output_name = out.display_path();
-        let threads = options.worker_threads();
-        // To a file, uncompressed: layers in parallel, each written at its
-        // offsets by its producer.  Otherwise one ordered stream.
-        let parallel = out.is_seekable() && options.compression == crate::Compression::None;
-        let sink = if parallel {
-            None
-        } else {
-            let handle = out.file.try_clone().map_err(|e| Error::output(&output_name, &e))?;
-            let handle: Box<dyn compress::Sink> = if out.is_seekable() {
-                Box::new(PieceWriter(handle))
-            } else {
-                match PipeWriter::for_pipe(handle, options.cancel.clone()) {
-                    Ok(pipe) => Box::new(pipe),
-                    Err(handle) => Box::new(handle),
-                }
-            };
-            let level = options.effective_compression_level();
-            let sink = compress::compressor(options.compression, level, threads, handle)
-                .map_err(|e| Error::output(&output_name, &e))?;
-            Some(sink)
-        };
-        let pool = BufferPool::new();
-        let bytes_done = AtomicU64::new(0);
-        let items_done = AtomicU64::new(0);
-        let abort = AtomicBool::new(false);
-        let shared = Shared {
-            pool: &pool,
-            bytes_done: &bytes_done,
-            items_done: &items_done,
-            abort: &abort,
-            cancel: options.cancel.as_deref(),
-            measured: &self.measured,
-        };
-        let producers = if parallel { threads.min(self.layers.len()).max(1) } else { 1 };
-        // The cores no producer uses hash the first layers taken, on a
-        // thread of their own (in a file only: a stream's single producer
-        // hashes inline, with the writer or the compressor on the other
-        // cores).
-        let hash_threads = if parallel { threads.saturating_sub(producers) } else { 0 };
-        // In a file, the largest layers first, so that no core is left
-        // waiting for one big layer at the end; in a stream, in order.
-        let mut order: Vec<usize> = (0..self.layers.len()).collect();
-        if parallel {
-            order.sort_by_key(|&i| std::cmp::Reverse(self.layers[i].len));
-        }
-        let next = AtomicUsize::new(0);
-        self.report(options, &bytes_done, &items_done);
-
-        std::thread::scope(|s| {
-            let (dest, writer) = match sink {
-                None => (Destination::File(&out.file, &output_name), None),
-                Some(sink) => {
-                    let (tx, rx) = mpsc::sync_channel(archive::POOL_BUFFERS);
-                    let (pool, name, abort) = (&pool, &output_name, &abort);
-                    let writer = s.spawn(move || archive::write_chunks(rx, sink, pool, name, abort));
-                    (Destination::Stream(tx), Some(writer))
-                }
-            };
-            let (done_tx, done_rx) = mpsc::channel::<(usize, Result<[u8; 32]>)>();
-            for _ in 0..producers {
-                let (dest, done_tx, shared, next, order) = (dest.clone(), done_tx.clone(), &shared, &next, &order);
-                s.spawn(move || loop {
-                    let taken = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = order.get(taken) else { return };
-                    let job = &self.layers[i];
-                    let r = archive::stop_others_on_error(shared.abort, || {
-                        shared.check_stop()?;
-                        archive::produce_layer(shared, dest.clone(), job, i, taken < hash_threads)
-                    });
-                    let failed = r.is_err();
-                    let _ = done_tx.send((i, r));
-                    if failed {
-                        return;
-                    }
-                });
-            }
-            drop(done_tx);
-            let mut digests = vec![[0u8; 32]; self.layers.len()];
-            let mut errors = Vec::new();
-            loop {
-                match done_rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok((i, Ok(d))) => digests[i] = d,
-                    Ok((_, Err(e))) => errors.push(e),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-                self.report(options, &bytes_done, &items_done);
-            }
-            if errors.is_empty() {
-                let r = (|| {
-                    let mut w = TarWriter::new(&shared, dest.clone(), self.tail_offset, Hashing::Off);
-                    for (name, data) in self.tail(&digests, options) {
-                        w.entry(name.as_bytes(), &data)?;
-                    }
-                    w.put(&tarfmt::END_OF_ARCHIVE)?;
-                    w.finish().map(|_| ())
-                })();
-                if let Err(e) = r {
-                    errors.push(e);
-                }
-            }
-            // The writer ends when the last sender is gone.
-            drop(dest);
-            if let Some(Err(e)) = writer.map(|w| w.join().expect("writer thread panicked")) {
-                errors.insert(0, e);
-            }
-            match archive::first_real_error(errors) {
-                Some(e) => Err(e),
-                None => {
-                    self.report(options, &bytes_done, &items_done);
-                    Ok(())
-                }
-            }
-        })
-    }
+    };
+    let tags = if options.tags.is_empty() {
+        vec![format!("{}:latest", repository_from_name(main.name()))]
+    } else {
+        options.tags.clone()
+    };
+    let image = ImageMeta { entry_point, tags, created: options.effective_creation_time()? };
+    Ok(Plan { layers: planned, measured, image, items_total: closure.items.len() as u64 })
 }

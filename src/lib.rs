@@ -25,5 +25,6 @@ pub mod tree;
 
 pub use error::{Error, ErrorKind, Result};
 pub use destination::{parse_destination, Destination};
-pub use image::{build_docker_image, build_image, default_output_name, Output};
+pub use image::{build_docker_image, build_image, default_output_name};
+pub use output::Output;
 pub use options::{Compression, ImageOptions, Progress};

@@ -85,10 +85,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
             (destination.clone(), Some(PathBuf::from(name)))
         }
     };
-    let output = match &destination {
-        Destination::DockerArchive(output) => output.clone(),
-        Destination::OciLayout { dir: path, .. } | Destination::OciArchive { file: path, .. } => Output::Path(path.clone()),
-    };
+    let output = destination.output();
     // No file name after an archive written to standard output.
     let name = name.filter(|_| !is_standard_output(&output));
     check_descriptors(&output, name.is_some())?;

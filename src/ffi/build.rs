@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::options::{begin_build, gdn_options};
 use super::{arg_bytes, arg_path, call, gdn_result, utf8};
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::Output;
+use crate::output::Output;
 use crate::options::ImageOptions;
 
 /// Builds the Docker image archive (what `docker load` reads) of the store

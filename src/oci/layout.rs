@@ -29,8 +29,8 @@ use serde_json::Value;
 
 use super::documents::{self, Descriptor};
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::Output;
-use crate::output::OutputFile;
+
+use crate::output::{Output, OutputFile};
 
 /// A layout being written.
 pub struct Layout {

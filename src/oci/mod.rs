@@ -3,9 +3,14 @@
 //! `…tar+gzip`, `…tar+zstd`), the config, the manifest and an index entry
 //! naming the image.
 //!
-//! - `oci:DIR[:REF]` ([`layout`]): blobs and `index.json` in a directory,
-//!   added to an existing layout.  Layers are produced side by side, each
-//!   on its own producer with its own share of the compressing threads.
+//! Both are [`Packaging`]s of [`crate::archive`]: each layer, produced
+//! once, goes to a stream of its own ([`Packaging::layer_stream`]) that
+//! compresses it into its blob.
+//!
+//! - `oci:DIR[:REF]` ([`LayoutPackaging`], [`layout`]): blobs and
+//!   `index.json` in a directory, added to an existing layout.  Layers are
+//!   produced side by side, the largest first, each with its share of the
+//!   compressing threads.
 //! - `oci-archive:FILE[:REF]` ([`tarball`]): the same layout as one tar
 //!   file.  A blob's size is known only at its end, so its tar header is
 //!   written after it, into the block left for it; layers are produced one
@@ -20,176 +25,172 @@ pub mod documents;
 pub mod layout;
 pub mod tarball;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Mutex;
 
-use crate::archive::{LayerJob, Measured};
+use crate::archive::packaging::{LayerTarget, Packaging, Place, ProducedLayer, Stream, Tail};
+use crate::archive::{self, Plan};
+use crate::config::{self, LayerInfo};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::options::{ImageOptions, Progress};
+use crate::options::ImageOptions;
+use blob::{Compressor, Seen};
+use documents::Descriptor;
 
-/// What the image plan gives the OCI packaging.
-pub struct ImageParts<'a> {
-    pub layers: &'a [LayerJob],
-    /// The image config, given the layers' `diff_ids`.
-    pub config: &'a (dyn Fn(&[[u8; 32]]) -> Vec<u8> + Sync),
-    /// Complete `name:tag` references; the first names the image.
-    pub tags: &'a [String],
-    /// Seconds since the epoch.
-    pub created: i64,
-    /// The main item's name without its hash (`hello-2.12`).
-    pub main_name: &'a str,
-    pub measured: &'a Measured,
-    pub items_total: u64,
-}
-
-impl ImageParts<'_> {
-    /// The ref name in the index: the one asked for, else the first tag.
-    fn reference<'r>(&'r self, asked: Option<&'r str>) -> &'r str {
-        asked.unwrap_or(&self.tags[0])
-    }
-}
-
-/// Writes the image to `destination` (an OCI one).
-pub fn write_image(parts: &ImageParts, destination: &Destination, options: &ImageOptions) -> Result<()> {
+/// Writes the image of `plan` to `destination`, an OCI one; `main_name`
+/// is the main item's name without its hash (`hello-2.12`).
+pub fn write_image(plan: &Plan, main_name: &str, destination: &Destination, options: &ImageOptions) -> Result<()> {
     match destination {
-        Destination::OciLayout { dir, reference } => layout_image(parts, dir, reference.as_deref(), options),
-        Destination::OciArchive { file, reference } => tarball::write(parts, file, reference.as_deref(), options),
+        Destination::OciLayout { dir, reference } => {
+            let shown = format!("oci:{}", dir.display());
+            let layout = layout::Layout::open(dir, &shown, options.cancel.as_deref())?;
+            let reference = reference_of(plan, reference.as_deref());
+            let packaging = LayoutPackaging::new(plan, main_name, reference, options, &layout, dir);
+            archive::produce(plan, &packaging, options)?;
+            let entry = packaging.entry.lock().unwrap().take().expect("the tail names the image");
+            if options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(Error::cancelled());
+            }
+            layout.commit(entry, reference)
+        }
+        Destination::OciArchive { file, reference } => tarball::write(plan, main_name, file, reference.as_deref(), options),
         Destination::DockerArchive(_) => Err(Error::invalid_argument("a docker-archive is not an OCI destination")),
     }
 }
 
-/// Counters the progress report reads.
-pub(crate) struct Counters {
-    pub bytes: AtomicU64,
-    pub items: AtomicU64,
+/// The ref name in the index: the one asked for, else the first tag.
+pub(crate) fn reference_of<'a>(plan: &'a Plan, asked: Option<&'a str>) -> &'a str {
+    asked.unwrap_or(&plan.image.tags[0])
 }
 
-/// Runs `work` on a thread of its own while the calling thread reports
-/// progress (the callback is called on the calling thread only, as the
-/// library promises).
-pub(crate) fn with_progress<T: Send>(
-    parts: &ImageParts,
-    options: &ImageOptions,
-    counters: &Counters,
-    work: impl FnOnce() -> Result<T> + Send,
-) -> Result<T> {
-    let total: u64 = parts.layers.iter().map(|l| l.len).sum();
-    let report = || {
-        if let Some(progress) = &options.progress {
-            progress(Progress {
-                bytes_done: counters.bytes.load(Ordering::Relaxed).min(total),
-                bytes_total: total,
-                items_done: counters.items.load(Ordering::Relaxed).min(parts.items_total),
-                items_total: parts.items_total,
-            });
-        }
-    };
-    report();
-    let done = AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let r = work();
-            done.store(true, Ordering::Release);
-            r
-        });
-        while !done.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(50));
-            report();
-        }
-        worker.join().expect("OCI writer thread panicked")
-    });
-    if result.is_ok() {
-        report();
+/// The config, the manifest and the index entry of `plan`'s image, whose
+/// layers turned out as `layers` (blobs) and `produced` (diff_ids).
+pub struct ImageDocuments {
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+}
+
+impl ImageDocuments {
+    pub fn new(plan: &Plan, main_name: &str, options: &ImageOptions, layers: &[Descriptor], produced: &[ProducedLayer]) -> ImageDocuments {
+        let infos: Vec<LayerInfo> = produced
+            .iter()
+            .zip(&plan.layers)
+            .map(|(p, layer)| LayerInfo {
+                file: String::new(),
+                diff_id: format!("sha256:{}", hex::encode(p.diff_id)),
+                comment: layer.comment.clone(),
+            })
+            .collect();
+        let image = &plan.image;
+        let config = config::image_config(options, &image.entry_point, image.created, &infos);
+        let config_descriptor = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &config);
+        let manifest = documents::manifest(&config_descriptor, layers, image.created, main_name);
+        ImageDocuments { config, manifest }
     }
-    result
+
+    /// The index entry naming the image `reference`.
+    pub fn entry(&self, plan: &Plan, options: &ImageOptions, reference: &str) -> serde_json::Value {
+        let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &self.manifest);
+        documents::index_entry(&manifest, &options.architecture, reference, &documents::full_name(&plan.image.tags[0]))
+    }
 }
 
-fn layout_image(parts: &ImageParts, dir: &std::path::Path, reference: Option<&str>, options: &ImageOptions) -> Result<()> {
-    use crate::archive::{BufferPool, Shared};
-    use blob::{Compressor, LayerBlob};
-    use documents::Descriptor;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::mpsc;
-
-    let shown = format!("oci:{}", dir.display());
-    let layout = layout::Layout::open(dir, &shown, options.cancel.as_deref())?;
-    let threads = options.worker_threads();
-    let n = parts.layers.len();
-    let producers = threads.min(n).max(1);
-    let compressor = Compressor {
+/// How layers are compressed, each on its own, with `producers` layers
+/// produced at once.
+pub(crate) fn compressor(options: &ImageOptions, producers: usize) -> Compressor {
+    Compressor {
         kind: options.compression,
         level: options.effective_compression_level(),
-        threads: (threads / producers).max(1),
-    };
-    // The largest layers first, so that no core waits for one at the end.
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(parts.layers[i].len));
+        threads: (options.worker_threads() / producers.max(1)).max(1),
+    }
+}
 
-    let pool = BufferPool::new();
-    let counters = Counters { bytes: AtomicU64::new(0), items: AtomicU64::new(0) };
-    let abort = AtomicBool::new(false);
-    let shared = Shared {
-        pool: &pool,
-        bytes_done: &counters.bytes,
-        items_done: &counters.items,
-        abort: &abort,
-        cancel: options.cancel.as_deref(),
-        measured: parts.measured,
-    };
-    let next = AtomicUsize::new(0);
-    let blobs = with_progress(parts, options, &counters, || {
-        std::thread::scope(|s| {
-            let (done_tx, done_rx) = mpsc::channel::<(usize, Result<(LayerBlob, layout::TempBlob)>)>();
-            for _ in 0..producers {
-                let (done_tx, shared, next, order, layout) = (done_tx.clone(), &shared, &next, &order, &layout);
-                s.spawn(move || loop {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
-                    let r = crate::archive::stop_others_on_error(shared.abort, || {
-                        shared.check_stop()?;
-                        let temp = layout.temp_blob()?;
-                        let file = temp.file.try_clone().map_err(|e| Error::output(dir, &e))?;
-                        let b = blob::produce_layer_blob(shared, &parts.layers[i], i, file, 0, compressor, dir)?;
-                        Ok((b, temp))
-                    });
-                    let failed = r.is_err();
-                    let _ = done_tx.send((i, r));
-                    if failed {
-                        return;
-                    }
-                });
-            }
-            drop(done_tx);
-            let mut blobs: Vec<Option<(LayerBlob, layout::TempBlob)>> = (0..n).map(|_| None).collect();
-            let mut errors = Vec::new();
-            for (i, r) in done_rx {
-                match r {
-                    Ok(b) => blobs[i] = Some(b),
-                    Err(e) => errors.push(e),
-                }
-            }
-            match crate::archive::first_real_error(errors) {
-                Some(e) => Err(e),
-                None => Ok(blobs.into_iter().map(|b| b.expect("every layer produced")).collect::<Vec<_>>()),
-            }
-        })
-    })?;
-    let media_type = blob::layer_media_type(options.compression);
-    let mut diff_ids = Vec::with_capacity(n);
-    let mut layers = Vec::with_capacity(n);
-    for (b, temp) in blobs {
-        let hex = hex::encode(b.digest);
-        layout.install(temp, &hex)?;
-        diff_ids.push(b.diff_id);
-        layers.push(Descriptor { media_type: media_type.into(), digest: format!("sha256:{hex}"), size: b.size });
+/// The image layout packaging: each layer into a temporary file of the
+/// layout, named by its digest once whole; the config and manifest blobs
+/// and the index entry at the end.
+struct LayoutPackaging<'p> {
+    plan: &'p Plan,
+    main_name: &'p str,
+    /// The ref name of the image in the index.
+    reference: &'p str,
+    options: &'p ImageOptions,
+    layout: &'p layout::Layout,
+    dir: &'p Path,
+    compressor: Compressor,
+    /// Each layer's blob being written, until it is whole.
+    pending: Mutex<Vec<Option<(layout::TempBlob, Seen)>>>,
+    /// Each layer's blob, once whole.
+    blobs: Mutex<Vec<Option<Descriptor>>>,
+    /// The index entry, made by the tail.
+    entry: Mutex<Option<serde_json::Value>>,
+}
+
+impl<'p> LayoutPackaging<'p> {
+    fn new(
+        plan: &'p Plan,
+        main_name: &'p str,
+        reference: &'p str,
+        options: &'p ImageOptions,
+        layout: &'p layout::Layout,
+        dir: &'p Path,
+    ) -> Self {
+        let n = plan.layers.len();
+        // As many layers at once as archive::produce runs producers.
+        let producers = options.worker_threads().min(n).max(1);
+        LayoutPackaging {
+            plan,
+            main_name,
+            reference,
+            options,
+            layout,
+            dir,
+            compressor: compressor(options, producers),
+            pending: Mutex::new((0..n).map(|_| None).collect()),
+            blobs: Mutex::new(vec![None; n]),
+            entry: Mutex::new(None),
+        }
     }
-    let config = layout.write_blob(documents::CONFIG_MEDIA_TYPE, &(parts.config)(&diff_ids))?;
-    let manifest = documents::manifest(&config, &layers, parts.created, parts.main_name);
-    let manifest = layout.write_blob(documents::MANIFEST_MEDIA_TYPE, &manifest)?;
-    let reference = parts.reference(reference);
-    let entry = documents::index_entry(&manifest, &options.architecture, reference, &documents::full_name(&parts.tags[0]));
-    if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-        return Err(Error::cancelled());
+}
+
+impl Packaging for LayoutPackaging<'_> {
+    fn open_stream(&self) -> Result<Option<Stream>> {
+        Ok(None)
     }
-    layout.commit(entry, reference)
+
+    /// Never used: every layer has a stream of its own.
+    fn layer_target(&self, _index: usize) -> LayerTarget<'_> {
+        LayerTarget { place: Place::Stream, offset: 0, prefix: &[] }
+    }
+
+    fn layer_stream(&self, index: usize) -> Result<Option<Stream>> {
+        let temp = self.layout.temp_blob()?;
+        let file = temp.file.try_clone().map_err(|e| Error::output(self.dir, &e))?;
+        let (stream, seen) = blob::blob_stream(file, 0, self.compressor, self.dir)?;
+        self.pending.lock().unwrap()[index] = Some((temp, seen));
+        Ok(Some(stream))
+    }
+
+    fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {
+        let (temp, seen) = self.pending.lock().unwrap()[index].take().expect("a layer's stream comes first");
+        let (digest, size) = seen.get().expect("the layer's stream is finished");
+        let hex = hex::encode(digest);
+        self.layout.install(temp, &hex)?;
+        let media_type = blob::layer_media_type(self.options.compression).to_string();
+        self.blobs.lock().unwrap()[index] = Some(Descriptor { media_type, digest: format!("sha256:{hex}"), size });
+        Ok(())
+    }
+
+    fn total_len(&self) -> u64 {
+        self.plan.layers.iter().map(|l| l.len).sum()
+    }
+
+    fn write_tail<'a>(&'a self, layers: &[ProducedLayer], _tail: &Tail<'_, 'a>) -> Result<()> {
+        let blobs: Vec<Descriptor> =
+            self.blobs.lock().unwrap().iter().map(|b| b.clone().expect("every layer is whole")).collect();
+        let docs = ImageDocuments::new(self.plan, self.main_name, self.options, &blobs, layers);
+        self.layout.write_blob(documents::CONFIG_MEDIA_TYPE, &docs.config)?;
+        self.layout.write_blob(documents::MANIFEST_MEDIA_TYPE, &docs.manifest)?;
+        *self.entry.lock().unwrap() = Some(docs.entry(self.plan, self.options, self.reference));
+        Ok(())
+    }
 }

@@ -6,21 +6,24 @@
 //! the config, the manifest, `index.json`.  A compressed blob's size (and
 //! its name, the digest) is known only at its end: the block for its
 //! header is left empty, the blob written after it, and the header filled
-//! in.  So the file must be one that can be written at any offset (a
-//! regular file, written as `-o FILE` is: unnamed, then named at the end);
-//! a pipe or a device is refused.
+//! in.  So the layers are produced in order, each compressed on all cores,
+//! and the file must be one that can be written at any offset (a regular
+//! file, written as `-o FILE` is: unnamed, then named at the end); a pipe
+//! or a device is refused.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 
-use super::blob::{self, Compressor};
+use super::blob::{self, Compressor, Seen};
 use super::documents::{self, Descriptor};
-use super::{with_progress, Counters, ImageParts};
-use crate::archive::{BufferPool, Shared};
+use super::{reference_of, ImageDocuments};
+use crate::archive::packaging::{LayerTarget, Packaging, Place, ProducedLayer, Stream, Tail};
+use crate::archive::{self, Plan};
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::Output;
 use crate::options::ImageOptions;
-use crate::output::{write_all_at, OutputFile};
+use crate::output::{write_all_at, Output, OutputFile};
 use crate::tarfmt::{self, Header, Kind};
 
 /// The largest size a ustar header holds (11 octal digits): the block left
@@ -35,7 +38,7 @@ fn header(name: &[u8], kind: Kind, size: u64) -> Vec<u8> {
 }
 
 /// Writes `header` and `data` (padded) at `offset`; returns the offset after.
-fn put_entry(file: &std::fs::File, name: &Path, offset: u64, header: &[u8], data: &[u8]) -> Result<u64> {
+fn put_entry(file: &File, name: &Path, offset: u64, header: &[u8], data: &[u8]) -> Result<u64> {
     let mut bytes = header.to_vec();
     bytes.extend_from_slice(data);
     bytes.resize(header.len() + tarfmt::padded(data.len() as u64) as usize, 0);
@@ -47,19 +50,88 @@ fn blob_name(hex: &str) -> Vec<u8> {
     format!("blobs/sha256/{hex}").into_bytes()
 }
 
-pub fn write(parts: &ImageParts, file: &Path, reference: Option<&str>, options: &ImageOptions) -> Result<()> {
-    let shown = format!("oci-archive:{}", file.display());
-    let out = OutputFile::open(&Output::Path(file.to_path_buf()))?;
-    if !out.is_seekable() {
-        return Err(Error::new(
-            ErrorKind::Output,
-            format!(
-                "output '{shown}': not a regular file; an oci-archive's blob headers are written after the blobs, \
-                 which a pipe or a device cannot take (write a file, or use -o - for a docker-archive)"
-            ),
-        ));
+/// The oci-archive packaging.
+struct ArchivePackaging<'p> {
+    plan: &'p Plan,
+    main_name: &'p str,
+    reference: &'p str,
+    options: &'p ImageOptions,
+    file: &'p File,
+    name: PathBuf,
+    compressor: Compressor,
+    /// Where the next entry goes.
+    offset: Mutex<u64>,
+    /// The layer being written: where its header goes, and its stream's
+    /// digest and size.
+    pending: Mutex<Option<(u64, Seen)>>,
+    blobs: Mutex<Vec<Descriptor>>,
+}
+
+impl Packaging for ArchivePackaging<'_> {
+    fn open_stream(&self) -> Result<Option<Stream>> {
+        Ok(None)
     }
-    for (i, l) in parts.layers.iter().enumerate() {
+
+    fn in_order(&self) -> bool {
+        true
+    }
+
+    /// Never used: every layer has a stream of its own.
+    fn layer_target(&self, _index: usize) -> LayerTarget<'_> {
+        LayerTarget { place: Place::Stream, offset: 0, prefix: &[] }
+    }
+
+    fn layer_stream(&self, _index: usize) -> Result<Option<Stream>> {
+        let header_at = *self.offset.lock().unwrap();
+        let file = self.file.try_clone().map_err(|e| Error::output(&self.name, &e))?;
+        let (stream, seen) = blob::blob_stream(file, header_at + tarfmt::BLOCK, self.compressor, &self.name)?;
+        *self.pending.lock().unwrap() = Some((header_at, seen));
+        Ok(Some(stream))
+    }
+
+    fn layer_done(&self, _index: usize, _layer: &ProducedLayer) -> Result<()> {
+        let (header_at, seen) = self.pending.lock().unwrap().take().expect("a layer's stream comes first");
+        let (digest, size) = seen.get().expect("the layer's stream is finished");
+        let hex = hex::encode(digest);
+        let h = header(&blob_name(&hex), Kind::File, size);
+        debug_assert_eq!(h.len() as u64, tarfmt::BLOCK, "a blob's size fits a ustar header");
+        write_all_at(self.file, &h, header_at).map_err(|e| Error::output(&self.name, &e))?;
+        let data_at = header_at + tarfmt::BLOCK;
+        let padding = vec![0u8; (tarfmt::padded(size) - size) as usize];
+        write_all_at(self.file, &padding, data_at + size).map_err(|e| Error::output(&self.name, &e))?;
+        *self.offset.lock().unwrap() = data_at + tarfmt::padded(size);
+        let media_type = blob::layer_media_type(self.options.compression).to_string();
+        self.blobs.lock().unwrap().push(Descriptor { media_type, digest: format!("sha256:{hex}"), size });
+        Ok(())
+    }
+
+    fn total_len(&self) -> u64 {
+        self.plan.layers.iter().map(|l| l.len).sum()
+    }
+
+    fn write_tail<'a>(&'a self, layers: &[ProducedLayer], _tail: &Tail<'_, 'a>) -> Result<()> {
+        let blobs = self.blobs.lock().unwrap().clone();
+        let docs = ImageDocuments::new(self.plan, self.main_name, self.options, &blobs, layers);
+        let config = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &docs.config);
+        let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &docs.manifest);
+        let index = documents::new_index(vec![docs.entry(self.plan, self.options, self.reference)]);
+        let index = serde_json::to_vec(&index).expect("JSON");
+        let mut offset = *self.offset.lock().unwrap();
+        for (entry_name, data) in [
+            (blob_name(config.hex()), &docs.config),
+            (blob_name(manifest.hex()), &docs.manifest),
+            (b"index.json".to_vec(), &index),
+        ] {
+            offset = put_entry(self.file, &self.name, offset, &header(&entry_name, Kind::File, data.len() as u64), data)?;
+        }
+        put_entry(self.file, &self.name, offset, &tarfmt::END_OF_ARCHIVE, b"")?;
+        Ok(())
+    }
+}
+
+pub fn write(plan: &Plan, main_name: &str, file: &Path, reference: Option<&str>, options: &ImageOptions) -> Result<()> {
+    let shown = format!("oci-archive:{}", file.display());
+    for (i, l) in plan.layers.iter().enumerate() {
         if blob::compressed_bound(l.len) > USTAR_SIZE_MAX {
             return Err(Error::new(
                 ErrorKind::Output,
@@ -72,70 +144,39 @@ pub fn write(parts: &ImageParts, file: &Path, reference: Option<&str>, options: 
             ));
         }
     }
-    let name = out.display_path();
-    let f = &out.file;
-    let mut offset = 0;
-    offset = put_entry(f, &name, offset, &header(b"oci-layout", Kind::File, documents::LAYOUT_FILE.len() as u64), documents::LAYOUT_FILE)?;
-    offset = put_entry(f, &name, offset, &header(b"blobs/", Kind::Dir, 0), b"")?;
-    offset = put_entry(f, &name, offset, &header(b"blobs/sha256/", Kind::Dir, 0), b"")?;
-
-    let compressor = Compressor {
-        kind: options.compression,
-        level: options.effective_compression_level(),
-        threads: options.worker_threads(),
-    };
-    let pool = BufferPool::new();
-    let counters = Counters { bytes: AtomicU64::new(0), items: AtomicU64::new(0) };
-    let abort = AtomicBool::new(false);
-    let shared = Shared {
-        pool: &pool,
-        bytes_done: &counters.bytes,
-        items_done: &counters.items,
-        abort: &abort,
-        cancel: options.cancel.as_deref(),
-        measured: parts.measured,
-    };
-    let media_type = blob::layer_media_type(options.compression);
-    let (offset, diff_ids, layers) = with_progress(parts, options, &counters, || {
-        let mut offset = offset;
-        let mut diff_ids = Vec::new();
-        let mut layers = Vec::new();
-        for (i, job) in parts.layers.iter().enumerate() {
-            shared.check_stop()?;
-            let handle = f.try_clone().map_err(|e| Error::output(&name, &e))?;
-            let data_at = offset + tarfmt::BLOCK;
-            let b = blob::produce_layer_blob(&shared, job, i, handle, data_at, compressor, &name)?;
-            let hex = hex::encode(b.digest);
-            let h = header(&blob_name(&hex), Kind::File, b.size);
-            debug_assert_eq!(h.len() as u64, tarfmt::BLOCK);
-            write_all_at(f, &h, offset).map_err(|e| Error::output(&name, &e))?;
-            let end = data_at + b.size;
-            let padding = vec![0u8; (tarfmt::padded(b.size) - b.size) as usize];
-            write_all_at(f, &padding, end).map_err(|e| Error::output(&name, &e))?;
-            offset = data_at + tarfmt::padded(b.size);
-            diff_ids.push(b.diff_id);
-            layers.push(Descriptor { media_type: media_type.into(), digest: format!("sha256:{hex}"), size: b.size });
-        }
-        Ok((offset, diff_ids, layers))
-    })?;
-    let config_bytes = (parts.config)(&diff_ids);
-    let config = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &config_bytes);
-    let manifest_bytes = documents::manifest(&config, &layers, parts.created, parts.main_name);
-    let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &manifest_bytes);
-    let reference = parts.reference(reference);
-    let entry = documents::index_entry(&manifest, &options.architecture, reference, &documents::full_name(&parts.tags[0]));
-    let index = serde_json::to_vec(&documents::new_index(vec![entry])).expect("JSON");
-    let mut offset = offset;
-    for (entry_name, data) in [
-        (blob_name(config.hex()), &config_bytes),
-        (blob_name(manifest.hex()), &manifest_bytes),
-        (b"index.json".to_vec(), &index),
-    ] {
-        offset = put_entry(f, &name, offset, &header(&entry_name, Kind::File, data.len() as u64), data)?;
+    let out = OutputFile::open(&Output::Path(file.to_path_buf()))?;
+    if !out.is_seekable() {
+        return Err(Error::new(
+            ErrorKind::Output,
+            format!(
+                "output '{shown}': not a regular file; an oci-archive's blob headers are written after the blobs, \
+                 which a pipe or a device cannot take (write a file, or use -o - for a docker-archive)"
+            ),
+        ));
     }
-    put_entry(f, &name, offset, &tarfmt::END_OF_ARCHIVE, b"")?;
+    let name = out.display_path();
+    let mut offset = 0;
+    let layout_file = documents::LAYOUT_FILE;
+    offset = put_entry(&out.file, &name, offset, &header(b"oci-layout", Kind::File, layout_file.len() as u64), layout_file)?;
+    offset = put_entry(&out.file, &name, offset, &header(b"blobs/", Kind::Dir, 0), b"")?;
+    offset = put_entry(&out.file, &name, offset, &header(b"blobs/sha256/", Kind::Dir, 0), b"")?;
+    let packaging = ArchivePackaging {
+        plan,
+        main_name,
+        reference: reference_of(plan, reference),
+        options,
+        file: &out.file,
+        name,
+        // One layer at a time, on all cores.
+        compressor: super::compressor(options, 1),
+        offset: Mutex::new(offset),
+        pending: Mutex::new(None),
+        blobs: Mutex::new(Vec::new()),
+    };
+    archive::produce(plan, &packaging, options)?;
     if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
         return Err(Error::cancelled());
     }
+    drop(packaging);
     out.commit()
 }

@@ -1,174 +1,21 @@
-//! Where the archive is written, and what each kind of output path means.
-//!
-//! - `-` ([`Output::Stdout`]) and the names of file descriptors
-//!   (`/dev/stdout`, `/dev/stderr`, `/dev/stdin`, `/dev/fd/N`,
-//!   `/proc/self/fd/N`) are that descriptor, written at its position, as a
-//!   shell redirection would; it must be open for writing.
-//! - A character device (`/dev/null`) or a FIFO is opened and written in
-//!   place: nothing is created or renamed.  The open does not block: a FIFO
-//!   with no reader is an error.
-//! - A regular file, or a name that does not exist, is written into an
-//!   unnamed temporary file in its directory (`O_TMPFILE`), which is linked
-//!   to its name only once the whole archive is there (replacing an
-//!   existing file atomically, by a rename).  Where the file system has no
-//!   `O_TMPFILE`, the temporary file is `.gdn-tmp-<tag>-<pid>-<random>`
-//!   beside the output.  After an error, a panic or a cancelled build
-//!   nothing is at (or beside) the output path.
-//! - A symlink is followed: to a regular file, its target is replaced (the
-//!   symlink stays); to a character device or FIFO, that is written in
-//!   place; to anything else, or to nothing, it is refused.
-//! - A directory, a socket, a block device: refused, naming the path.
-//!
-//! [`refuse_inputs`] refuses an output that is one of the build's inputs.
+//! Opening the output a path names, and making a regular file appear at
+//! its name only once it is whole (see the module [`crate::output`]).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::compress::Sink;
+use super::sys::{cstring, cvt, fd_id, stat_at, unlink_at, FileId};
+use super::Output;
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::Output;
-use crate::options::ImageOptions;
-
-/// The most bytes given to the kernel in one write to a file.  Larger
-/// writes at aligned offsets get large page-cache folios, and on the
-/// machines the benchmark ran on (Linux 6.18, ext4, a VM that returns free
-/// memory to its host) those cost 1.5-2.5 times the system time to fill
-/// right after a large file was deleted; GNU tar's 10 KiB writes do not
-/// (README, "Benchmark").
-pub const WRITE_PIECE: usize = 32 << 10;
-
-/// Writes all of `buf` at `offset`, in pieces of at most [`WRITE_PIECE`].
-pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    let mut at = 0;
-    for piece in buf.chunks(WRITE_PIECE) {
-        file.write_all_at(piece, offset + at)?;
-        at += piece.len() as u64;
-    }
-    Ok(())
-}
-
-/// A file written from start to end, in pieces of at most [`WRITE_PIECE`]:
-/// where a compressor's output goes.
-pub struct PieceWriter(pub File);
-
-impl Write for PieceWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(&buf[..buf.len().min(WRITE_PIECE)])
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl Sink for PieceWriter {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A pipe or FIFO written from start to end without ever blocking in
-/// `write`: each write is at most what the pipe has room for, and a full
-/// pipe is waited on with `poll` in steps of 100 ms, looking at `cancel`
-/// each time.  So a reader that stops reading (`-o - | sleep 1000`) holds
-/// the build only until it is cancelled (by a signal, in the CLI), where a
-/// blocking `write` would hold it for good.
-pub struct PipeWriter {
-    file: File,
-    cancel: Option<Arc<AtomicBool>>,
-    /// The pipe's capacity in pages, and the page size.
-    pages: usize,
-    page: usize,
-}
-
-/// What a [`PipeWriter`] returns (inside an `io::Error`) when the build is
-/// cancelled while it waits for the reader.
-#[derive(Debug)]
-pub struct PipeWaitCancelled;
-
-impl std::fmt::Display for PipeWaitCancelled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the build was cancelled while waiting for the pipe's reader")
-    }
-}
-
-impl std::error::Error for PipeWaitCancelled {}
-
-impl PipeWaitCancelled {
-    /// Whether `err` is this error.
-    pub fn is(err: &io::Error) -> bool {
-        err.get_ref().is_some_and(|inner| inner.is::<PipeWaitCancelled>())
-    }
-}
-
-impl PipeWriter {
-    /// A writer for `file` when it is a pipe or FIFO whose capacity can be
-    /// read; otherwise `file` back.
-    pub fn for_pipe(file: File, cancel: Option<Arc<AtomicBool>>) -> std::result::Result<PipeWriter, File> {
-        let fd = file.as_raw_fd();
-        let is_pipe = file.metadata().map(|m| m.file_type().is_fifo()).unwrap_or(false);
-        // SAFETY: plain queries on a descriptor this function owns.
-        let (size, page) = unsafe { (libc::fcntl(fd, libc::F_GETPIPE_SZ), libc::sysconf(libc::_SC_PAGESIZE)) };
-        if !is_pipe || size <= 0 || page <= 0 {
-            return Err(file);
-        }
-        let page = page as usize;
-        Ok(PipeWriter { file, cancel, pages: size as usize / page, page })
-    }
-
-    /// How many bytes a write can take now without blocking.  A pipe holds
-    /// its bytes in page-sized slots; what is queued spans at most one
-    /// slot more than its size in pages (a partly read head and a partly
-    /// filled tail), and the rest of the slots are free.
-    fn room(&self) -> io::Result<usize> {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int, on either end of a pipe.
-        if unsafe { libc::ioctl(self.file.as_raw_fd(), libc::FIONREAD, &mut queued) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let used = (queued.max(0) as usize).div_ceil(self.page) + 1;
-        Ok(self.pages.saturating_sub(used) * self.page)
-    }
-}
-
-impl Write for PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(io::Error::other(PipeWaitCancelled));
-            }
-            let room = self.room()?;
-            if room > 0 {
-                return self.file.write(&buf[..buf.len().min(room)]);
-            }
-            let mut pfd = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-            // SAFETY: one valid pollfd, for the duration of the call.
-            let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
-            if ready > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-                // The reader is gone: the write says so (EPIPE).
-                return self.file.write(&buf[..buf.len().min(self.page)]);
-            }
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl Sink for PipeWriter {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// An output being written.
 pub struct OutputFile {
@@ -428,7 +275,7 @@ fn open_path(path: &Path) -> Result<OutputFile> {
 }
 
 /// The directory a path's last component is in.
-fn parent_of(path: &Path) -> PathBuf {
+pub(super) fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -695,146 +542,6 @@ fn process_is_gone(pid: u32) -> bool {
     pid > 0 && unsafe { libc::kill(pid, 0) } != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
-// Output versus inputs.
-
-/// A file the build reads, which the output must not be.
-pub struct Input<'a> {
-    /// What it is, for the message: "store database", "closure file".
-    pub what: &'a str,
-    pub path: &'a Path,
-}
-
-/// Refuses, before anything is written, an output that is one of the
-/// build's inputs (the same file, by device and inode where both exist, or
-/// the same place, by canonical path of its directory), or that is inside
-/// the store directory `store` (under any store item, or the store itself).
-pub fn refuse_inputs(output: &Output, inputs: &[Input], store: Option<&Path>) -> Result<()> {
-    let (name, id, place) = match output {
-        Output::Stdout => (Path::new("-"), fd_id(1), None),
-        Output::Path(path) => match descriptor_of(path) {
-            Some(fd) => (path.as_path(), fd_id(fd), None),
-            None => (path.as_path(), path_id(path), place_of(path)),
-        },
-    };
-    for input in inputs {
-        // A character device read and written (`/dev/null`, a terminal) is
-        // not an input the output could damage.
-        let input_meta = fs::metadata(input.path).ok();
-        if input_meta.as_ref().is_some_and(|m| m.file_type().is_char_device()) {
-            continue;
-        }
-        let same_file = id.is_some() && id == input_meta.map(|m| FileId::of(&m));
-        let same_place = place.is_some() && place == place_of(input.path);
-        if same_file || same_place {
-            return Err(Error::new(
-                ErrorKind::Output,
-                format!(
-                    "output '{}' is the {} '{}': refusing to write over an input of the build",
-                    name.display(),
-                    input.what,
-                    input.path.display()
-                ),
-            ));
-        }
-    }
-    if let (Some(store), Some(place)) = (store, &place) {
-        // By device and inode, so that a bind mount or a symlink to the
-        // store is seen too.
-        if let Some(store_id) = path_id(store) {
-            if place.ancestors().any(|a| path_id(a) == Some(store_id)) {
-                return Err(Error::new(
-                    ErrorKind::Output,
-                    format!(
-                        "output '{}' is inside the store directory '{}': refusing to write into the store the image is made of",
-                        name.display(),
-                        store.display()
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// [`refuse_inputs`] with the inputs `options` name: the store database
-/// (and its journal files), the extra files, and the store directory.
-pub fn refuse_build_inputs(output: &Output, options: &ImageOptions) -> Result<()> {
-    let mut journals = Vec::new();
-    if let Some(db) = &options.database {
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let mut p = db.clone().into_os_string();
-            p.push(suffix);
-            journals.push(PathBuf::from(p));
-        }
-    }
-    let mut inputs = Vec::new();
-    if let Some(db) = &options.database {
-        inputs.push(Input { what: "store database", path: db });
-    }
-    inputs.extend(journals.iter().map(|p| Input { what: "store database's journal", path: p }));
-    inputs.extend(options.files.iter().map(|f| Input { what: "extra file", path: &f.source }));
-    refuse_inputs(output, &inputs, Some(&options.store_dir))
-}
-
-/// A file's identity.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-}
-
-impl FileId {
-    fn of(meta: &fs::Metadata) -> FileId {
-        FileId { dev: meta.dev(), ino: meta.ino() }
-    }
-}
-
-/// The identity of what `path` names, following symlinks.
-fn path_id(path: &Path) -> Option<FileId> {
-    fs::metadata(path).ok().map(|m| FileId::of(&m))
-}
-
-fn fd_id(fd: RawFd) -> Option<FileId> {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(FileId { dev: st.st_dev, ino: st.st_ino })
-}
-
-/// Where `path` is: its canonical path when it exists, else its
-/// directory's canonical path and its name.
-fn place_of(path: &Path) -> Option<PathBuf> {
-    if let Ok(real) = fs::canonicalize(path) {
-        return Some(real);
-    }
-    let name = path.file_name()?;
-    Some(fs::canonicalize(parent_of(path)).ok()?.join(name))
-}
-
-// Small wrappers around the system calls.
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn cstring(s: impl AsRef<OsStr>) -> io::Result<CString> {
-    CString::new(s.as_ref().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the name"))
-}
-
-fn stat_at(dir: &OwnedFd, name: &OsStr) -> io::Result<libc::stat> {
-    let c = cstring(name)?;
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    cvt(unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
-    Ok(st)
-}
-
-fn unlink_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
-    let c = cstring(name)?;
-    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
-}
-
 /// The umask, read without changing it (calling umask(2) twice would race
 /// with threads creating files).
 fn process_umask() -> u32 {
@@ -979,21 +686,6 @@ mod tests {
         assert!(fs::metadata(&sub).unwrap().is_dir());
         assert_eq!(names(dir.path()), ["dangling", "socket", "sub", "to-dir", "to-socket"]);
         assert!(names(&sub).is_empty());
-    }
-
-    #[test]
-    fn writes_in_pieces_put_every_byte_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..3 * WRITE_PIECE + 5).map(|i| (i % 251) as u8).collect();
-        let at = fs::File::create(dir.path().join("at")).unwrap();
-        write_all_at(&at, &data, 7).unwrap();
-        let back = fs::read(dir.path().join("at")).unwrap();
-        assert_eq!(back.len(), data.len() + 7);
-        assert!(back[7..] == data[..]);
-
-        let mut seq = PieceWriter(fs::File::create(dir.path().join("seq")).unwrap());
-        seq.write_all(&data).unwrap();
-        assert!(fs::read(dir.path().join("seq")).unwrap() == data);
     }
 
     #[test]
@@ -1266,70 +958,4 @@ mod tests {
         assert!(err.message.contains("file descriptor 999999 is not open"), "{}", err.message);
     }
 
-    fn input<'a>(what: &'a str, path: &'a Path) -> Input<'a> {
-        Input { what, path }
-    }
-
-    #[test]
-    fn an_output_that_is_an_input_is_refused_naming_both() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("db.sqlite");
-        fs::write(&db, "database").unwrap();
-        let store = dir.path().join("gnu/store");
-        let item = store.join("0a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r-app");
-        fs::create_dir_all(item.join("bin")).unwrap();
-        fs::write(item.join("bin/app"), "app").unwrap();
-        let link_to_db = dir.path().join("link");
-        symlink(&db, &link_to_db).unwrap();
-        let other_name_of_store = dir.path().join("store-link");
-        symlink(&store, &other_name_of_store).unwrap();
-        let inputs = [input("store database", &db)];
-        let check = |out: &Path| refuse_inputs(&Output::Path(out.to_path_buf()), &inputs, Some(&store));
-
-        for out in [db.clone(), link_to_db.clone(), dir.path().join("./db.sqlite"), dir.path().join("gnu/../db.sqlite")] {
-            let err = check(&out).err().unwrap();
-            assert_eq!(err.kind, ErrorKind::Output);
-            assert!(err.message.contains(&*out.to_string_lossy()) && err.message.contains("store database")
-                && err.message.contains(&*db.to_string_lossy()), "{}", err.message);
-        }
-        for out in [store.clone(), item.clone(), item.join("bin/app"), item.join("new.tar"), store.join("new.tar"),
-            other_name_of_store.join("new.tar")]
-        {
-            let err = check(&out).err().unwrap();
-            assert!(err.message.contains("inside the store directory") && err.message.contains(&*store.to_string_lossy()), "{}", err.message);
-        }
-        for out in [dir.path().join("image.tar"), dir.path().join("gnu/image.tar"), PathBuf::from("/dev/null")] {
-            check(&out).unwrap();
-        }
-        refuse_inputs(&Output::Path("/dev/null".into()), &[input("closure file", Path::new("/dev/null"))], None).unwrap();
-        // A journal file that does not exist yet: the same place.
-        let wal = dir.path().join("db.sqlite-wal");
-        let err = refuse_inputs(&Output::Path(wal.clone()), &[input("store database's journal", &wal)], None).err().unwrap();
-        assert!(err.message.contains("journal"), "{}", err.message);
-        // A descriptor open on an input.
-        let file = File::options().write(true).open(&db).unwrap();
-        let fd = PathBuf::from(format!("/dev/fd/{}", file.as_raw_fd()));
-        assert!(check(&fd).err().unwrap().message.contains("is the store database"));
-        assert_eq!(fs::read(&db).unwrap(), b"database");
-    }
-
-    #[test]
-    fn the_options_inputs_are_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("db.sqlite");
-        fs::write(&db, "database").unwrap();
-        let extra = dir.path().join("extra");
-        fs::write(&extra, "extra").unwrap();
-        let mut options = ImageOptions::new();
-        options.store_dir = dir.path().join("gnu/store");
-        fs::create_dir_all(&options.store_dir).unwrap();
-        options.database = Some(db.clone());
-        options.files.push(crate::options::ExtraFile { path: "/etc/extra".into(), source: extra.clone() });
-        let check = |p: &Path| refuse_build_inputs(&Output::Path(p.to_path_buf()), &options);
-        assert!(check(&db).err().unwrap().message.contains("is the store database '"));
-        assert!(check(&dir.path().join("db.sqlite-shm")).err().unwrap().message.contains("journal"));
-        assert!(check(&extra).err().unwrap().message.contains("is the extra file"));
-        assert!(check(&options.store_dir.join("x.tar")).err().unwrap().message.contains("inside the store"));
-        check(&dir.path().join("image.tar")).unwrap();
-    }
 }
