@@ -204,8 +204,9 @@ impl Layout {
     /// Gives `temp` its digest's name, unless a blob of that name is there
     /// already (it has the same bytes, and is not rewritten).
     pub fn install(&self, temp: TempBlob, hex: &str) -> Result<()> {
+        // Not fsynced, as a docker-archive is not: the rename of the index
+        // makes the image appear at once to readers, not to a crash.
         let TempBlob { file, path } = temp;
-        file.sync_all().map_err(|e| Error::output(&path, &e))?;
         drop(file);
         let target = self.blob_path(hex);
         let linked = match fs::hard_link(&path, &target) {
@@ -253,7 +254,7 @@ impl Layout {
 /// Writes `path` whole, replacing it atomically.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let out = OutputFile::open(&Output::Path(path.to_path_buf()))?;
-    (&out.file).write_all(bytes).and_then(|()| out.file.sync_all()).map_err(|e| Error::output(path, &e))?;
+    (&out.file).write_all(bytes).map_err(|e| Error::output(path, &e))?;
     out.commit()
 }
 
