@@ -2,6 +2,17 @@
 //! header in front of an entry whose name, link target, size or ids do not
 //! fit.  Sizes are computed before anything is written, so that every
 //! layer's length (and every offset in the outer archive) is known in advance.
+//!
+//! A header block is the `tar` crate's [`tar::Header`] (see [`ustar_block`]
+//! for the two fields set by hand).  The PAX extended header is written
+//! here: the crate makes one only through its `Builder`
+//! (`append_pax_extensions`), into a writer, as it writes it, where the
+//! one-pass design needs its length before anything is written
+//! ([`header_len`]: the records' lengths, which count their own digits,
+//! are computed without writing them); and the crate's extended header has
+//! no name and mtime 0 where these have a deterministic name
+//! (`PaxHeaders/<base name>`) and the entries' mtime, which the bytes of
+//! every image built so far depend on.
 
 /// The tar block size.
 pub const BLOCK: u64 = 512;
@@ -25,11 +36,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn typeflag(self) -> u8 {
+    fn entry_type(self) -> tar::EntryType {
         match self {
-            Kind::File => b'0',
-            Kind::Symlink => b'2',
-            Kind::Dir => b'5',
+            Kind::File => tar::EntryType::Regular,
+            Kind::Symlink => tar::EntryType::Symlink,
+            Kind::Dir => tar::EntryType::Directory,
         }
     }
 }
@@ -131,42 +142,42 @@ pub fn entry_len(h: &Header) -> u64 {
     header_len(h) + padded(h.size)
 }
 
-fn put_octal(field: &mut [u8], value: u64) {
-    // Zero-padded, NUL-terminated: "0000755\0".
-    let digits = field.len() - 1;
-    let s = format!("{value:0digits$o}");
-    let bytes = s.as_bytes();
-    let start = bytes.len().saturating_sub(digits);
-    field[..digits].copy_from_slice(&bytes[start..]);
-    field[digits] = 0;
+/// One ustar header block, made with the `tar` crate's [`tar::Header`]
+/// (the field layout, the octal numbers, the checksum's sum).  Fields that
+/// do not fit were given in a PAX header; here they are truncated (name,
+/// link) or zero (size, ids), as POSIX says a reader then ignores them.
+///
+/// Written here by hand, and why:
+/// - the name and the link target are copied as bytes: the crate's
+///   `set_path` and `set_link_name` clean a path (they drop a directory
+///   name's trailing `/`, refuse `..` and anything over 100 bytes), and an
+///   archive name must be kept byte for byte;
+/// - the checksum field is GNU tar's six digits, a NUL and a space, which
+///   every archive has had from the first; the crate writes seven digits
+///   and a NUL (both are valid), and a different byte would change every
+///   layer's `diff_id`.
+fn ustar_block(name: &[u8], entry_type: tar::EntryType, h: &Header, size: u64) -> [u8; BLOCK as usize] {
+    let mut block = tar::Header::new_ustar();
+    let fields = block.as_ustar_mut().expect("a ustar header");
+    put_bytes(&mut fields.name, name);
+    put_bytes(&mut fields.linkname, h.link);
+    fields.set_device_major(0);
+    fields.set_device_minor(0);
+    block.set_mode(h.mode);
+    block.set_uid(u64::from(if h.uid > OCTAL_ID_MAX { 0 } else { h.uid }));
+    block.set_gid(u64::from(if h.gid > OCTAL_ID_MAX { 0 } else { h.gid }));
+    block.set_size(if size > OCTAL_SIZE_MAX { 0 } else { size });
+    block.set_mtime(MTIME);
+    block.set_entry_type(entry_type);
+    block.set_cksum();
+    let sum = block.cksum().expect("the checksum just written");
+    block.as_old_mut().cksum.copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    *block.as_bytes()
 }
 
 fn put_bytes(field: &mut [u8], value: &[u8]) {
     let n = value.len().min(field.len());
     field[..n].copy_from_slice(&value[..n]);
-}
-
-/// Fills one ustar header block.  Fields that do not fit were given in a
-/// PAX header; here they are truncated (name, link) or zero (size, ids).
-fn ustar_block(block: &mut [u8], name: &[u8], typeflag: u8, h: &Header, size: u64) {
-    block.fill(0);
-    put_bytes(&mut block[0..100], name);
-    put_octal(&mut block[100..108], u64::from(h.mode));
-    put_octal(&mut block[108..116], if h.uid > OCTAL_ID_MAX { 0 } else { u64::from(h.uid) });
-    put_octal(&mut block[116..124], if h.gid > OCTAL_ID_MAX { 0 } else { u64::from(h.gid) });
-    put_octal(&mut block[124..136], if size > OCTAL_SIZE_MAX { 0 } else { size });
-    put_octal(&mut block[136..148], MTIME);
-    block[156] = typeflag;
-    put_bytes(&mut block[157..257], h.link);
-    block[257..263].copy_from_slice(b"ustar\0");
-    block[263..265].copy_from_slice(b"00");
-    put_octal(&mut block[329..337], 0);
-    put_octal(&mut block[337..345], 0);
-    // The checksum is computed with its own field read as spaces.
-    block[148..156].fill(b' ');
-    let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    block[148..156].copy_from_slice(s.as_bytes());
 }
 
 /// Appends the header(s) of `h` to `out`: exactly [`header_len`] bytes.
@@ -180,14 +191,11 @@ pub fn write_header(h: &Header, out: &mut Vec<u8>) {
         let mut pax_name = b"PaxHeaders/".to_vec();
         pax_name.extend_from_slice(&base[..base.len().min(NAME_LEN - pax_name.len())]);
         let pax = Header { name: &pax_name, kind: Kind::File, mode: 0o644, uid: 0, gid: 0, size: records.len() as u64, link: b"" };
-        out.resize(start + BLOCK as usize, 0);
-        ustar_block(&mut out[start..], &pax_name, b'x', &pax, records.len() as u64);
+        out.extend_from_slice(&ustar_block(&pax_name, tar::EntryType::XHeader, &pax, records.len() as u64));
         out.extend_from_slice(&records);
         out.resize(start + BLOCK as usize + padded(records.len() as u64) as usize, 0);
     }
-    let at = out.len();
-    out.resize(at + BLOCK as usize, 0);
-    ustar_block(&mut out[at..], h.name, h.kind.typeflag(), h, h.size);
+    out.extend_from_slice(&ustar_block(h.name, h.kind.entry_type(), h, h.size));
     debug_assert_eq!((out.len() - start) as u64, header_len(h));
 }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::packaging::{LayerTarget, Packaging, Place, ProducedLayer, Stream, Tail};
+use super::packaging::{LayerTarget, Packaging, Place, ProducedLayer, Schedule, Stream, Tail};
 use super::Plan;
 use crate::compress;
 use crate::config::{self, LayerInfo};
@@ -127,9 +127,9 @@ impl<'p> DockerArchive<'p> {
 }
 
 impl Packaging for DockerArchive<'_> {
-    fn open_stream(&self) -> Result<Option<Stream>> {
+    fn schedule(&self) -> Result<Schedule> {
         if self.in_place() {
-            return Ok(None);
+            return Ok(Schedule::Parallel);
         }
         let handle = self.out.file.try_clone().map_err(|e| Error::output(&self.name, &e))?;
         let handle: Box<dyn compress::Sink> = if self.out.is_seekable() {
@@ -144,11 +144,16 @@ impl Packaging for DockerArchive<'_> {
         let threads = self.options.worker_threads();
         let sink = compress::compressor(self.options.compression, level, threads, handle)
             .map_err(|e| Error::output(&self.name, &e))?;
-        Ok(Some(Stream { sink, name: self.name.clone() }))
+        Ok(Schedule::Stream(Stream { sink, name: self.name.clone() }))
     }
 
-    fn layer_target(&self, index: usize) -> LayerTarget<'_> {
-        LayerTarget { place: self.place(), offset: self.offsets[index], prefix: &self.outer_headers[index] }
+    fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
+        let (offset, prefix) = (self.offsets[index], &self.outer_headers[index][..]);
+        Ok(if self.in_place() {
+            LayerTarget::File { file: &self.out.file, name: &self.name, offset, prefix }
+        } else {
+            LayerTarget::Stream { offset, prefix }
+        })
     }
 
     fn total_len(&self) -> u64 {

@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::options::{ImageOptions, Progress};
 use crate::output::OutputFile;
 use buffers::{BufferPool, Chunk, Shared, HASH_QUEUE, POOL_BUFFERS};
-use packaging::{Packaging, Place, ProducedLayer, Tail};
+use packaging::{LayerTarget, Packaging, Place, ProducedLayer, Schedule, Tail};
 use tar_writer::{Destination, Hashing, TarWriter};
 
 pub use docker::DockerArchive;
@@ -85,8 +85,11 @@ fn destination<'a>(place: Place<'a>, stream: &Option<SyncSender<Chunk>>) -> Dest
 /// reporting progress (on the calling thread) as it goes.
 pub fn produce(plan: &Plan, packaging: &dyn Packaging, options: &ImageOptions) -> Result<()> {
     let threads = options.worker_threads();
-    let stream = packaging.open_stream()?;
-    let parallel = stream.is_none() && !packaging.in_order();
+    let (parallel, stream) = match packaging.schedule()? {
+        Schedule::Parallel => (true, None),
+        Schedule::InOrder => (false, None),
+        Schedule::Stream(stream) => (false, Some(stream)),
+    };
     let pool = BufferPool::new();
     let bytes_done = AtomicU64::new(0);
     let items_done = AtomicU64::new(0);
@@ -113,11 +116,12 @@ pub fn produce(plan: &Plan, packaging: &dyn Packaging, options: &ImageOptions) -
     let layers = &plan.layers;
     let producers = if parallel { threads.min(layers.len()).max(1) } else { 1 };
     // The cores no producer uses hash the first layers taken, on a thread
-    // of their own (in place only: a stream's single producer hashes
-    // inline, with the writer or the compressor on the other cores).
+    // of their own (side by side only, and for a layer written to a file:
+    // one after the other, the producer hashes inline, with the writer or
+    // the compressor on the other cores).
     let hash_threads = if parallel { threads.saturating_sub(producers) } else { 0 };
-    // In place, the largest layers first, so that no core is left waiting
-    // for one big layer at the end; in a stream, in order.
+    // Side by side, the largest layers first, so that no core is left
+    // waiting for one big layer at the end; else in order.
     let mut order: Vec<usize> = (0..layers.len()).collect();
     if parallel {
         order.sort_by_key(|&i| std::cmp::Reverse(layers[i].len));
@@ -143,15 +147,8 @@ pub fn produce(plan: &Plan, packaging: &dyn Packaging, options: &ImageOptions) -
                 let Some(&i) = order.get(taken) else { return };
                 let r = stop_others_on_error(shared.abort, || {
                     shared.check_stop()?;
-                    let diff_id = match packaging.layer_stream(i)? {
-                        Some(own) => produce_layer_to_stream(shared, own, &layers[i], i)?,
-                        None => {
-                            let target = packaging.layer_target(i);
-                            let dest = destination(target.place, &sender);
-                            let hash_thread = taken < hash_threads;
-                            produce_layer(shared, dest, target.offset, target.prefix, &layers[i], i, hash_thread)?
-                        }
-                    };
+                    let target = packaging.layer_target(i)?;
+                    let diff_id = produce_layer(shared, target, &sender, &layers[i], i, taken < hash_threads)?;
                     let produced = ProducedLayer { diff_id, len: layers[i].len };
                     packaging.layer_done(i, &produced)?;
                     Ok(produced)
@@ -195,59 +192,55 @@ pub fn produce(plan: &Plan, packaging: &dyn Packaging, options: &ImageOptions) -
     })
 }
 
-/// Produces layer number `index`, after `prefix`, from `offset` at `dest`,
-/// and returns its SHA-256.  With `hash_thread` (for a file destination
-/// only) the layer is hashed on a thread of its own.
+/// Produces layer number `index` to `target` and returns its SHA-256.
+/// `stream` is the sender to the writer of [`Schedule::Stream`].  With
+/// `hash_thread`, a layer written to a file is hashed on a thread of its
+/// own.
 fn produce_layer(
     shared: &Shared,
-    dest: Destination,
-    offset: u64,
-    prefix: &[u8],
+    target: LayerTarget,
+    stream: &Option<SyncSender<Chunk>>,
     layer: &Layer,
     index: usize,
     hash_thread: bool,
 ) -> Result<[u8; 32]> {
-    let write = |hashing| -> Result<Option<[u8; 32]>> {
+    let write = |dest, offset, prefix: &[u8], hashing| -> Result<Option<[u8; 32]>> {
         let mut w = TarWriter::for_layer(shared, dest, offset, prefix, hashing)?;
         layer.write(&mut w, index)?;
         w.finish()
     };
-    if !hash_thread {
-        let digest = write(Hashing::Inline(<Sha256 as sha2::Digest>::new()))?;
+    let inline = || Hashing::Inline(<Sha256 as sha2::Digest>::new());
+    let (dest, offset, prefix) = match target {
+        LayerTarget::File { file, name, offset, prefix } => (Destination::File(file, name), offset, prefix),
+        LayerTarget::Stream { offset, prefix } => (destination(Place::Stream, stream), offset, prefix),
+        LayerTarget::Own(own) => {
+            return std::thread::scope(|s| {
+                let (tx, rx) = mpsc::sync_channel(POOL_BUFFERS);
+                let (pool, abort) = (shared.pool, shared.abort);
+                let writer = s.spawn(move || buffers::write_chunks(rx, own.sink, pool, &own.name, abort));
+                // The writer ends when the tar writer, which holds the
+                // sender, is gone.
+                let written = write(Destination::Stream(tx), 0, &[], inline());
+                let finished = writer.join().expect("writer thread panicked");
+                match (written, finished) {
+                    (Ok(digest), Ok(())) => Ok(digest.expect("an inline hash")),
+                    (written, finished) => Err(first_real_error(finished.err().into_iter().chain(written.err()).collect())
+                        .expect("an error")),
+                }
+            });
+        }
+    };
+    if !(hash_thread && matches!(dest, Destination::File(..))) {
+        let digest = write(dest, offset, prefix, inline())?;
         return Ok(digest.expect("an inline hash"));
     }
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel(HASH_QUEUE);
         let hasher = s.spawn(move || buffers::hash_chunks(rx, shared.pool));
         // The writer, and with it the sender, is gone when this returns.
-        let written = write(Hashing::Offloaded(tx));
+        let written = write(dest, offset, prefix, Hashing::Offloaded(tx));
         let digest = hasher.join().expect("hashing thread panicked");
         written.map(|_| digest)
-    })
-}
-
-/// Produces layer number `index` into a stream of its own, through a
-/// writer thread of its own, and returns its SHA-256 once the stream is
-/// finished.
-fn produce_layer_to_stream(shared: &Shared, own: packaging::Stream, layer: &Layer, index: usize) -> Result<[u8; 32]> {
-    std::thread::scope(|s| {
-        let (tx, rx) = mpsc::sync_channel(POOL_BUFFERS);
-        let packaging::Stream { sink, name } = own;
-        let writer = s.spawn(move || buffers::write_chunks(rx, sink, shared.pool, &name, shared.abort));
-        // The writer ends when the tar writer, which holds the sender, is gone.
-        let produced = (move || {
-            let hashing = Hashing::Inline(<Sha256 as sha2::Digest>::new());
-            let mut w = TarWriter::for_layer(shared, Destination::Stream(tx), 0, &[], hashing)?;
-            layer.write(&mut w, index)?;
-            w.finish()
-        })();
-        let written = writer.join().expect("writer thread panicked");
-        match (produced, written) {
-            (Ok(digest), Ok(())) => Ok(digest.expect("an inline hash")),
-            (produced, written) => {
-                Err(first_real_error(written.err().into_iter().chain(produced.err()).collect()).expect("an error"))
-            }
-        }
     })
 }
 
@@ -271,4 +264,136 @@ fn first_real_error(errors: Vec<Error>) -> Option<Error> {
         fallback.get_or_insert(e);
     }
     fallback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packaging::Stream;
+    use super::*;
+    use crate::layers::{self, Unit};
+    use crate::output::Output;
+    use sha2::Digest;
+    use std::io::{self, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A sink that keeps what it is given in `slot`.
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+    impl Write for Kept {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl crate::compress::Sink for Kept {
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Each layer to a stream of its own, kept in memory: the shape of a
+    /// packaging of layers as blobs.
+    struct Blobs {
+        in_order: bool,
+        blobs: Vec<Arc<Mutex<Vec<u8>>>>,
+        done: Mutex<Vec<usize>>,
+        tail: Mutex<Option<Vec<ProducedLayer>>>,
+    }
+
+    impl Packaging for Blobs {
+        fn schedule(&self) -> Result<Schedule> {
+            Ok(if self.in_order { Schedule::InOrder } else { Schedule::Parallel })
+        }
+        fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
+            if self.in_order {
+                // One after the other: the last layer is done.
+                assert_eq!(self.done.lock().unwrap().last().map(|i| i + 1).unwrap_or(0), index);
+            }
+            let sink = Box::new(Kept(Arc::clone(&self.blobs[index])));
+            Ok(LayerTarget::Own(Stream { sink, name: format!("blob {index}").into() }))
+        }
+        fn layer_done(&self, index: usize, layer: &ProducedLayer) -> Result<()> {
+            // The layer's stream is finished: every byte is there.
+            let blob = self.blobs[index].lock().unwrap();
+            assert_eq!(blob.len() as u64, layer.len);
+            assert_eq!(<[u8; 32]>::from(Sha256::digest(&*blob)), layer.diff_id);
+            self.done.lock().unwrap().push(index);
+            Ok(())
+        }
+        fn total_len(&self) -> u64 {
+            0
+        }
+        fn write_tail<'a>(&'a self, layers: &[ProducedLayer], _: &Tail<'_, 'a>) -> Result<()> {
+            *self.tail.lock().unwrap() = Some(layers.to_vec());
+            Ok(())
+        }
+    }
+
+    /// A store of three items, planned as three layers.
+    fn plan(store: &std::path::Path) -> Plan {
+        let mut units = Vec::new();
+        for (i, name) in ["aaaa-one", "bbbb-two", "cccc-three"].iter().enumerate() {
+            let path = store.join(name);
+            std::fs::create_dir_all(path.join("bin")).unwrap();
+            std::fs::write(path.join("bin/run"), vec![b'a' + i as u8; 200_000 * (i + 1)]).unwrap();
+            std::os::unix::fs::symlink("run", path.join("bin/go")).unwrap();
+            units.push(Unit::Item { name: format!("gnu/store/{name}").into_bytes(), item: i, path });
+        }
+        let measured = measure_items(&units, 2, None).unwrap();
+        let layers = units
+            .into_iter()
+            .map(|u| Layer::new(layers::assemble(vec![u]).unwrap(), &measured, String::new()).unwrap())
+            .collect();
+        let image = ImageMeta { entry_point: Vec::new(), tags: vec!["t:latest".into()], created: 1 };
+        Plan { layers, measured, image, items_total: 3 }
+    }
+
+    /// The layers a docker-archive of `plan` holds, in order.
+    fn docker_layers(plan: &Plan, dir: &std::path::Path) -> Vec<Vec<u8>> {
+        let path = dir.join("image.tar");
+        let out = OutputFile::open(&Output::Path(path.clone())).unwrap();
+        write_docker_archive(plan, &out, &ImageOptions::new()).unwrap();
+        out.commit().unwrap();
+        let mut archive = tar::Archive::new(std::fs::File::open(&path).unwrap());
+        let mut layers = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().ends_with("layer.tar") {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).unwrap();
+                layers.push(data);
+            }
+        }
+        layers
+    }
+
+    #[test]
+    fn a_layer_is_produced_once_into_any_packaging() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(&dir.path().join("store"));
+        let expected = docker_layers(&plan, dir.path());
+        assert_eq!(expected.len(), 3);
+        for in_order in [false, true] {
+            let blobs = Blobs {
+                in_order,
+                blobs: (0..3).map(|_| Arc::default()).collect(),
+                done: Mutex::new(Vec::new()),
+                tail: Mutex::new(None),
+            };
+            produce(&plan, &blobs, &ImageOptions::new()).unwrap();
+            let produced = blobs.tail.lock().unwrap().clone().expect("the tail was written");
+            for (i, layer) in produced.iter().enumerate() {
+                let blob = blobs.blobs[i].lock().unwrap();
+                assert!(*blob == expected[i], "layer {i}, in order: {in_order}");
+                assert_eq!(layer.diff_id, <[u8; 32]>::from(Sha256::digest(&expected[i])));
+            }
+            let mut done = blobs.done.into_inner().unwrap();
+            if !in_order {
+                done.sort();
+            }
+            assert_eq!(done, [0, 1, 2]);
+        }
+    }
 }

@@ -13,14 +13,20 @@
 //! [`Packaging::layer_done`].
 //!
 //! The producers ask a packaging, in this order:
-//! 1. [`Packaging::open_stream`], once: whether the layers go to one
-//!    ordered stream (then one producer makes them in order, a writer
-//!    thread feeds the stream) or each to its place in a file (then the
-//!    producers make them in parallel, the largest first);
+//! 1. [`Packaging::schedule`], once: side by side (the largest layers
+//!    first), one after the other, or one after the other into one ordered
+//!    stream that the tail follows;
 //! 2. [`Packaging::layer_target`], for each layer, on the thread that
-//!    produces it, then [`Packaging::layer_done`] once it is whole;
+//!    produces it, then [`Packaging::layer_done`] once it is whole (one
+//!    after the other, `layer_target(i)` comes after `layer_done(i - 1)`,
+//!    so a layer may start where the last one ended);
 //! 3. [`Packaging::write_tail`], once every layer is produced and none
 //!    failed, with every layer's [`ProducedLayer`].
+//!
+//! A layer compressed on its own (a blob) goes to [`LayerTarget::Own`]: a
+//! stream of its own, through the packaging's compressor, whose sink can
+//! hash and count the compressed bytes; the packaging keeps that digest
+//! and size with the layer's [`ProducedLayer`] in `layer_done`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -38,34 +44,50 @@ pub struct ProducedLayer {
     pub len: u64,
 }
 
-/// Where the bytes of a layer (or of a packaging's own entries) are
-/// written.
+/// Where the bytes of a packaging's own entries are written.
 #[derive(Clone, Copy)]
 pub enum Place<'a> {
-    /// At their offsets in this file (named so in errors), by the thread
-    /// producing them; places in files are written in parallel.
+    /// At their offsets in this file (named so in errors), by the calling
+    /// thread.
     File(&'a File, &'a Path),
-    /// Into the one ordered stream [`Packaging::open_stream`] gave, at
-    /// their turn.
+    /// Into the stream of [`Schedule::Stream`], after the layers.
     Stream,
 }
 
 /// Where one layer goes.
-pub struct LayerTarget<'a> {
-    pub place: Place<'a>,
-    /// Offset of the first byte (of `prefix`) in the file or the stream.
-    pub offset: u64,
-    /// Bytes written just before the layer and not part of it (not hashed,
-    /// not counted in its length): the docker-archive's tar header of the
-    /// layer's file.
-    pub prefix: &'a [u8],
+pub enum LayerTarget<'a> {
+    /// At `offset` in `file` (named so in errors), written by the producing
+    /// thread, after `prefix`: bytes that are not part of the layer (not
+    /// hashed, not counted in its length), such as the docker-archive's
+    /// tar header of the layer's file.
+    File { file: &'a File, name: &'a Path, offset: u64, prefix: &'a [u8] },
+    /// Into the stream of [`Schedule::Stream`], after `prefix`; `offset` is
+    /// where `prefix` starts in the stream.
+    Stream { offset: u64, prefix: &'a [u8] },
+    /// Into a stream of the layer's own, fed by a writer thread of its
+    /// own and finished when the layer is.
+    Own(Stream),
 }
 
-/// The ordered stream the layers and the tail go to.
+/// An ordered stream of bytes.
 pub struct Stream {
     pub sink: Box<dyn Sink>,
     /// The output's name, for a write error's message.
     pub name: PathBuf,
+}
+
+/// How the layers are produced.
+pub enum Schedule {
+    /// Side by side, the largest first, as many at once as there are
+    /// threads (with fewer layers than threads, a layer written to a file
+    /// is hashed on a thread of its own).  No layer goes to
+    /// [`LayerTarget::Stream`].
+    Parallel,
+    /// One after the other, in order, each to its own place.
+    InOrder,
+    /// One after the other, in order, into this stream: every layer goes
+    /// to [`LayerTarget::Stream`], and the tail may follow them there.
+    Stream(Stream),
 }
 
 /// A way of packaging produced layers (see the module's documentation).
@@ -73,39 +95,22 @@ pub struct Stream {
 /// It is shared by the producing threads: `layer_target` and `layer_done`
 /// are called on several threads at once.
 pub trait Packaging: Sync {
-    /// The stream every layer goes to in order, or `None` when each layer
-    /// has its [`Place::File`].  Called once, before any layer.
-    fn open_stream(&self) -> Result<Option<Stream>>;
+    /// How the layers are produced.  Called once, before any layer.
+    fn schedule(&self) -> Result<Schedule>;
 
-    /// Where layer `index` goes.  A layer's target is [`Place::Stream`]
-    /// exactly when [`Packaging::open_stream`] gave a stream.
-    fn layer_target(&self, index: usize) -> LayerTarget<'_>;
-
-    /// A stream of layer `index`'s own, which its bytes go to instead of
-    /// its [`LayerTarget`] (an OCI blob, compressed on its own), or `None`
-    /// (the default) for the target.  Called on the producing thread; the
-    /// stream is finished before [`Packaging::layer_done`].
-    fn layer_stream(&self, index: usize) -> Result<Option<Stream>> {
-        let _ = index;
-        Ok(None)
-    }
-
-    /// Whether the layers must be produced one after the other, in order,
-    /// even without a common stream (a packaging that knows where a layer
-    /// goes only once the previous one has ended, as an oci-archive).
-    fn in_order(&self) -> bool {
-        false
-    }
+    /// Where layer `index` goes.
+    fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>>;
 
     /// Called on the producing thread once layer `index` is written whole
-    /// (and its bytes have reached its place).
+    /// (and its bytes have reached its place; a stream of its own is
+    /// finished).
     fn layer_done(&self, index: usize, layer: &ProducedLayer) -> Result<()> {
         let _ = (index, layer);
         Ok(())
     }
 
-    /// Bytes the whole build writes, layers, prefixes and tail, for the
-    /// progress report.
+    /// Bytes the producers and the tail write (layers, prefixes and
+    /// tail, uncompressed), for the progress report.
     fn total_len(&self) -> u64;
 
     /// Writes what follows the layers, given all of them in order.

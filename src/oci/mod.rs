@@ -4,7 +4,7 @@
 //! naming the image.
 //!
 //! Both are [`Packaging`]s of [`crate::archive`]: each layer, produced
-//! once, goes to a stream of its own ([`Packaging::layer_stream`]) that
+//! once, goes to a stream of its own ([`LayerTarget::Own`]) that
 //! compresses it into its blob.
 //!
 //! - `oci:DIR[:REF]` ([`LayoutPackaging`], [`layout`]): blobs and
@@ -28,7 +28,7 @@ pub mod tarball;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::archive::packaging::{LayerTarget, Packaging, Place, ProducedLayer, Stream, Tail};
+use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
 use crate::config::{self, LayerInfo};
 use crate::destination::Destination;
@@ -153,21 +153,16 @@ impl<'p> LayoutPackaging<'p> {
 }
 
 impl Packaging for LayoutPackaging<'_> {
-    fn open_stream(&self) -> Result<Option<Stream>> {
-        Ok(None)
+    fn schedule(&self) -> Result<Schedule> {
+        Ok(Schedule::Parallel)
     }
 
-    /// Never used: every layer has a stream of its own.
-    fn layer_target(&self, _index: usize) -> LayerTarget<'_> {
-        LayerTarget { place: Place::Stream, offset: 0, prefix: &[] }
-    }
-
-    fn layer_stream(&self, index: usize) -> Result<Option<Stream>> {
+    fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
         let temp = self.layout.temp_blob()?;
         let file = temp.file.try_clone().map_err(|e| Error::output(self.dir, &e))?;
         let (stream, seen) = blob::blob_stream(file, 0, self.compressor, self.dir)?;
         self.pending.lock().unwrap()[index] = Some((temp, seen));
-        Ok(Some(stream))
+        Ok(LayerTarget::Own(stream))
     }
 
     fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {

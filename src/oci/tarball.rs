@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use super::blob::{self, Compressor, Seen};
 use super::documents::{self, Descriptor};
 use super::{reference_of, ImageDocuments};
-use crate::archive::packaging::{LayerTarget, Packaging, Place, ProducedLayer, Stream, Tail};
+use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::ImageOptions;
@@ -68,25 +68,17 @@ struct ArchivePackaging<'p> {
 }
 
 impl Packaging for ArchivePackaging<'_> {
-    fn open_stream(&self) -> Result<Option<Stream>> {
-        Ok(None)
+    /// In order: a layer starts where the last one ended.
+    fn schedule(&self) -> Result<Schedule> {
+        Ok(Schedule::InOrder)
     }
 
-    fn in_order(&self) -> bool {
-        true
-    }
-
-    /// Never used: every layer has a stream of its own.
-    fn layer_target(&self, _index: usize) -> LayerTarget<'_> {
-        LayerTarget { place: Place::Stream, offset: 0, prefix: &[] }
-    }
-
-    fn layer_stream(&self, _index: usize) -> Result<Option<Stream>> {
+    fn layer_target(&self, _index: usize) -> Result<LayerTarget<'_>> {
         let header_at = *self.offset.lock().unwrap();
         let file = self.file.try_clone().map_err(|e| Error::output(&self.name, &e))?;
         let (stream, seen) = blob::blob_stream(file, header_at + tarfmt::BLOCK, self.compressor, &self.name)?;
         *self.pending.lock().unwrap() = Some((header_at, seen));
-        Ok(Some(stream))
+        Ok(LayerTarget::Own(stream))
     }
 
     fn layer_done(&self, _index: usize, _layer: &ProducedLayer) -> Result<()> {
