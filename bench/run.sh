@@ -206,6 +206,16 @@ all_measurements() {
             measure "$name" - "$ours $layer_flag $flag -o - '$profile' >/dev/null"
         done
     done
+
+    # OCI: an image layout, uncompressed, 1 and 100 layers; each of 100
+    # layers compressed on its own, as an oci-archive (one file, so that
+    # its size compares with the whole-archive compression's).
+    measure ours-oci-1-dir - "$ours -o 'oci:$out/layout' '$profile'"
+    measure ours-oci-100-dir - "$ours --max-layers 100 -o 'oci:$out/layout' '$profile'"
+    for compression in gzip zstd; do
+        measure "ours-oci-100-archive-$compression" "$out/image.oci.tar" \
+            "$ours --max-layers 100 -C $compression -o 'oci-archive:$out/image.oci.tar' '$profile'"
+    done
 }
 
 describe() {
@@ -217,6 +227,12 @@ describe() {
         guix) echo "guix: reproducible layer, sha256, tar" ;;
         guix-gzip) echo "guix: ... | gzip -9n" ;;
         guix-zstd) echo "guix: ... | zstd -3 -T0" ;;
+        ours-oci-*) local l=${1#ours-oci-}
+            l=${l%%-*}
+            case $1 in
+                *-dir) echo "ours: OCI layout, $l layer$([ "$l" = 1 ] || echo s)" ;;
+                *) echo "ours: oci-archive, $l layers, ${1##*-} each" ;;
+            esac ;;
         ours-*) local d=${1#ours-} l=${1#ours-}
             l=${l%%-*}; d=${d#*-}
             echo "ours: $l layer$([ "$l" = 1 ] || echo s), ${d//-/, }" ;;
@@ -276,6 +292,10 @@ print_targets() {
     target "100 layers / 1 layer, to stdout" ours-100-stdout ours-1-stdout 1.05
     target "100 layers / 1 layer, zstd to a file" ours-100-file-zstd ours-1-file-zstd 1.05
     target "100 layers / 1 layer, gzip to a file" ours-100-file-gzip ours-1-file-gzip 1.05
+    target "OCI layout / docker-archive file, 1 layer" ours-oci-1-dir ours-1-file 1.1
+    target "OCI layout / docker-archive file, 100 layers" ours-oci-100-dir ours-100-file 1.1
+    target "per-layer gzip / whole-archive gzip, 100 layers" ours-oci-100-archive-gzip ours-100-file-gzip 1.05 1.01
+    target "per-layer zstd / whole-archive zstd, 100 layers" ours-oci-100-archive-zstd ours-100-file-zstd 1.05 1.01
     report "(3x faster is ours/base <= 0.334; \"no slower\" allows 5% for noise)"
 }
 

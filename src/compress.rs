@@ -2,8 +2,8 @@
 //! not depend on the number of threads.
 //!
 //! - gzip: the input is cut into fixed 1 MiB blocks, each compressed by a
-//!   worker into a gzip member of its own, and the members are written in
-//!   order.  Concatenated members are one valid gzip stream (RFC 1952), read
+//!   worker into a gzip member of its own (by libdeflate, which compresses
+//!   a whole buffer at once), and the members are written in order.  Concatenated members are one valid gzip stream (RFC 1952), read
 //!   by every gzip reader (Go's, which Docker and podman use, included).
 //! - zstd: libzstd's own workers; with at least one worker its output is the
 //!   same whatever their number.
@@ -87,14 +87,19 @@ struct ParallelGzip {
     workers: Vec<JoinHandle<()>>,
 }
 
-fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    // No name, mtime 0, OS byte fixed: the member depends on the data alone.
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(3)
-        .write(Vec::with_capacity(data.len() / 2 + 64), flate2::Compression::new(level));
-    enc.write_all(data)?;
-    enc.finish()
+/// One block as a gzip member, by libdeflate, which deflates a whole
+/// buffer at once (faster than zlib at the same level, and no larger).
+/// Its header has no name, mtime 0 and a fixed OS byte: the member depends
+/// on the data and level alone.  `deflater` is the worker's own.
+fn gzip_member(deflater: &mut libdeflater::Compressor, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = vec![0; deflater.gzip_compress_bound(data.len())];
+    let n = deflater.gzip_compress(data, &mut out).map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
+    out.truncate(n);
+    Ok(out)
+}
+
+fn deflater(level: u32) -> libdeflater::Compressor {
+    libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level as i32).expect("levels 1-9 are libdeflate's"))
 }
 
 impl ParallelGzip {
@@ -106,10 +111,13 @@ impl ParallelGzip {
         let workers = (0..threads)
             .map(|_| {
                 let rx = Arc::clone(&rx);
-                std::thread::spawn(move || loop {
-                    let job = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((data, reply))) = job else { return };
-                    let _ = reply.send(gzip_member(&data, level));
+                std::thread::spawn(move || {
+                    let mut deflater = deflater(level);
+                    loop {
+                        let job = rx.lock().map(|r| r.recv());
+                        let Ok(Ok((data, reply))) = job else { return };
+                        let _ = reply.send(gzip_member(&mut deflater, &data));
+                    }
                 })
             })
             .collect();
@@ -136,7 +144,7 @@ impl ParallelGzip {
         };
         if let Some((data, reply)) = unsent {
             // No workers left: compress here.
-            let _ = reply.send(gzip_member(&data, self.level));
+            let _ = reply.send(gzip_member(&mut deflater(self.level), &data));
         }
         self.pending.push_back(result);
         while self.pending.len() > self.max_pending {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::{self, ImageMeta, Layer, Plan};
 use crate::closure::{self, Closure};
+use crate::destination::Destination as ImageDestination;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{self, archive_name, Unit};
 use crate::localstate::{self, ImageDatabase};
@@ -35,11 +36,22 @@ pub fn build_docker_image(
     output: &Output,
     options: &ImageOptions,
 ) -> Result<()> {
+    build_image(items, closure, &ImageDestination::DockerArchive(output.clone()), options)
+}
+
+/// As [`build_docker_image`], to any destination (see [`crate::destination`]).
+pub fn build_image(
+    items: &[PathBuf],
+    closure: Option<&[PathBuf]>,
+    destination: &ImageDestination,
+    options: &ImageOptions,
+) -> Result<()> {
     if items.is_empty() {
         return Err(Error::invalid_argument("no store item given"));
     }
     let store = StoreDir::new(&options.store_dir)?;
-    crate::output::refuse_build_inputs(output, options)?;
+    let output = destination.output();
+    crate::output::refuse_build_inputs(&output, options)?;
     let mut roots = Vec::new();
     for path in items {
         let item = store.parse_item(path)?;
@@ -65,7 +77,10 @@ pub fn build_docker_image(
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
     let plan = plan(&roots[0], &closure, &extras, options)?;
-    let out = OutputFile::open(output)?;
+    if destination.is_oci() {
+        return crate::oci::write_image(&plan, roots[0].name(), destination, options);
+    }
+    let out = OutputFile::open(&output)?;
     archive::write_docker_archive(&plan, &out, options)?;
     out.commit()
 }

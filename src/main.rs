@@ -12,7 +12,7 @@ use std::sync::Arc;
 use guix_docker_native::closure::read_closure_file_cancellable;
 use guix_docker_native::output::{descriptor_of, is_standard_output, refuse_inputs, Input};
 use guix_docker_native::store::StoreDir;
-use guix_docker_native::{build_docker_image, default_output_name, Error, ErrorKind, Output, Result};
+use guix_docker_native::{build_image, default_output_name, Destination, Error, ErrorKind, Output, Result};
 
 use cli::args::{Cli, OutputChoice};
 use cli::progress::ProgressBar;
@@ -63,15 +63,29 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     let mut options = cli.image_options()?;
     cli.add_default_tag(&mut options)?;
     options.cancel = Some(Arc::clone(&interrupts.cancel));
-    let (output, name) = match cli.output_choice() {
+    let (destination, name) = match cli.output_choice()? {
         OutputChoice::Default => {
             let item = StoreDir::new(&options.store_dir)?.parse_item(&cli.items[0])?;
             let name = PathBuf::from(default_output_name(&item, &options));
-            (Output::Path(name.clone()), Some(name))
+            (Destination::DockerArchive(Output::Path(name.clone())), Some(name))
         }
-        OutputChoice::Stdout => (Output::Stdout, None),
-        OutputChoice::File(path) => (Output::Path(path.clone()), Some(path)),
+        OutputChoice::Stdout => (Destination::DockerArchive(Output::Stdout), None),
+        OutputChoice::File(path) => (Destination::DockerArchive(Output::Path(path.clone())), Some(path)),
+        // Printed as skopeo and podman take it, with the ref name used.
+        OutputChoice::Oci(destination) => {
+            let (transport, path) = match &destination {
+                Destination::OciLayout { dir, .. } => ("oci", dir),
+                Destination::OciArchive { file, .. } => ("oci-archive", file),
+                Destination::DockerArchive(_) => unreachable!("a docker-archive is a File or Stdout"),
+            };
+            let reference = destination.reference().or(options.tags.first().map(String::as_str)).unwrap_or("");
+            let mut name = std::ffi::OsString::from(format!("{transport}:"));
+            name.push(path.as_os_str());
+            name.push(format!(":{reference}"));
+            (destination.clone(), Some(PathBuf::from(name)))
+        }
     };
+    let output = destination.output();
     // No file name after an archive written to standard output.
     let name = name.filter(|_| !is_standard_output(&output));
     check_descriptors(&output, name.is_some())?;
@@ -91,7 +105,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
         let bar = Arc::clone(bar);
         options.progress = Some(Arc::new(move |progress| bar.update(progress)));
     }
-    let result = build_docker_image(&cli.items, closure.as_deref(), &output, &options);
+    let result = build_image(&cli.items, closure.as_deref(), &destination, &options);
     if let Some(bar) = &bar {
         bar.finish(result.is_ok());
     }

@@ -14,6 +14,8 @@
 #   install   tests/install/run.sh: make install into a staging directory,
 #             checked with the checkout out of sight; make uninstall
 #   consumers tests/consumers/run.sh: docker, podman, skopeo and umoci
+#   consumers-oci tests/consumers/oci.sh: the oci: and oci-archive:
+#             destinations with skopeo, docker, podman, containerd's ctr, umoci
 # Each stage prints `ok - STAGE` or `FAIL - STAGE`; the last line is
 # "N passed, N failed" and the exit status is non-zero when a stage failed.
 
@@ -140,11 +142,13 @@ if stage build cargo build --release; then
     script_stage install tests/install/run.sh
     if [ "$setup_ok" = yes ]; then
         script_stage consumers tests/consumers/run.sh
+        script_stage consumers-oci tests/consumers/oci.sh
     else
         skipped consumers "no packages or no dockerd"
+        skipped consumers-oci "no packages or no dockerd"
     fi
 else
-    for s in rust c guile install consumers; do
+    for s in rust c guile install consumers consumers-oci; do
         skipped "$s" "the build failed"
     done
 fi

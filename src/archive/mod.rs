@@ -83,7 +83,7 @@ fn destination<'a>(place: Place<'a>, stream: &Option<SyncSender<Chunk>>) -> Dest
 
 /// Produces `plan`'s layers where `packaging` places them, then its tail,
 /// reporting progress (on the calling thread) as it goes.
-fn produce(plan: &Plan, packaging: &dyn Packaging, options: &ImageOptions) -> Result<()> {
+pub fn produce(plan: &Plan, packaging: &dyn Packaging, options: &ImageOptions) -> Result<()> {
     let threads = options.worker_threads();
     let (parallel, stream) = match packaging.schedule()? {
         Schedule::Parallel => (true, None),

@@ -9,7 +9,7 @@ use clap::Parser;
 use guix_docker_native::layers::archive_name;
 use guix_docker_native::reference::default_repository;
 use guix_docker_native::store::StoreDir;
-use guix_docker_native::{Compression, Error, ErrorKind, ImageOptions, Result};
+use guix_docker_native::{parse_destination, Compression, Destination, Error, ErrorKind, ImageOptions, Output, Result};
 
 use super::time::parse_creation_time;
 
@@ -51,6 +51,11 @@ Examples:
   # With the closure as Guix knows it:
   guix gc -R /gnu/store/...-hello-2.12 > closure.txt
   guix-docker-native --closure-file closure.txt -o hello.tar /gnu/store/...-hello-2.12
+
+  # An OCI image layout, each layer gzipped on its own, then into podman:
+  guix-docker-native -C gzip --max-layers 10 -t hello:2.12 -o oci:/tmp/layout \\
+      /gnu/store/...-hello-2.12
+  podman pull oci:/tmp/layout:hello:2.12
 
   # Several layers that images can share, compressed; a store elsewhere:
   guix-docker-native --store-dir /tmp/x/gnu/store --database /tmp/x/var/guix/db/db.sqlite \\
@@ -120,15 +125,22 @@ pub struct Cli {
     #[arg(value_name = "ITEM", required = true)]
     pub items: Vec<PathBuf>,
 
-    /// Write the archive to FILE ('-': standard output)
+    /// Where the image goes, in skopeo's words: FILE, docker-archive:FILE
+    /// or '-' (standard output): a docker-archive; oci:DIR[:REF]: an OCI
+    /// image layout directory, added to (an entry of the same REF is
+    /// replaced); oci-archive:FILE[:REF]: that layout as one tar file (a
+    /// regular file, not a pipe).  REF, the image's name in the layout's
+    /// index, defaults to the first tag (hello:latest).  A file whose name
+    /// starts with a transport and a colon is given as ./NAME
     /// [default: <name>-docker-image.tar[.gz|.zst] in the current directory,
     /// <name> from the first ITEM]
-    #[arg(short = 'o', long, value_name = "FILE", help_heading = "Output")]
+    #[arg(short = 'o', long, value_name = "DEST", help_heading = "Output")]
     pub output: Option<PathBuf>,
 
-    /// Compression of the whole archive: none, gzip or zstd.  Docker 20.10
-    /// (Debian 12's docker.io) reads gzip but not zstd; podman, skopeo and
-    /// Docker 23 and later read both
+    /// Compression: none, gzip or zstd; of the whole archive for a
+    /// docker-archive, of each layer on its own (its own blob) for oci: and
+    /// oci-archive:.  Docker 20.10 (Debian 12's docker.io) reads gzip but
+    /// not zstd; podman, skopeo and Docker 23 and later read both
     #[arg(short = 'C', long, value_name = "NAME", default_value = "none", help_heading = "Output")]
     pub compression: String,
 
@@ -251,15 +263,21 @@ pub enum OutputChoice {
     Default,
     Stdout,
     File(PathBuf),
+    /// `oci:DIR[:REF]` or `oci-archive:FILE[:REF]`.
+    Oci(Destination),
 }
 
 impl Cli {
-    pub fn output_choice(&self) -> OutputChoice {
-        match &self.output {
+    /// What `-o` says, parsed as [`parse_destination`] does.
+    pub fn output_choice(&self) -> Result<OutputChoice> {
+        Ok(match &self.output {
             None => OutputChoice::Default,
-            Some(path) if path.as_os_str() == "-" => OutputChoice::Stdout,
-            Some(path) => OutputChoice::File(path.clone()),
-        }
+            Some(text) => match parse_destination(text.as_os_str())? {
+                Destination::DockerArchive(Output::Stdout) => OutputChoice::Stdout,
+                Destination::DockerArchive(Output::Path(path)) => OutputChoice::File(path),
+                oci => OutputChoice::Oci(oci),
+            },
+        })
     }
 
     /// The options the command line asks for; the first bad value is the error.
@@ -448,7 +466,7 @@ mod tests {
             "3", "/tmp/x/gnu/store/00000000000000000000000000000000-profile", "/tmp/x/gnu/store/11111111111111111111111111111111-extra",
         ]);
         assert_eq!(c.items.len(), 2);
-        assert_eq!(c.output_choice(), OutputChoice::File("out.tar".into()));
+        assert_eq!(c.output_choice().unwrap(), OutputChoice::File("out.tar".into()));
         let o = c.image_options().unwrap();
         assert_eq!(o.store_dir, PathBuf::from("/tmp/x/gnu/store"));
         assert_eq!(o.database, Some(PathBuf::from("/tmp/x/db.sqlite")));
@@ -472,15 +490,22 @@ mod tests {
     #[test]
     fn defaults() {
         let c = cli(&["/gnu/store/00000000000000000000000000000000-hello"]);
-        assert_eq!(c.output_choice(), OutputChoice::Default);
+        assert_eq!(c.output_choice().unwrap(), OutputChoice::Default);
         assert!(!c.quiet);
         let o = c.image_options().unwrap();
         assert_eq!(o.store_dir, guix_docker_native::options::default_store_dir());
         assert!(o.tags.is_empty() && o.entry_point.is_empty() && o.max_layers.is_none());
         assert_eq!((o.compression, o.compression_level, o.threads), (Compression::None, None, 0));
         assert_eq!(o.creation_time, None);
-        assert_eq!(cli(&["-o", "-", "x"]).output_choice(), OutputChoice::Stdout);
-        assert_eq!(cli(&["-o", "./-", "x"]).output_choice(), OutputChoice::File("./-".into()));
+        assert_eq!(cli(&["-o", "-", "x"]).output_choice().unwrap(), OutputChoice::Stdout);
+        assert_eq!(cli(&["-o", "./-", "x"]).output_choice().unwrap(), OutputChoice::File("./-".into()));
+        assert_eq!(
+            cli(&["-o", "oci:/tmp/l:a:1", "x"]).output_choice().unwrap(),
+            OutputChoice::Oci(Destination::OciLayout { dir: "/tmp/l".into(), reference: Some("a:1".into()) })
+        );
+        assert_eq!(cli(&["-o", "docker-archive:a.tar", "x"]).output_choice().unwrap(), OutputChoice::File("a.tar".into()));
+        let e = cli(&["-o", "docker://hello", "x"]).output_choice().unwrap_err();
+        assert!(e.message.contains("unknown transport 'docker'"), "{}", e.message);
     }
 
     #[test]
@@ -534,6 +559,7 @@ mod tests {
             "--compression ", "--compression-level", "--threads", "--quiet", "Docker 20.10",
             "--image-tag", "--directory", "--file", "--no-tmp", "--localstatedir",
             "Examples:", "Exit status", "NIX_STORE_DIR", "SOURCE_DATE_EPOCH",
+            "oci:DIR[:REF]", "oci-archive:FILE[:REF]", "docker-archive:FILE", "of each layer",
         ] {
             assert!(help.contains(needle), "--help lacks {needle}");
         }

@@ -1,0 +1,191 @@
+//! The image packaged as OCI: each layer a blob of its own, compressed on
+//! its own (`-C none|gzip|zstd`: media types `…layer.v1.tar`,
+//! `…tar+gzip`, `…tar+zstd`), the config, the manifest and an index entry
+//! naming the image.
+//!
+//! Both are [`Packaging`]s of [`crate::archive`]: each layer, produced
+//! once, goes to a stream of its own ([`LayerTarget::Own`]) that
+//! compresses it into its blob.
+//!
+//! - `oci:DIR[:REF]` ([`LayoutPackaging`], [`layout`]): blobs and
+//!   `index.json` in a directory, added to an existing layout.  Layers are
+//!   produced side by side, the largest first, each with its share of the
+//!   compressing threads.
+//! - `oci-archive:FILE[:REF]` ([`tarball`]): the same layout as one tar
+//!   file.  A blob's size is known only at its end, so its tar header is
+//!   written after it, into the block left for it; layers are produced one
+//!   after the other, each compressed on all cores.
+//!
+//! `diff_ids` are the hashes of the uncompressed tars (the layer is hashed
+//! as it is produced, before compression).  Compressed bytes do not depend
+//! on the number of threads.
+
+pub mod blob;
+pub mod documents;
+pub mod layout;
+pub mod tarball;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
+use crate::archive::{self, Plan};
+use crate::config::{self, LayerInfo};
+use crate::destination::Destination;
+use crate::error::{Error, Result};
+use crate::options::ImageOptions;
+use blob::{Compressor, Seen};
+use documents::Descriptor;
+
+/// Writes the image of `plan` to `destination`, an OCI one; `main_name`
+/// is the main item's name without its hash (`hello-2.12`).
+pub fn write_image(plan: &Plan, main_name: &str, destination: &Destination, options: &ImageOptions) -> Result<()> {
+    match destination {
+        Destination::OciLayout { dir, reference } => {
+            let shown = format!("oci:{}", dir.display());
+            let layout = layout::Layout::open(dir, &shown, options.cancel.as_deref())?;
+            let reference = reference_of(plan, reference.as_deref());
+            let packaging = LayoutPackaging::new(plan, main_name, reference, options, &layout, dir);
+            archive::produce(plan, &packaging, options)?;
+            let entry = packaging.entry.lock().unwrap().take().expect("the tail names the image");
+            if options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(Error::cancelled());
+            }
+            layout.commit(entry, reference)
+        }
+        Destination::OciArchive { file, reference } => tarball::write(plan, main_name, file, reference.as_deref(), options),
+        Destination::DockerArchive(_) => Err(Error::invalid_argument("a docker-archive is not an OCI destination")),
+    }
+}
+
+/// The ref name in the index: the one asked for, else the first tag.
+pub(crate) fn reference_of<'a>(plan: &'a Plan, asked: Option<&'a str>) -> &'a str {
+    asked.unwrap_or(&plan.image.tags[0])
+}
+
+/// The config, the manifest and the index entry of `plan`'s image, whose
+/// layers turned out as `layers` (blobs) and `produced` (diff_ids).
+pub struct ImageDocuments {
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+}
+
+impl ImageDocuments {
+    pub fn new(plan: &Plan, main_name: &str, options: &ImageOptions, layers: &[Descriptor], produced: &[ProducedLayer]) -> ImageDocuments {
+        let infos: Vec<LayerInfo> = produced
+            .iter()
+            .zip(&plan.layers)
+            .map(|(p, layer)| LayerInfo {
+                file: String::new(),
+                diff_id: format!("sha256:{}", hex::encode(p.diff_id)),
+                comment: layer.comment.clone(),
+            })
+            .collect();
+        let image = &plan.image;
+        let config = config::image_config(options, &image.entry_point, image.created, &infos);
+        let config_descriptor = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &config);
+        let manifest = documents::manifest(&config_descriptor, layers, image.created, main_name);
+        ImageDocuments { config, manifest }
+    }
+
+    /// The index entry naming the image `reference`.
+    pub fn entry(&self, plan: &Plan, options: &ImageOptions, reference: &str) -> serde_json::Value {
+        let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &self.manifest);
+        documents::index_entry(&manifest, &options.architecture, reference, &documents::full_name(&plan.image.tags[0]))
+    }
+}
+
+/// How layers are compressed, each on its own, with `producers` layers
+/// produced at once.
+pub(crate) fn compressor(options: &ImageOptions, producers: usize) -> Compressor {
+    Compressor {
+        kind: options.compression,
+        level: options.effective_compression_level(),
+        threads: (options.worker_threads() / producers.max(1)).max(1),
+    }
+}
+
+/// The image layout packaging: each layer into a temporary file of the
+/// layout, named by its digest once whole; the config and manifest blobs
+/// and the index entry at the end.
+struct LayoutPackaging<'p> {
+    plan: &'p Plan,
+    main_name: &'p str,
+    /// The ref name of the image in the index.
+    reference: &'p str,
+    options: &'p ImageOptions,
+    layout: &'p layout::Layout,
+    dir: &'p Path,
+    compressor: Compressor,
+    /// Each layer's blob being written, until it is whole.
+    pending: Mutex<Vec<Option<(layout::TempBlob, Seen)>>>,
+    /// Each layer's blob, once whole.
+    blobs: Mutex<Vec<Option<Descriptor>>>,
+    /// The index entry, made by the tail.
+    entry: Mutex<Option<serde_json::Value>>,
+}
+
+impl<'p> LayoutPackaging<'p> {
+    fn new(
+        plan: &'p Plan,
+        main_name: &'p str,
+        reference: &'p str,
+        options: &'p ImageOptions,
+        layout: &'p layout::Layout,
+        dir: &'p Path,
+    ) -> Self {
+        let n = plan.layers.len();
+        // As many layers at once as archive::produce runs producers.
+        let producers = options.worker_threads().min(n).max(1);
+        LayoutPackaging {
+            plan,
+            main_name,
+            reference,
+            options,
+            layout,
+            dir,
+            compressor: compressor(options, producers),
+            pending: Mutex::new((0..n).map(|_| None).collect()),
+            blobs: Mutex::new(vec![None; n]),
+            entry: Mutex::new(None),
+        }
+    }
+}
+
+impl Packaging for LayoutPackaging<'_> {
+    fn schedule(&self) -> Result<Schedule> {
+        Ok(Schedule::Parallel)
+    }
+
+    fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
+        let temp = self.layout.temp_blob()?;
+        let file = temp.file.try_clone().map_err(|e| Error::output(self.dir, &e))?;
+        let (stream, seen) = blob::blob_stream(file, 0, self.compressor, self.dir)?;
+        self.pending.lock().unwrap()[index] = Some((temp, seen));
+        Ok(LayerTarget::Own(stream))
+    }
+
+    fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {
+        let (temp, seen) = self.pending.lock().unwrap()[index].take().expect("a layer's stream comes first");
+        let (digest, size) = seen.get().expect("the layer's stream is finished");
+        let hex = hex::encode(digest);
+        self.layout.install(temp, &hex)?;
+        let media_type = blob::layer_media_type(self.options.compression).to_string();
+        self.blobs.lock().unwrap()[index] = Some(Descriptor { media_type, digest: format!("sha256:{hex}"), size });
+        Ok(())
+    }
+
+    fn total_len(&self) -> u64 {
+        self.plan.layers.iter().map(|l| l.len).sum()
+    }
+
+    fn write_tail<'a>(&'a self, layers: &[ProducedLayer], _tail: &Tail<'_, 'a>) -> Result<()> {
+        let blobs: Vec<Descriptor> =
+            self.blobs.lock().unwrap().iter().map(|b| b.clone().expect("every layer is whole")).collect();
+        let docs = ImageDocuments::new(self.plan, self.main_name, self.options, &blobs, layers);
+        self.layout.write_blob(documents::CONFIG_MEDIA_TYPE, &docs.config)?;
+        self.layout.write_blob(documents::MANIFEST_MEDIA_TYPE, &docs.manifest)?;
+        *self.entry.lock().unwrap() = Some(docs.entry(self.plan, self.options, self.reference));
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+# A private containerd for the tests: its own root, state and socket.
+# Source this file (bash).
+#
+#   gdn_containerd_start DIR   start containerd with everything in DIR
+#                              (created; keep the path short: sockets);
+#                              then call ctr through `gdn_ctr ARGS...`
+#                              (or "${GDN_CTR[@]}" ARGS..., e.g. under timeout)
+#   gdn_containerd_stop        stop it, unmount what it left, remove DIR
+#
+# The CRI plugin is off (no Kubernetes here); images are unpacked with the
+# native snapshotter, which needs no overlayfs.
+
+gdn_containerd_start() {
+    local base=$1 i
+    GDN_CONTAINERD_DIR=$base
+    mkdir -p "$base/root" "$base/state"
+    cat >"$base/config.toml" <<CONF
+version = 2
+root = "$base/root"
+state = "$base/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$base/c.sock"
+[ttrpc]
+  address = "$base/c.sock.ttrpc"
+[debug]
+  address = "$base/d.sock"
+CONF
+    GDN_CTR=(ctr --address "$base/c.sock" --namespace gdn-tests)
+    containerd --config "$base/config.toml" >"$base/containerd.log" 2>&1 &
+    GDN_CONTAINERD_PID=$!
+    for i in $(seq 1 120); do
+        if gdn_ctr version >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null; then
+            echo "containerd exited while starting; its log:" >&2
+            cat "$base/containerd.log" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+    echo "containerd did not answer within 60 s; its log:" >&2
+    tail -n 50 "$base/containerd.log" >&2
+    return 1
+}
+
+gdn_ctr() { "${GDN_CTR[@]}" "$@"; }
+
+gdn_containerd_stop() {
+    [ -n "${GDN_CONTAINERD_DIR:-}" ] || return 0
+    local i
+    if [ -n "${GDN_CONTAINERD_PID:-}" ] && kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null; then
+        kill -TERM "$GDN_CONTAINERD_PID" 2>/dev/null || true
+        for i in $(seq 1 60); do
+            kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null; then
+            kill -KILL "$GDN_CONTAINERD_PID" 2>/dev/null || true
+        fi
+        wait "$GDN_CONTAINERD_PID" 2>/dev/null || true
+    fi
+    local dir
+    dir=$(realpath -m "$GDN_CONTAINERD_DIR")
+    awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
+        sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$GDN_CONTAINERD_DIR"
+    unset GDN_CONTAINERD_DIR GDN_CONTAINERD_PID
+}
