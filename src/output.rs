@@ -701,6 +701,7 @@ fn process_is_gone(pid: u32) -> bool {
 pub struct Input<'a> {
     /// What it is, for the message: "store database", "closure file".
     pub what: &'a str,
+    /// The file's name as the caller gave it.
     pub path: &'a Path,
 }
 

@@ -88,7 +88,7 @@ pub unsafe extern "C" fn gdn_options_set_cancel(options: *mut gdn_options, cance
         let options = arg_handle(F, options)?;
         let flag = if cancel.is_null() { None } else { Some(arg_ref(F, "cancel", cancel)?.flag.clone()) };
         options.change(F, |o| {
-            o.cancel = flag;
+            o.set_cancel(flag);
             Ok(())
         })
     })

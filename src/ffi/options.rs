@@ -184,9 +184,9 @@ impl gdn_options {
     /// Sets or removes the C progress callback.
     fn set_callback(&self, function: &str, callback: Option<Arc<CProgress>>) -> Result<()> {
         let mut state = self.writable(function)?;
-        Arc::make_mut(&mut state.options).progress = callback.clone().map(|c| {
+        Arc::make_mut(&mut state.options).set_progress(callback.clone().map(|c| {
             Arc::new(move |progress: Progress| c.report(progress)) as crate::options::ProgressFn
-        });
+        }));
         state.callback = callback;
         Ok(())
     }
