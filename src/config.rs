@@ -5,6 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::options::{ImageOptions, CREATION_TIME_RANGE};
+use crate::reference::split_tag;
 
 /// One layer as the config and manifest describe it.
 pub struct LayerInfo {
@@ -92,10 +93,9 @@ pub fn manifest(config_file: &str, tags: &[String], layers: &[LayerInfo]) -> Vec
 pub fn repositories(tags: &[String], top_layer_id: &str) -> Vec<u8> {
     let mut repos: Map<String, Value> = Map::new();
     for tag in tags {
-        let slash = tag.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let colon = slash + tag[slash..].rfind(':').expect("validated tag has a tag");
-        let entry = repos.entry(tag[..colon].to_string()).or_insert_with(|| json!({}));
-        entry[&tag[colon + 1..]] = json!(top_layer_id);
+        let (name, Some(tag)) = split_tag(tag) else { panic!("tag '{tag}': validated tags have a tag") };
+        let entry = repos.entry(name.to_string()).or_insert_with(|| json!({}));
+        entry[tag] = json!(top_layer_id);
     }
     serde_json::to_vec(&Value::Object(repos)).expect("JSON of strings")
 }
