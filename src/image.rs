@@ -32,7 +32,7 @@ use crate::tarfmt::{self, Header, Kind};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// A file: what each kind of path means (a regular file, a symlink, a
-    /// device, a FIFO, `/dev/stdout`) is in [`crate::output`].
+    /// device, a FIFO, `/dev/stdout`) is in `src/output.rs`.
     Path(PathBuf),
     /// Standard output, streamed.
     Stdout,

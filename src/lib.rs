@@ -19,7 +19,7 @@
 //! # Ok::<(), guix_docker_native::Error>(())
 //! ```
 //!
-//! [`store`], [`closure`] and [`reference`] hold what a caller may want
+//! [`store`], [`closure`] and [`reference`](mod@reference) hold what a caller may want
 //! before a build: store items named and checked, a closure computed or read
 //! from a file, the tag an item's name gives.  The C ABI (see
 //! `include/guix_docker_native.h`) wraps the same API; it is not a Rust

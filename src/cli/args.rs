@@ -2,6 +2,10 @@
 //! [`ImageOptions`] through the options' own setters (so that a bad value
 //! gets the same message here as through the C ABI or Guile).
 
+// The doc comments of `Cli` are clap's `--help` text, where `<name>` is
+// meant as written, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 

@@ -59,12 +59,13 @@ impl ProgressBar {
             let style = ProgressStyle::with_template(template).expect("the templates are valid");
             self.bar.set_style(style.progress_chars("#>."));
         }
-        self.bar.set_length(progress.bytes_total);
-        self.bar.set_position(progress.bytes_done);
+        // The message first: each change may redraw.
         self.bar.set_message(match wanted {
             STYLE_FULL => items,
             _ => format!("{} / {} {items}", BinaryBytes(progress.bytes_done), BinaryBytes(progress.bytes_total)),
         });
+        self.bar.set_length(progress.bytes_total);
+        self.bar.set_position(progress.bytes_done);
     }
 
     /// Ends the bar: on success the final state stays on its line; on
