@@ -51,6 +51,9 @@ if [ -f "$root/summary" ] && [ -f "$root/profile" ] && [ -f "$db" ]; then
     exit 0
 fi
 
+schema=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)/src/closure/schema.sql
+[ -r "$schema" ] || die "$schema: the store database schema is missing"
+
 for tool in dpkg-query tar sqlite3 sha256sum find awk; do
     command -v "$tool" >/dev/null || die "'$tool' is needed and not installed"
 done
@@ -283,32 +286,9 @@ sql=$(mktemp)
     cat <<'EOF'
 PRAGMA foreign_keys = ON;
 BEGIN;
-CREATE TABLE ValidPaths (
-    id               integer primary key autoincrement not null,
-    path             text unique not null,
-    hash             text not null,
-    registrationTime integer not null,
-    deriver          text,
-    narSize          integer
-);
-CREATE TABLE Refs (
-    referrer  integer not null,
-    reference integer not null,
-    primary key (referrer, reference),
-    foreign key (referrer) references ValidPaths(id) on delete cascade,
-    foreign key (reference) references ValidPaths(id) on delete restrict
-);
-CREATE INDEX IndexReferrer ON Refs(referrer);
-CREATE INDEX IndexReference ON Refs(reference);
-CREATE TABLE DerivationOutputs (
-    drv  integer not null,
-    id   text not null,
-    path text not null,
-    primary key (drv, id),
-    foreign key (drv) references ValidPaths(id) on delete cascade
-);
-CREATE INDEX IndexDerivationOutputs ON DerivationOutputs(path);
 EOF
+    # The library's schema, the one copy (src/closure.rs includes it).
+    cat "$schema"
     all=("${items[@]}" "$profile_base")
     for ((i = 0; i < ${#all[@]}; i++)); do
         printf "INSERT INTO ValidPaths (id, path, hash, registrationTime, deriver, narSize) VALUES (%d, '%s', '%s', 1, NULL, %d);\n" \

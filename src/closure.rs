@@ -19,45 +19,19 @@ use crate::store::{StoreDir, StoreItem};
 use database::StoreDatabase;
 
 /// The tables of a store database as the Guix daemon creates them (its
-/// `schema.sql`).  This crate only reads them; the sample store generator
-/// and the tests create databases with it.
-pub const STORE_DATABASE_SCHEMA: &str = "
-create table if not exists ValidPaths (
-    id               integer primary key autoincrement not null,
-    path             text unique not null,
-    hash             text not null,
-    registrationTime integer not null,
-    deriver          text,
-    narSize          integer
-);
-create table if not exists Refs (
-    referrer  integer not null,
-    reference integer not null,
-    primary key (referrer, reference),
-    foreign key (referrer) references ValidPaths(id) on delete cascade,
-    foreign key (reference) references ValidPaths(id) on delete restrict
-);
-create index if not exists IndexReferrer on Refs(referrer);
-create index if not exists IndexReference on Refs(reference);
-create trigger if not exists DeleteSelfRefs before delete on ValidPaths
-  begin
-    delete from Refs where referrer = old.id and reference = old.id;
-  end;
-create table if not exists DerivationOutputs (
-    drv  integer not null,
-    id   text not null,
-    path text not null,
-    primary key (drv, id),
-    foreign key (drv) references ValidPaths(id) on delete cascade
-);
-create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
-";
+/// `schema.sql`), from `src/closure/schema.sql`.  This crate reads them
+/// (and writes them into an image with `--localstatedir`); the sample store
+/// generators, `bench/make-store.sh` and the tests create databases with it.
+pub const STORE_DATABASE_SCHEMA: &str = include_str!("closure/schema.sql");
 
 /// A closure: its items sorted by path, and, where known, what each
 /// references (indices into `items`, sorted, without the item itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closure {
+    /// The items, sorted by path.
     pub items: Vec<StoreItem>,
+    /// For each item, the indices of the items it references; `None` when
+    /// the references are not known (a closure file without a database).
     pub references: Option<Vec<Vec<usize>>>,
 }
 

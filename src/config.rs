@@ -4,7 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::options::ImageOptions;
+use crate::options::{ImageOptions, CREATION_TIME_RANGE};
+use crate::reference::split_tag;
 
 /// One layer as the config and manifest describe it.
 pub struct LayerInfo {
@@ -17,25 +18,14 @@ pub struct LayerInfo {
 }
 
 /// Formats seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:01Z`).
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+/// `secs` is within [`CREATION_TIME_RANGE`] (the creation time's setter and
+/// the `SOURCE_DATE_EPOCH` check see to it), the years `time` writes in
+/// RFC 3339.
+pub(crate) fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| panic!("creation time {secs}: outside {CREATION_TIME_RANGE:?}, which its setter refuses"))
 }
 
 fn strings(v: &[String]) -> Value {
@@ -103,10 +93,9 @@ pub fn manifest(config_file: &str, tags: &[String], layers: &[LayerInfo]) -> Vec
 pub fn repositories(tags: &[String], top_layer_id: &str) -> Vec<u8> {
     let mut repos: Map<String, Value> = Map::new();
     for tag in tags {
-        let slash = tag.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let colon = slash + tag[slash..].rfind(':').expect("validated tag has a tag");
-        let entry = repos.entry(tag[..colon].to_string()).or_insert_with(|| json!({}));
-        entry[&tag[colon + 1..]] = json!(top_layer_id);
+        let (name, Some(tag)) = split_tag(tag) else { panic!("tag '{tag}': validated tags have a tag") };
+        let entry = repos.entry(name.to_string()).or_insert_with(|| json!({}));
+        entry[tag] = json!(top_layer_id);
     }
     serde_json::to_vec(&Value::Object(repos)).expect("JSON of strings")
 }
@@ -121,6 +110,8 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(*CREATION_TIME_RANGE.start()), "0000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(*CREATION_TIME_RANGE.end()), "9999-12-31T23:59:59Z");
     }
 
     #[test]

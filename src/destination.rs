@@ -26,9 +26,19 @@ pub enum Destination {
     /// The docker-archive (a file, or standard output).
     DockerArchive(Output),
     /// An OCI image layout directory.
-    OciLayout { dir: PathBuf, reference: Option<String> },
+    OciLayout {
+        /// The layout's directory (created when missing).
+        dir: PathBuf,
+        /// The index entry's ref name; `None`: the first tag.
+        reference: Option<String>,
+    },
     /// An OCI image layout in one tar file.
-    OciArchive { file: PathBuf, reference: Option<String> },
+    OciArchive {
+        /// The tar file (a regular file: headers are filled in after their blobs).
+        file: PathBuf,
+        /// The index entry's ref name; `None`: the first tag.
+        reference: Option<String>,
+    },
 }
 
 /// The transports this program writes, as `--help` lists them.

@@ -138,16 +138,20 @@ impl ErrorKind {
 /// An error: its kind and a message for a person.
 #[derive(Debug, Clone)]
 pub struct Error {
+    /// What failed, as a stable code.
     pub kind: ErrorKind,
+    /// What went wrong, naming the input: `tag 'Hello': repository names must be lowercase`.
     pub message: String,
     /// Set on the error of a thread that stopped only because another
     /// part of the build failed: the other failure is the one to report.
     pub(crate) knock_on: bool,
 }
 
+/// The library's result: a value or an [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error { kind, message: message.into(), knock_on: false }
     }
@@ -162,6 +166,7 @@ impl Error {
         Error { knock_on: true, ..Error::new(kind, message) }
     }
 
+    /// An [`ErrorKind::InvalidArgument`] error.
     pub fn invalid_argument(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::InvalidArgument, message)
     }

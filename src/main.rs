@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use guix_docker_native::closure::read_closure_file_cancellable;
-use guix_docker_native::output::{descriptor_of, is_standard_output, refuse_inputs, Input};
-use guix_docker_native::store::StoreDir;
-use guix_docker_native::{build_image, default_output_name, Destination, Error, ErrorKind, Output, Result};
+use guix_docker_native::{
+    build_image, default_output_name, descriptor_of, is_standard_output, refuse_inputs, Destination, Error, ErrorKind,
+    Input, Output, Result, StoreDir,
+};
 
 use cli::args::{Cli, OutputChoice};
 use cli::progress::ProgressBar;
@@ -62,10 +63,10 @@ fn run() -> i32 {
 fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     let mut options = cli.image_options()?;
     cli.add_default_tag(&mut options)?;
-    options.cancel = Some(Arc::clone(&interrupts.cancel));
+    options.set_cancel(Some(Arc::clone(&interrupts.cancel)));
     let (destination, name) = match cli.output_choice()? {
         OutputChoice::Default => {
-            let item = StoreDir::new(&options.store_dir)?.parse_item(&cli.items[0])?;
+            let item = StoreDir::new(options.store_dir())?.parse_item(&cli.items[0])?;
             let name = PathBuf::from(default_output_name(&item, &options));
             (Destination::DockerArchive(Output::Path(name.clone())), Some(name))
         }
@@ -78,7 +79,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
                 Destination::OciArchive { file, .. } => ("oci-archive", file),
                 Destination::DockerArchive(_) => unreachable!("a docker-archive is a File or Stdout"),
             };
-            let reference = destination.reference().or(options.tags.first().map(String::as_str)).unwrap_or("");
+            let reference = destination.reference().or(options.tags().first().map(String::as_str)).unwrap_or("");
             let mut name = std::ffi::OsString::from(format!("{transport}:"));
             name.push(path.as_os_str());
             name.push(format!(":{reference}"));
@@ -94,7 +95,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     }
     let closure = match &cli.closure_file {
         Some(file) => Some(read_closure_file_cancellable(
-            &StoreDir::new(&options.store_dir)?,
+            &StoreDir::new(options.store_dir())?,
             file,
             Some(&interrupts.cancel),
         )?),
@@ -103,7 +104,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     let bar = (!cli.quiet && std::io::stderr().is_terminal()).then(|| Arc::new(ProgressBar::new()));
     if let Some(bar) = &bar {
         let bar = Arc::clone(bar);
-        options.progress = Some(Arc::new(move |progress| bar.update(progress)));
+        options.set_progress(Some(Arc::new(move |progress| bar.update(progress))));
     }
     let result = build_image(&cli.items, closure.as_deref(), &destination, &options);
     if let Some(bar) = &bar {

@@ -9,13 +9,17 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::layers::archive_name;
 use crate::reference::validate_tag;
 
 /// Compression applied to the whole archive, as `guix pack -C` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// An uncompressed tar archive.
     None,
+    /// gzip (levels 1 to 9, 6 by default).
     Gzip,
+    /// zstd (levels 1 to 19, 3 by default).
     Zstd,
 }
 
@@ -56,35 +60,48 @@ impl Compression {
 /// first item, as with `guix pack -S`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraSymlink {
+    /// Where the link is, an absolute path in the image.
     pub link: String,
+    /// What it points to, as given.
     pub target: String,
 }
 
 /// A directory added to the image (Guix's `(directory "/tmp" uid gid mode)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraDirectory {
+    /// Its absolute path in the image.
     pub path: String,
+    /// Its owner's user id.
     pub uid: u32,
+    /// Its group id.
     pub gid: u32,
+    /// Its permission bits (at most `0o7777`).
     pub mode: u32,
 }
 
 /// A regular file copied into the image from the host (a store database).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraFile {
+    /// Its absolute path in the image.
     pub path: String,
+    /// The host file its content is read from.
     pub source: PathBuf,
 }
 
 /// How far a build has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
+    /// Bytes of the archive written so far.
     pub bytes_done: u64,
+    /// Bytes the archive will have (before compression).
     pub bytes_total: u64,
+    /// Store items written so far.
     pub items_done: u64,
+    /// Store items in the closure.
     pub items_total: u64,
 }
 
+/// A progress callback (see [`ImageOptions::set_progress`]).
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// Largest number of layers: the classic Docker engine refuses more than 125.
@@ -104,44 +121,44 @@ pub const MAX_THREADS: usize = 1024;
 #[derive(Clone)]
 pub struct ImageOptions {
     /// The store directory (default `$NIX_STORE_DIR`, else `/gnu/store`).
-    pub store_dir: PathBuf,
+    pub(crate) store_dir: PathBuf,
     /// A store database to read references from.
-    pub database: Option<PathBuf>,
+    pub(crate) database: Option<PathBuf>,
     /// `name:tag` references, validated and complete (`:latest` added).
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Program and arguments; a relative program is relative to the first item.
-    pub entry_point: Vec<String>,
-    pub cmd: Vec<String>,
+    pub(crate) entry_point: Vec<String>,
+    pub(crate) cmd: Vec<String>,
     /// `NAME=VALUE` strings.
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub(crate) env: Vec<String>,
+    pub(crate) working_dir: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Normalised `PORT/PROTO` keys.
-    pub exposed_ports: BTreeSet<String>,
-    pub volumes: BTreeSet<String>,
-    pub symlinks: Vec<ExtraSymlink>,
-    pub directories: Vec<ExtraDirectory>,
-    pub files: Vec<ExtraFile>,
+    pub(crate) exposed_ports: BTreeSet<String>,
+    pub(crate) volumes: BTreeSet<String>,
+    pub(crate) symlinks: Vec<ExtraSymlink>,
+    pub(crate) directories: Vec<ExtraDirectory>,
+    pub(crate) files: Vec<ExtraFile>,
     /// Put the store database of the closure in the image, as
     /// `guix pack --localstatedir` (see [`crate::localstate`]).
-    pub localstatedir: bool,
+    pub(crate) localstatedir: bool,
     /// `(old, new)` prefix rewrites of archive names.
-    pub transformations: Vec<(String, String)>,
+    pub(crate) transformations: Vec<(String, String)>,
     /// `None`: one layer.  `Some(n)`: at most n layers.
-    pub max_layers: Option<u32>,
+    pub(crate) max_layers: Option<u32>,
     /// Docker's architecture name (`amd64`, `arm64`, ...).
-    pub architecture: String,
+    pub(crate) architecture: String,
     /// Seconds since the epoch; `None`: `SOURCE_DATE_EPOCH`, else 1.
-    pub creation_time: Option<i64>,
-    pub compression: Compression,
+    pub(crate) creation_time: Option<i64>,
+    pub(crate) compression: Compression,
     /// `None`: the compressor's default level.
-    pub compression_level: Option<i32>,
+    pub(crate) compression_level: Option<i32>,
     /// Worker threads; 0 means one per core.
-    pub threads: usize,
-    pub progress: Option<ProgressFn>,
+    pub(crate) threads: usize,
+    pub(crate) progress: Option<ProgressFn>,
     /// Set from another thread (or a signal handler) to stop the build.
-    pub cancel: Option<Arc<AtomicBool>>,
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ImageOptions {
@@ -257,6 +274,9 @@ fn require_no_nul(what: &str, value: &str) -> Result<()> {
 }
 
 impl ImageOptions {
+    /// The defaults: no tag, entry point or extra entries, one layer, no
+    /// compression, the host's architecture, the store directory of
+    /// [`default_store_dir`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -343,6 +363,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Adds an argument to the entry point (after its program is set).
     pub fn add_entry_point_argument(&mut self, arg: &str) -> Result<()> {
         require_no_nul("entry point argument", arg)?;
         if self.entry_point.is_empty() {
@@ -354,6 +375,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Adds an argument to the command (the config's `Cmd`).
     pub fn add_cmd(&mut self, arg: &str) -> Result<()> {
         require_no_nul("command argument", arg)?;
         self.cmd.push(arg.to_string());
@@ -375,6 +397,7 @@ impl ImageOptions {
         }
     }
 
+    /// Sets the working directory, an absolute path.
     pub fn set_working_dir(&mut self, dir: &str) -> Result<()> {
         require_absolute("working directory", dir)?;
         require_no_nul("working directory", dir)?;
@@ -382,6 +405,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Sets the user the container runs as (`NAME`, `UID` or `UID:GID`).
     pub fn set_user(&mut self, user: &str) -> Result<()> {
         if user.is_empty() {
             return Err(Error::invalid_argument("user '': empty"));
@@ -391,6 +415,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Adds (or replaces) the label `key`.
     pub fn add_label(&mut self, key: &str, value: &str) -> Result<()> {
         if key.is_empty() {
             return Err(Error::invalid_argument(format!("label '={value}': empty key")));
@@ -418,6 +443,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Adds a volume, an absolute path.
     pub fn add_volume(&mut self, path: &str) -> Result<()> {
         require_absolute("volume", path)?;
         require_no_nul("volume", path)?;
@@ -439,6 +465,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Adds a directory at `path` (absolute) with owner, group and mode.
     pub fn add_directory(&mut self, path: &str, uid: u32, gid: u32, mode: u32) -> Result<()> {
         require_absolute("directory", path)?;
         require_no_nul("directory", path)?;
@@ -451,6 +478,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Adds a file at `path` (absolute) copied from the host file `source`.
     pub fn add_file(&mut self, path: &str, source: PathBuf) -> Result<()> {
         require_absolute("file", path)?;
         require_no_nul("file", path)?;
@@ -467,6 +495,19 @@ impl ImageOptions {
         self.localstatedir = enable;
     }
 
+    /// Calls `report` as the build goes, on the thread that builds, with
+    /// the bytes and items written so far; `None` stops the reports.
+    pub fn set_progress(&mut self, report: Option<ProgressFn>) {
+        self.progress = report;
+    }
+
+    /// Stops the build, with [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled),
+    /// soon after `flag` becomes true (set it from another thread or a signal
+    /// handler); `None` detaches the flag.
+    pub fn set_cancel(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.cancel = flag;
+    }
+
     /// Rewrites archive names starting with `old` to start with `new`.
     pub fn add_transformation(&mut self, old: &str, new: &str) -> Result<()> {
         require_absolute("transformation source", old)?;
@@ -475,6 +516,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Splits the closure into at most `n` layers (1 to [`MAX_LAYERS_LIMIT`]).
     pub fn set_max_layers(&mut self, n: u32) -> Result<()> {
         if n == 0 || n > MAX_LAYERS_LIMIT {
             return Err(Error::invalid_argument(format!(
@@ -485,6 +527,7 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Sets the compression and its level (`None`: the compressor's default).
     pub fn set_compression(&mut self, compression: Compression, level: Option<i32>) -> Result<()> {
         if let Some(level) = level {
             let (low, high, _) = compression.levels();
@@ -525,12 +568,140 @@ impl ImageOptions {
         self.compression_level.unwrap_or(self.compression.levels().2)
     }
 
+    /// The number of worker threads to use: the option, or one per core.
     pub fn worker_threads(&self) -> usize {
         if self.threads > 0 {
             self.threads
         } else {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         }
+    }
+
+    /// Does a directory, symlink or file added so far sit at `path`?  Paths
+    /// are compared as the archive names them (`/tmp/` and `/tmp` are one
+    /// place); a path that is no archive name sits nowhere.
+    pub fn adds_entry_at(&self, path: &str) -> bool {
+        let Ok(wanted) = archive_name(path, &[]) else { return false };
+        let paths = self.directories.iter().map(|d| d.path.as_str());
+        let paths = paths.chain(self.symlinks.iter().map(|s| s.link.as_str()));
+        let mut paths = paths.chain(self.files.iter().map(|f| f.path.as_str()));
+        paths.any(|p| archive_name(p, &[]).is_ok_and(|name| name == wanted))
+    }
+}
+
+/// What was set, for a caller that shows or checks the options.  The
+/// values are those the setters stored (tags completed with `:latest`,
+/// ports normalised to `PORT/PROTO`, ...).
+impl ImageOptions {
+    /// The store directory.
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    /// The store database references are read from, if one was set.
+    pub fn database(&self) -> Option<&Path> {
+        self.database.as_deref()
+    }
+
+    /// The image's `name:tag` references, in the order they were added.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// The entry point: the program, then its arguments (empty: none).
+    pub fn entry_point(&self) -> &[String] {
+        &self.entry_point
+    }
+
+    /// The command's arguments (the config's `Cmd`).
+    pub fn cmd(&self) -> &[String] {
+        &self.cmd
+    }
+
+    /// The environment, as `NAME=VALUE` strings, one per name.
+    pub fn env(&self) -> &[String] {
+        &self.env
+    }
+
+    /// The working directory, if one was set.
+    pub fn working_dir(&self) -> Option<&str> {
+        self.working_dir.as_deref()
+    }
+
+    /// The user the container runs as, if one was set.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The labels, by key.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    /// The exposed ports, as `PORT/PROTO`.
+    pub fn exposed_ports(&self) -> &BTreeSet<String> {
+        &self.exposed_ports
+    }
+
+    /// The volumes' paths.
+    pub fn volumes(&self) -> &BTreeSet<String> {
+        &self.volumes
+    }
+
+    /// The symlinks added to the image.
+    pub fn symlinks(&self) -> &[ExtraSymlink] {
+        &self.symlinks
+    }
+
+    /// The directories added to the image.
+    pub fn directories(&self) -> &[ExtraDirectory] {
+        &self.directories
+    }
+
+    /// The files copied into the image.
+    pub fn files(&self) -> &[ExtraFile] {
+        &self.files
+    }
+
+    /// Whether the image gets the closure's store database.
+    pub fn localstatedir(&self) -> bool {
+        self.localstatedir
+    }
+
+    /// The `(old, new)` prefix rewrites of archive names, in order.
+    pub fn transformations(&self) -> &[(String, String)] {
+        &self.transformations
+    }
+
+    /// The most layers the image may have; `None`: one layer.
+    pub fn max_layers(&self) -> Option<u32> {
+        self.max_layers
+    }
+
+    /// Docker's name of the image's architecture (`amd64`, `arm64`, ...).
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// The creation time set, in seconds since the epoch; `None`: see
+    /// [`effective_creation_time`](Self::effective_creation_time).
+    pub fn creation_time(&self) -> Option<i64> {
+        self.creation_time
+    }
+
+    /// The compression of the archive.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The compression level set; `None`: the compressor's default.
+    pub fn compression_level(&self) -> Option<i32> {
+        self.compression_level
+    }
+
+    /// The number of worker threads set; 0 means one per core.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 }
 

@@ -66,6 +66,17 @@ fn valid_tag_part(t: &str) -> bool {
     !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
 }
 
+/// Splits `reference` into its name and tag.  The tag is after the last
+/// ':' that follows the last '/': a ':' before it is a registry's port
+/// (`localhost:5000/app`).
+pub(crate) fn split_tag(reference: &str) -> (&str, Option<&str>) {
+    let last_slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match reference[last_slash..].rfind(':') {
+        Some(i) => (&reference[..last_slash + i], Some(&reference[last_slash + i + 1..])),
+        None => (reference, None),
+    }
+}
+
 /// Checks `reference` (`name` or `name:tag`) and returns it as `name:tag`,
 /// adding `:latest` when the tag is missing.
 pub fn validate_tag(reference: &str) -> Result<String> {
@@ -73,12 +84,7 @@ pub fn validate_tag(reference: &str) -> Result<String> {
     if reference.contains('@') {
         return Err(bad("digests cannot name an image being built"));
     }
-    // The tag is after the last ':' that follows the last '/'.
-    let last_slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (name, tag) = match reference[last_slash..].rfind(':') {
-        Some(i) => (&reference[..last_slash + i], Some(&reference[last_slash + i + 1..])),
-        None => (reference, None),
-    };
+    let (name, tag) = split_tag(reference);
     if name.is_empty() {
         return Err(bad("empty name"));
     }
@@ -173,6 +179,15 @@ pub fn default_repository(item: &StoreItem) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tag_follows_the_last_colon_after_the_last_slash() {
+        assert_eq!(split_tag("hello"), ("hello", None));
+        assert_eq!(split_tag("hello:2.12"), ("hello", Some("2.12")));
+        assert_eq!(split_tag("localhost:5000/guix/hello"), ("localhost:5000/guix/hello", None));
+        assert_eq!(split_tag("localhost:5000/guix/hello:1"), ("localhost:5000/guix/hello", Some("1")));
+        assert_eq!(split_tag("a:b:c"), ("a:b", Some("c")));
+    }
 
     #[test]
     fn good_tags() {

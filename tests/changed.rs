@@ -58,8 +58,8 @@ impl Store {
         let out_dir = tempfile::tempdir().unwrap();
         let out = out_dir.path().join("image.tar");
         let mut o = ImageOptions::new();
-        o.store_dir = self.store.clone();
-        o.threads = how.threads;
+        o.set_store_dir(&self.store).unwrap();
+        o.set_threads(how.threads).unwrap();
         if let Some(n) = how.max_layers {
             o.set_max_layers(n).unwrap();
         }
@@ -68,11 +68,11 @@ impl Store {
             o.add_file(path, source.clone()).unwrap();
         }
         let change: Mutex<Option<Box<dyn FnOnce() + Send>>> = Mutex::new(Some(Box::new(change)));
-        o.progress = Some(Arc::new(move |_| {
+        o.set_progress(Some(Arc::new(move |_| {
             if let Some(change) = change.lock().unwrap().take() {
                 change();
             }
-        }));
+        })));
         let (items, closure) = (vec![self.a.clone()], vec![self.a.clone(), self.b.clone()]);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -43,7 +43,7 @@ fn make_store() -> Store {
 
 fn options(s: &Store) -> ImageOptions {
     let mut o = ImageOptions::new();
-    o.store_dir = s.store.clone();
+    o.set_store_dir(&s.store).unwrap();
     o
 }
 
@@ -160,7 +160,7 @@ fn same_inputs_same_bytes_whatever_the_mtimes_modes_and_threads() {
     let f = s.a.join("share/big");
     fs::write(&f, fs::read(&f).unwrap()).unwrap();
     fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
-    o.threads = 1;
+    o.set_threads(1).unwrap();
     let second = build(&s, &o, &dir.path().join("2.tar"));
     assert!(first == second, "archives differ");
     let (_, _, layers) = image(&first);
@@ -176,11 +176,11 @@ fn layers_hashed_on_threads_of_their_own_have_the_right_digests() {
     for max_layers in [1, 3] {
         let mut o = options(&s);
         o.set_max_layers(max_layers).unwrap();
-        o.threads = 1;
+        o.set_threads(1).unwrap();
         let inline = build(&s, &o, &dir.path().join("inline.tar"));
         image(&inline);
         for threads in [2, 4, 8] {
-            o.threads = threads;
+            o.set_threads(threads).unwrap();
             let offloaded = build(&s, &o, &dir.path().join(format!("{threads}.tar")));
             image(&offloaded);
             assert!(offloaded == inline, "{threads} threads, {max_layers} layers: archives differ");
@@ -212,10 +212,10 @@ fn progress_grows_to_the_total_on_the_calling_thread() {
     let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
     let caller = std::thread::current().id();
     let log = Arc::clone(&seen);
-    o.progress = Some(Arc::new(move |p| {
+    o.set_progress(Some(Arc::new(move |p| {
         assert_eq!(std::thread::current().id(), caller);
         log.lock().unwrap().push(p)
-    }));
+    })));
     let archive = build(&s, &o, &dir.path().join("p.tar"));
     let seen = seen.lock().unwrap();
     assert!(seen.len() >= 2);

@@ -11,13 +11,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use guix_docker_native::config::rfc3339;
-use guix_docker_native::options::CREATION_TIME_RANGE;
+use guix_docker_native::CREATION_TIME_RANGE;
 use proptest::prelude::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const HASH: &str = "0a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r";
+
+/// Seconds since the epoch in RFC 3339 UTC, as an image's `created` is.
+fn rfc3339(t: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
 
 struct Store {
     dir: tempfile::TempDir,

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use guix_docker_native::options::{CREATION_TIME_RANGE, MAX_LAYERS_LIMIT, MAX_THREADS};
+use guix_docker_native::{CREATION_TIME_RANGE, MAX_LAYERS_LIMIT, MAX_THREADS};
 use guix_docker_native::reference::{repository_from_name, validate_tag};
 use guix_docker_native::store::{nix_base32_encode, StoreDir, HASH_LEN, NIX_BASE32};
 use guix_docker_native::{Compression, ErrorKind, ImageOptions};
@@ -446,13 +446,13 @@ proptest! {
         let absolute = v.starts_with('/');
 
         match o.set_entry_point(&v) {
-            Ok(()) => { prop_assert!(!v.is_empty() && !has_nul); prop_assert_eq!(&o.entry_point, &vec![v.clone()]); }
+            Ok(()) => { prop_assert!(!v.is_empty() && !has_nul); prop_assert_eq!(o.entry_point(), &[v.clone()][..]); }
             Err(e) => { prop_assert!(v.is_empty() || has_nul); refused(&e, "entry point", &v)?; }
         }
         let mut with_program = ImageOptions::new();
         with_program.set_entry_point("bin/x").unwrap();
         match with_program.add_entry_point_argument(&v) {
-            Ok(()) => { prop_assert!(!has_nul); prop_assert_eq!(with_program.entry_point.last(), Some(&v)); }
+            Ok(()) => { prop_assert!(!has_nul); prop_assert_eq!(with_program.entry_point().last(), Some(&v)); }
             Err(e) => { prop_assert!(has_nul); refused(&e, "entry point argument", &v)?; }
         }
         match ImageOptions::new().add_entry_point_argument(&v) {
@@ -460,44 +460,44 @@ proptest! {
             Err(e) => refused(&e, "entry point argument", &v)?,
         }
         match o.add_cmd(&v) {
-            Ok(()) => { prop_assert!(!has_nul); prop_assert_eq!(o.cmd.last(), Some(&v)); }
+            Ok(()) => { prop_assert!(!has_nul); prop_assert_eq!(o.cmd().last(), Some(&v)); }
             Err(e) => { prop_assert!(has_nul); refused(&e, "command argument", &v)?; }
         }
         let env_ok = !has_nul && v.split_once('=').is_some_and(|(n, _)| !n.is_empty());
         match o.add_env(&v) {
-            Ok(()) => { prop_assert!(env_ok); prop_assert_eq!(o.env.last(), Some(&v)); }
+            Ok(()) => { prop_assert!(env_ok); prop_assert_eq!(o.env().last(), Some(&v)); }
             Err(e) => { prop_assert!(!env_ok); refused(&e, "environment variable", &v)?; }
         }
         match o.set_working_dir(&v) {
-            Ok(()) => { prop_assert!(absolute && !has_nul); prop_assert_eq!(o.working_dir.as_ref(), Some(&v)); }
+            Ok(()) => { prop_assert!(absolute && !has_nul); prop_assert_eq!(o.working_dir(), Some(v.as_str())); }
             Err(e) => { prop_assert!(!absolute || has_nul); refused(&e, "working directory", &v)?; }
         }
         match o.set_user(&v) {
-            Ok(()) => { prop_assert!(!v.is_empty() && !has_nul); prop_assert_eq!(o.user.as_ref(), Some(&v)); }
+            Ok(()) => { prop_assert!(!v.is_empty() && !has_nul); prop_assert_eq!(o.user(), Some(v.as_str())); }
             Err(e) => { prop_assert!(v.is_empty() || has_nul); refused(&e, "user", &v)?; }
         }
         match o.add_label(&v, &w) {
-            Ok(()) => { prop_assert!(!v.is_empty() && !has_nul && !w.contains('\0')); prop_assert_eq!(o.labels.get(&v), Some(&w)); }
+            Ok(()) => { prop_assert!(!v.is_empty() && !has_nul && !w.contains('\0')); prop_assert_eq!(o.labels().get(&v), Some(&w)); }
             Err(e) => {
                 prop_assert!(v.is_empty() || has_nul || w.contains('\0'));
                 refused(&e, "label", if v.is_empty() || has_nul { &v } else { &w })?;
             }
         }
         match o.add_volume(&v) {
-            Ok(()) => { prop_assert!(absolute && !has_nul); prop_assert!(o.volumes.contains(&v)); }
+            Ok(()) => { prop_assert!(absolute && !has_nul); prop_assert!(o.volumes().contains(&v)); }
             Err(e) => { prop_assert!(!absolute || has_nul); refused(&e, "volume", &v)?; }
         }
         let symlink_ok = absolute && v != "/" && !has_nul && !w.is_empty() && !w.contains('\0');
         match o.add_symlink(&v, &w) {
             Ok(()) => {
                 prop_assert!(symlink_ok);
-                let last = o.symlinks.last().unwrap();
+                let last = o.symlinks().last().unwrap();
                 prop_assert_eq!((&last.link, &last.target), (&v, &w));
             }
             Err(e) => { prop_assert!(!symlink_ok); refused(&e, "symlink", if !absolute || has_nul || !w.contains('\0') { &v } else { &w })?; }
         }
         match o.add_directory(&v, 0, 0, 0o755) {
-            Ok(()) => { prop_assert!(absolute && !has_nul); prop_assert_eq!(&o.directories.last().unwrap().path, &v); }
+            Ok(()) => { prop_assert!(absolute && !has_nul); prop_assert_eq!(&o.directories().last().unwrap().path, &v); }
             Err(e) => { prop_assert!(!absolute || has_nul); refused(&e, "directory", &v)?; }
         }
     }
@@ -508,8 +508,8 @@ proptest! {
         match o.add_exposed_port(&port) {
             Ok(()) => {
                 let expected = reference_port(&port);
-                prop_assert!(expected.is_some(), "{:?} accepted as {:?}", port, o.exposed_ports);
-                prop_assert!(o.exposed_ports.contains(&expected.unwrap()));
+                prop_assert!(expected.is_some(), "{:?} accepted as {:?}", port, o.exposed_ports());
+                prop_assert!(o.exposed_ports().contains(&expected.unwrap()));
             }
             Err(e) => {
                 prop_assert!(reference_port(&port).is_none(), "{:?} refused", port);
@@ -526,15 +526,15 @@ proptest! {
                                           mode in prop_oneof![any::<u32>(), 0..0o20000u32]) {
         let mut o = ImageOptions::new();
         match o.set_creation_time(seconds) {
-            Ok(()) => { prop_assert!(CREATION_TIME_RANGE.contains(&seconds)); prop_assert_eq!(o.creation_time, Some(seconds)); }
+            Ok(()) => { prop_assert!(CREATION_TIME_RANGE.contains(&seconds)); prop_assert_eq!(o.creation_time(), Some(seconds)); }
             Err(e) => { prop_assert!(!CREATION_TIME_RANGE.contains(&seconds)); refused(&e, "creation time", &seconds.to_string())?; }
         }
         match o.set_threads(threads) {
-            Ok(()) => { prop_assert!(threads <= MAX_THREADS); prop_assert_eq!(o.threads, threads); }
+            Ok(()) => { prop_assert!(threads <= MAX_THREADS); prop_assert_eq!(o.threads(), threads); }
             Err(e) => { prop_assert!(threads > MAX_THREADS); refused(&e, "threads", &threads.to_string())?; }
         }
         match o.set_max_layers(layers) {
-            Ok(()) => { prop_assert!((1..=MAX_LAYERS_LIMIT).contains(&layers)); prop_assert_eq!(o.max_layers, Some(layers)); }
+            Ok(()) => { prop_assert!((1..=MAX_LAYERS_LIMIT).contains(&layers)); prop_assert_eq!(o.max_layers(), Some(layers)); }
             Err(e) => { prop_assert!(!(1..=MAX_LAYERS_LIMIT).contains(&layers)); refused(&e, "max-layers", &layers.to_string())?; }
         }
         for (compression, range) in [(Compression::None, None), (Compression::Gzip, Some(1..=9)), (Compression::Zstd, Some(1..=19))] {
@@ -542,17 +542,17 @@ proptest! {
             match o.set_compression(compression, Some(level)) {
                 Ok(()) => {
                     prop_assert!(range.as_ref().is_some_and(|r| r.contains(&level)));
-                    prop_assert_eq!((o.compression, o.effective_compression_level()), (compression, level));
+                    prop_assert_eq!((o.compression(), o.effective_compression_level()), (compression, level));
                 }
                 Err(e) => {
                     prop_assert!(!range.as_ref().is_some_and(|r| r.contains(&level)));
                     refused(&e, "compression level", &level.to_string())?;
-                    prop_assert_eq!(o.compression, Compression::None, "a refused value changed the options");
+                    prop_assert_eq!(o.compression(), Compression::None, "a refused value changed the options");
                 }
             }
         }
         match o.add_directory("/d", 0, 0, mode) {
-            Ok(()) => { prop_assert!(mode <= 0o7777); prop_assert_eq!(o.directories.last().unwrap().mode, mode); }
+            Ok(()) => { prop_assert!(mode <= 0o7777); prop_assert_eq!(o.directories().last().unwrap().mode, mode); }
             Err(e) => { prop_assert!(mode > 0o7777); refused(&e, "directory", "/d")?; }
         }
     }
@@ -574,13 +574,13 @@ proptest! {
             _ => None,
         };
         let mut o = ImageOptions::new();
-        let before = o.architecture.clone();
+        let before = o.architecture().to_string();
         match o.set_system(&name) {
-            Ok(()) => prop_assert_eq!(Some(o.architecture.as_str()), expected),
+            Ok(()) => prop_assert_eq!(Some(o.architecture()), expected),
             Err(e) => {
                 prop_assert!(expected.is_none());
                 refused(&e, "system", &name)?;
-                prop_assert_eq!(o.architecture, before);
+                prop_assert_eq!(o.architecture(), before);
             }
         }
     }
@@ -596,25 +596,25 @@ proptest! {
                 (a, b) => prop_assert!(false, "add_tag and validate_tag disagree on {:?}: {:?} {:?}", tag, a.err(), b.err()),
             }
         }
-        prop_assert_eq!(o.tags, expected);
+        prop_assert_eq!(o.tags(), expected);
     }
 
     #[test]
     fn store_dir_database_and_transformations(v in value(), w in value()) {
         let mut o = ImageOptions::new();
         match o.set_store_dir(Path::new(&v)) {
-            Ok(()) => { prop_assert!(v.starts_with('/')); prop_assert_eq!(&o.store_dir, Path::new(&v)); }
+            Ok(()) => { prop_assert!(v.starts_with('/')); prop_assert_eq!(o.store_dir(), Path::new(&v)); }
             Err(e) => { prop_assert!(!v.starts_with('/')); refused(&e, "store directory", &v)?; }
         }
         match o.set_database(Path::new(&v)) {
-            Ok(()) => { prop_assert!(!v.is_empty()); prop_assert_eq!(o.database.as_deref(), Some(Path::new(&v))); }
+            Ok(()) => { prop_assert!(!v.is_empty()); prop_assert_eq!(o.database(), Some(Path::new(&v))); }
             Err(e) => { prop_assert!(v.is_empty()); refused(&e, "database", &v)?; }
         }
         let ok = v.starts_with('/') && w.starts_with('/');
         match o.add_transformation(&v, &w) {
             Ok(()) => {
                 prop_assert!(ok);
-                let (old, new) = o.transformations.last().unwrap();
+                let (old, new) = o.transformations().last().unwrap();
                 prop_assert_eq!((old.as_str(), new.as_str()), (v.trim_end_matches('/'), w.trim_end_matches('/')));
             }
             Err(e) => { prop_assert!(!ok); refused(&e, "transformation", if v.starts_with('/') { &w } else { &v })?; }

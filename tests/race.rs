@@ -301,8 +301,8 @@ fn run_one(world: &World, run: &Run) -> (Outcome, Duration, Duration) {
     let out = out_dir.path().join("image.tar");
     let before = snapshot(&world.store);
     let mut o = ImageOptions::new();
-    o.store_dir = world.store.clone();
-    o.threads = run.threads;
+    o.set_store_dir(&world.store).unwrap();
+    o.set_threads(run.threads).unwrap();
     if let Some(n) = run.max_layers {
         o.set_max_layers(n).unwrap();
     }
@@ -315,12 +315,12 @@ fn run_one(world: &World, run: &Run) -> (Outcome, Duration, Duration) {
         let _ = start_tx.lock().unwrap().take().unwrap().send(());
     }
     let first_report = Arc::clone(&writing_started);
-    o.progress = Some(Arc::new(move |_| {
+    o.set_progress(Some(Arc::new(move |_| {
         first_report.lock().unwrap().get_or_insert_with(Instant::now);
         if let Some(tx) = start_tx.lock().unwrap().take() {
             let _ = tx.send(());
         }
-    }));
+    })));
     let items = world.items();
     let staging = world.dir.path().join("staging");
     let (changes, targets) = (run.changes.clone(), world.targets.clone());

@@ -2,14 +2,19 @@
 //! [`ImageOptions`] through the options' own setters (so that a bad value
 //! gets the same message here as through the C ABI or Guile).
 
+// The doc comments of `Cli` are clap's `--help` text, where `<name>` is
+// meant as written, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Parser;
-use guix_docker_native::layers::archive_name;
 use guix_docker_native::reference::default_repository;
-use guix_docker_native::store::StoreDir;
-use guix_docker_native::{parse_destination, Compression, Destination, Error, ErrorKind, ImageOptions, Output, Result};
+use guix_docker_native::{
+    parse_destination, store_dir_from_environment, Compression, Destination, Error, ErrorKind, ImageOptions, Output, Result,
+    StoreDir,
+};
 
 use super::time::parse_creation_time;
 
@@ -286,7 +291,7 @@ impl Cli {
         match &self.store_dir {
             Some(dir) => o.set_store_dir(dir)?,
             None => {
-                if let Some(dir) = guix_docker_native::options::store_dir_from_environment()? {
+                if let Some(dir) = store_dir_from_environment()? {
                     o.set_store_dir(&dir)?;
                 }
             }
@@ -324,7 +329,9 @@ impl Cli {
             }
             o.add_file(path, PathBuf::from(source))?;
         }
-        if !self.no_tmp && !self.adds_at(TMP_DIRECTORY) {
+        // A --directory, --symlink or --file at /tmp replaces the default
+        // one rather than conflict with it.
+        if !self.no_tmp && !o.adds_entry_at(TMP_DIRECTORY) {
             o.add_directory(TMP_DIRECTORY, 0, 0, TMP_MODE)?;
         }
         o.set_localstatedir(self.localstatedir);
@@ -367,28 +374,15 @@ impl Cli {
 }
 
 impl Cli {
-    /// Does a --directory, --symlink or --file put something at `path`?
-    /// (Then it replaces the default /tmp rather than conflict with it.)
-    fn adds_at(&self, path: &str) -> bool {
-        let wanted = archive_name(path, &[]).ok();
-        let paths = self
-            .directories
-            .iter()
-            .chain(&self.symlinks)
-            .chain(&self.files)
-            .map(|spec| spec.split_once('=').map_or(spec.as_str(), |(path, _)| path));
-        paths.into_iter().any(|p| archive_name(p, &[]).ok() == wanted)
-    }
-
     /// Tags the image as `guix pack` names it when no -t is given: after the
     /// packages of a profile, else after the first item (see
     /// [`default_repository`]).  An item that is not a store item is left
     /// for the build to report.
     pub fn add_default_tag(&self, o: &mut ImageOptions) -> Result<()> {
-        if !o.tags.is_empty() {
+        if !o.tags().is_empty() {
             return Ok(());
         }
-        if let Ok(item) = StoreDir::new(&o.store_dir).and_then(|store| store.parse_item(&self.items[0])) {
+        if let Ok(item) = StoreDir::new(o.store_dir()).and_then(|store| store.parse_item(&self.items[0])) {
             o.add_tag(&default_repository(&item))?;
         }
         Ok(())
@@ -468,23 +462,23 @@ mod tests {
         assert_eq!(c.items.len(), 2);
         assert_eq!(c.output_choice().unwrap(), OutputChoice::File("out.tar".into()));
         let o = c.image_options().unwrap();
-        assert_eq!(o.store_dir, PathBuf::from("/tmp/x/gnu/store"));
-        assert_eq!(o.database, Some(PathBuf::from("/tmp/x/db.sqlite")));
-        assert_eq!(o.tags, ["hello:2.12", "guix/hello:latest"]);
-        assert_eq!(o.entry_point, ["bin/hello", "--greet", "world"]);
-        assert_eq!(o.cmd, ["-v"]);
-        assert_eq!(o.env, ["GREETING=hi=there"]);
-        assert_eq!((o.symlinks[0].link.as_str(), o.symlinks[0].target.as_str()), ("/bin", "bin"));
-        assert_eq!(o.max_layers, Some(4));
-        assert_eq!(o.architecture, "arm64");
-        assert_eq!(o.creation_time, Some(1_709_210_096));
-        assert_eq!(o.working_dir.as_deref(), Some("/srv"));
-        assert_eq!(o.user.as_deref(), Some("1000:1000"));
-        assert_eq!(o.labels.get("org.example").map(String::as_str), Some("a=b"));
-        assert!(o.exposed_ports.contains("53/udp"));
-        assert!(o.volumes.contains("/data"));
-        assert_eq!((o.compression, o.compression_level), (Compression::Zstd, Some(19)));
-        assert_eq!(o.threads, 3);
+        assert_eq!(o.store_dir(), PathBuf::from("/tmp/x/gnu/store"));
+        assert_eq!(o.database(), Some(PathBuf::from("/tmp/x/db.sqlite").as_path()));
+        assert_eq!(o.tags(), ["hello:2.12", "guix/hello:latest"]);
+        assert_eq!(o.entry_point(), ["bin/hello", "--greet", "world"]);
+        assert_eq!(o.cmd(), ["-v"]);
+        assert_eq!(o.env(), ["GREETING=hi=there"]);
+        assert_eq!((o.symlinks()[0].link.as_str(), o.symlinks()[0].target.as_str()), ("/bin", "bin"));
+        assert_eq!(o.max_layers(), Some(4));
+        assert_eq!(o.architecture(), "arm64");
+        assert_eq!(o.creation_time(), Some(1_709_210_096));
+        assert_eq!(o.working_dir(), Some("/srv"));
+        assert_eq!(o.user(), Some("1000:1000"));
+        assert_eq!(o.labels().get("org.example").map(String::as_str), Some("a=b"));
+        assert!(o.exposed_ports().contains("53/udp"));
+        assert!(o.volumes().contains("/data"));
+        assert_eq!((o.compression(), o.compression_level()), (Compression::Zstd, Some(19)));
+        assert_eq!(o.threads(), 3);
     }
 
     #[test]
@@ -493,10 +487,10 @@ mod tests {
         assert_eq!(c.output_choice().unwrap(), OutputChoice::Default);
         assert!(!c.quiet);
         let o = c.image_options().unwrap();
-        assert_eq!(o.store_dir, guix_docker_native::options::default_store_dir());
-        assert!(o.tags.is_empty() && o.entry_point.is_empty() && o.max_layers.is_none());
-        assert_eq!((o.compression, o.compression_level, o.threads), (Compression::None, None, 0));
-        assert_eq!(o.creation_time, None);
+        assert_eq!(o.store_dir(), guix_docker_native::default_store_dir());
+        assert!(o.tags().is_empty() && o.entry_point().is_empty() && o.max_layers().is_none());
+        assert_eq!((o.compression(), o.compression_level(), o.threads()), (Compression::None, None, 0));
+        assert_eq!(o.creation_time(), None);
         assert_eq!(cli(&["-o", "-", "x"]).output_choice().unwrap(), OutputChoice::Stdout);
         assert_eq!(cli(&["-o", "./-", "x"]).output_choice().unwrap(), OutputChoice::File("./-".into()));
         assert_eq!(
@@ -510,7 +504,7 @@ mod tests {
 
     #[test]
     fn creation_time_at_seconds() {
-        assert_eq!(options(&["--creation-time", "@1700000000", "x"]).unwrap().creation_time, Some(1_700_000_000));
+        assert_eq!(options(&["--creation-time", "@1700000000", "x"]).unwrap().creation_time(), Some(1_700_000_000));
     }
 
     #[test]
@@ -581,7 +575,7 @@ mod tests {
     }
 
     fn directories(o: &ImageOptions) -> Vec<(String, u32, u32, u32)> {
-        o.directories.iter().map(|d| (d.path.clone(), d.mode, d.uid, d.gid)).collect()
+        o.directories().iter().map(|d| (d.path.clone(), d.mode, d.uid, d.gid)).collect()
     }
 
     #[test]
@@ -592,7 +586,7 @@ mod tests {
         // A --directory, --symlink or --file at /tmp replaces it.
         assert_eq!(directories(&options(&["--directory", "/tmp/=700", "x"]).unwrap()), [("/tmp/".to_string(), 0o700, 0, 0)]);
         let o = options(&["-S", "/tmp=tmp", "x"]).unwrap();
-        assert!(directories(&o).is_empty() && o.symlinks.len() == 1);
+        assert!(directories(&o).is_empty() && o.symlinks().len() == 1);
         assert_eq!(directories(&options(&["--directory", "/tmpx", "x"]).unwrap())[1], tmp);
     }
 
@@ -607,11 +601,11 @@ mod tests {
             directories(&o),
             [("/srv".into(), 0o755, 0, 0), ("/home/app".into(), 0o700, 1000, 100), ("/var/log".into(), 0o1777, 0, 0)]
         );
-        assert_eq!((o.files[0].path.as_str(), o.files[0].source.as_path()), ("/etc/app.conf", std::path::Path::new("conf/app.conf")));
-        assert!(o.localstatedir);
-        assert!(!options(&["x"]).unwrap().localstatedir);
-        assert_eq!(o.tags, ["app:1"]);
-        assert_eq!(options(&["--image-tag", "a", "-t", "b:2", "x"]).unwrap().tags, ["a:latest", "b:2"]);
+        assert_eq!((o.files()[0].path.as_str(), o.files()[0].source.as_path()), ("/etc/app.conf", std::path::Path::new("conf/app.conf")));
+        assert!(o.localstatedir());
+        assert!(!options(&["x"]).unwrap().localstatedir());
+        assert_eq!(o.tags(), ["app:1"]);
+        assert_eq!(options(&["--image-tag", "a", "-t", "b:2", "x"]).unwrap().tags(), ["a:latest", "b:2"]);
     }
 
     #[test]
@@ -642,7 +636,7 @@ mod tests {
             let c = cli(args);
             let mut o = c.image_options().unwrap();
             c.add_default_tag(&mut o).unwrap();
-            o.tags
+            o.tags().to_vec()
         };
         assert_eq!(tagged(&["--store-dir", store, profile]), ["hello-grep:latest"]);
         assert_eq!(tagged(&["--store-dir", store, "-t", "mine", profile]), ["mine:latest"]);

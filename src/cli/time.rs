@@ -3,36 +3,15 @@
 //! Only UTC is accepted: an image's `created` is written in UTC, and a
 //! local offset would have to be converted, which invites surprises.  The
 //! range (years 0000 to 9999) is checked by `ImageOptions::set_creation_time`.
+//!
+//! The calendar (month lengths, leap years, days since the epoch) is the
+//! `time` crate's.  `time` rather than `jiff`: `time`'s UTC date-times
+//! reach 9999-12-31T23:59:59Z, the last second RFC 3339 and the option
+//! take, where `jiff`'s timestamps stop on 9999-12-30 (they keep room for
+//! any UTC offset).  The grammar is checked here, so that each malformed
+//! field is named in the error.
 
-fn is_leap_year(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-/// Days in `month` (1..=12) of `year`.
-pub fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// Leap years from year 1 up to `year` (excluded); for years before 1 the
-/// count goes negative, so that differences stay right (floor division).
-fn leap_years_before(year: i64) -> i64 {
-    let y = year - 1;
-    y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400)
-}
-
-/// Days from 1970-01-01 to the (proleptic Gregorian) date `year-month-day`;
-/// negative before 1970.
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    const DAYS_BEFORE_MONTH: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let leap_day = if month > 2 && is_leap_year(year) { 1 } else { 0 };
-    let day_of_year = DAYS_BEFORE_MONTH[(month - 1) as usize] + leap_day + i64::from(day) - 1;
-    365 * (year - 1970) + leap_years_before(year) - leap_years_before(1970) + day_of_year
-}
+use time::{Date, Month, PrimitiveDateTime, Time};
 
 /// Parses `s` as `YYYY-MM-DDTHH:MM:SSZ` (or `+00:00` for `Z`) or `@SECONDS`
 /// and returns seconds since the epoch.  The error says what is wrong,
@@ -59,61 +38,74 @@ pub fn parse_creation_time(s: &str) -> Result<i64, String> {
         "" => return Err("no time zone: append Z for UTC".into()),
         _ => return Err("only UTC is accepted: end the time with Z".into()),
     }
-    let number = |from: usize, to: usize| -> i64 { s[from..to].parse().expect("checked digits") };
-    let (year, month, day) = (number(0, 4), number(5, 7) as u32, number(8, 10) as u32);
-    let (hour, minute, second) = (number(11, 13), number(14, 16), number(17, 19));
-    if !(1..=12).contains(&month) {
-        return Err(format!("month {month:02} does not exist"));
-    }
-    if day == 0 || day > days_in_month(year, month) {
-        return Err(format!("{year:04}-{month:02} has no day {day:02}"));
-    }
-    if hour > 23 || minute > 59 || second > 59 {
-        return Err(format!("{hour:02}:{minute:02}:{second:02} is not a time of day"));
-    }
-    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+    // At most four digits, or two: each fits its type.
+    let number = |from: usize, to: usize| -> u16 { s[from..to].parse().expect("checked digits") };
+    let (year, month, day) = (number(0, 4), number(5, 7) as u8, number(8, 10) as u8);
+    let (hour, minute, second) = (number(11, 13) as u8, number(14, 16) as u8, number(17, 19) as u8);
+    let Ok(month_of_year) = Month::try_from(month) else { return Err(format!("month {month:02} does not exist")) };
+    let date = Date::from_calendar_date(i32::from(year), month_of_year, day)
+        .map_err(|_| format!("{year:04}-{month:02} has no day {day:02}"))?;
+    let time_of_day = Time::from_hms(hour, minute, second)
+        .map_err(|_| format!("{hour:02}:{minute:02}:{second:02} is not a time of day"))?;
+    Ok(PrimitiveDateTime::new(date, time_of_day).assume_utc().unix_timestamp())
+}
+
+/// Days in `month` (1..=12) of `year`, as the calendar has them: what the
+/// tests expect the parser to accept.
+#[cfg(test)]
+fn days_in_month(year: i64, month: u32) -> u32 {
+    let month = Month::try_from(u8::try_from(month).expect("a month")).expect("a month");
+    u32::from(month.length(i32::try_from(year).expect("a year")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Seconds at midnight UTC of `date` (`YYYY-MM-DD`).
+    fn midnight(date: &str) -> Result<i64, String> {
+        parse_creation_time(&format!("{date}T00:00:00Z"))
+    }
+
     #[test]
     fn known_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(1970, 1, 2), 1);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
-        assert_eq!(days_from_civil(1972, 3, 1), 790); // after the first leap day
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1, 1, 1), -719_162);
-        assert_eq!(days_from_civil(0, 1, 1), -719_528); // year 0 is a leap year
-        assert_eq!(days_from_civil(0, 3, 1), -719_468);
+        let day = |date: &str| midnight(date).map(|t| t / 86_400);
+        assert_eq!(day("1970-01-01"), Ok(0));
+        assert_eq!(day("1970-01-02"), Ok(1));
+        assert_eq!(midnight("1969-12-31"), Ok(-86_400));
+        assert_eq!(day("1972-03-01"), Ok(790)); // after the first leap day
+        assert_eq!(day("2000-03-01"), Ok(11_017));
+        assert_eq!(midnight("0001-01-01"), Ok(-719_162 * 86_400));
+        assert_eq!(midnight("0000-01-01"), Ok(-719_528 * 86_400)); // year 0 is a leap year
+        assert_eq!(midnight("0000-03-01"), Ok(-719_468 * 86_400));
     }
 
     #[test]
     fn consecutive_dates_are_consecutive_days() {
         // Walk every day from 1600 to 2500 (leap centuries 1600, 2000, 2400
-        // and common ones 1700, 1800, 1900, 2100, ...): each is one more than
-        // the day before, so the function agrees with the calendar's own
-        // month lengths everywhere.
-        let mut expected = days_from_civil(1600, 1, 1);
+        // and common ones 1700, 1800, 1900, 2100, ...): each is one day
+        // after the one before, and the day after a month's last is refused.
+        let mut expected = midnight("1600-01-01").unwrap();
         for year in 1600..=2500 {
-            for month in 1..=12 {
-                for day in 1..=days_in_month(year, month) {
-                    assert_eq!(days_from_civil(year, month, day), expected, "{year}-{month}-{day}");
-                    expected += 1;
+            for month in 1..=12u32 {
+                let last = days_in_month(year, month);
+                for day in 1..=last {
+                    assert_eq!(midnight(&format!("{year:04}-{month:02}-{day:02}")), Ok(expected), "{year}-{month}-{day}");
+                    expected += 86_400;
                 }
+                assert!(midnight(&format!("{year:04}-{month:02}-{:02}", last + 1)).is_err(), "{year}-{month}-{}", last + 1);
             }
         }
-        assert_eq!(expected, days_from_civil(2501, 1, 1));
+        assert_eq!(expected, midnight("2501-01-01").unwrap());
     }
 
     #[test]
     fn leap_years() {
-        assert_eq!(days_in_month(2024, 2), 29);
-        assert_eq!(days_in_month(2023, 2), 28);
-        assert_eq!(days_in_month(1900, 2), 28);
-        assert_eq!(days_in_month(2000, 2), 29);
+        assert!(midnight("2024-02-29").is_ok());
+        assert!(midnight("2023-02-29").is_err());
+        assert!(midnight("1900-02-29").is_err());
+        assert!(midnight("2000-02-29").is_ok());
+        assert_eq!((days_in_month(2024, 2), days_in_month(2023, 2), days_in_month(1900, 2), days_in_month(2000, 2)), (29, 28, 28, 29));
     }
 
     #[test]
@@ -154,15 +146,20 @@ mod tests {
     }
 }
 
-/// Properties over the whole range the option takes: formatting (the
-/// library's `config::rfc3339`, written independently) and parsing agree,
-/// and every malformed field is refused, saying which.
+/// Properties over the whole range the option takes: formatting (as the
+/// library writes `created`) and parsing agree, and every malformed field is
+/// refused, saying which.
 #[cfg(test)]
 mod props {
     use super::*;
-    use guix_docker_native::config::rfc3339;
-    use guix_docker_native::options::CREATION_TIME_RANGE;
+    use guix_docker_native::CREATION_TIME_RANGE;
     use proptest::prelude::*;
+
+    /// RFC 3339 in UTC, as the image config's `created` has it.
+    fn rfc3339(t: i64) -> String {
+        let t = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+        t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    }
 
     /// A valid date and time of the years 0000 to 9999, as fields.
     fn fields() -> impl Strategy<Value = (i64, u32, u32, i64, i64, i64)> {

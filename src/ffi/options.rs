@@ -185,9 +185,9 @@ impl gdn_options {
     /// Sets or removes the C progress callback.
     fn set_callback(&self, function: &str, callback: Option<Arc<CProgress>>) -> Result<()> {
         let mut state = self.writable(function)?;
-        Arc::make_mut(&mut state.options).progress = callback.clone().map(|c| {
+        Arc::make_mut(&mut state.options).set_progress(callback.clone().map(|c| {
             Arc::new(move |progress: Progress| c.report(progress)) as crate::options::ProgressFn
-        });
+        }));
         state.callback = callback;
         Ok(())
     }
@@ -724,7 +724,7 @@ pub unsafe extern "C" fn gdn_options_set_cancel(options: *mut gdn_options, cance
         let options = arg_handle(F, options)?;
         let flag = if cancel.is_null() { None } else { Some(arg_ref(F, "cancel", cancel)?.flag.clone()) };
         options.change(F, |o| {
-            o.cancel = flag;
+            o.set_cancel(flag);
             Ok(())
         })
     })

@@ -177,11 +177,6 @@ impl Layout {
         }
     }
 
-    /// The name to give in errors about the blobs.
-    pub fn shown(&self) -> &str {
-        &self.shown
-    }
-
     fn blob_path(&self, hex: &str) -> PathBuf {
         self.dir.join("blobs/sha256").join(hex)
     }
