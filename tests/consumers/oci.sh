@@ -20,14 +20,14 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../lib/dockerd.sh
 source "$ROOT/tests/lib/dockerd.sh"
+# shellcheck source=../lib/checks.sh
+source "$ROOT/tests/lib/checks.sh"
 # shellcheck source=../lib/containerd.sh
 source "$ROOT/tests/lib/containerd.sh"
 
 BIN=$ROOT/target/release/guix-docker-native
 SAMPLE_STORE=$ROOT/target/release/gdn-sample-store
 
-PASSED=0
-FAILED=0
 WORK=
 OWN_DOCKERD=no
 MOUNTS=()
@@ -51,38 +51,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-check() {
-    local description=$1
-    shift
-    local log=$WORK/check.log
-    if "$@" >"$log" 2>&1; then
-        PASSED=$((PASSED + 1))
-        echo "ok - $description"
-        grep '^# ' "$log" || true
-    else
-        FAILED=$((FAILED + 1))
-        echo "FAIL - $description"
-        tail -n 40 "$log" | sed 's/^/#   /'
-    fi
-}
-
-die() {
-    echo "FAIL - $*"
-    FAILED=$((FAILED + 1))
-    echo "$PASSED passed, $FAILED failed"
-    exit 1
-}
-
-expect_equal() {
-    if [ "$2" != "$3" ]; then
-        echo "$1 differs; expected:"
-        printf '%s\n' "$2" | sed 's/^/    /'
-        echo "got:"
-        printf '%s\n' "$3" | sed 's/^/    /'
-        return 1
-    fi
-}
 
 # ---------------------------------------------------------------- setup
 

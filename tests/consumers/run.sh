@@ -17,13 +17,13 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../lib/dockerd.sh
 source "$ROOT/tests/lib/dockerd.sh"
+# shellcheck source=../lib/checks.sh
+source "$ROOT/tests/lib/checks.sh"
 
 BIN=$ROOT/target/release/guix-docker-native
 SAMPLE_STORE=$ROOT/target/release/gdn-sample-store
 NOBODY=65534
 
-PASSED=0
-FAILED=0
 WORK=
 OWN_DOCKERD=no
 MOUNTS=()
@@ -50,43 +50,6 @@ remove_docker_images() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# check DESCRIPTION COMMAND...: runs COMMAND (a function of this file,
-# returning non-zero on failure, saying why on its output).
-check() {
-    local description=$1
-    shift
-    local log=$WORK/check.log
-    if "$@" >"$log" 2>&1; then
-        PASSED=$((PASSED + 1))
-        echo "ok - $description"
-        # A refusal's message is worth seeing in the log.
-        grep '^# ' "$log" || true
-    else
-        FAILED=$((FAILED + 1))
-        echo "FAIL - $description"
-        tail -n 40 "$log" | sed 's/^/#   /'
-    fi
-}
-
-# Fails the whole run when a prerequisite is missing.
-die() {
-    echo "FAIL - $*"
-    FAILED=$((FAILED + 1))
-    echo "$PASSED passed, $FAILED failed"
-    exit 1
-}
-
-# expect_equal WHAT EXPECTED ACTUAL
-expect_equal() {
-    if [ "$2" != "$3" ]; then
-        echo "$1 differs; expected:"
-        printf '%s\n' "$2" | sed 's/^/    /'
-        echo "got:"
-        printf '%s\n' "$3" | sed 's/^/    /'
-        return 1
-    fi
-}
 
 # ---------------------------------------------------------------- setup
 
