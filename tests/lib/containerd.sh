@@ -1,5 +1,5 @@
 # A private containerd for the tests: its own root, state and socket.
-# Source this file (bash).
+# Source this file (bash), after tests/lib/dockerd.sh (its helpers).
 #
 #   gdn_containerd_start DIR   start containerd with everything in DIR
 #                              (created; keep the path short: sockets);
@@ -11,7 +11,7 @@
 # native snapshotter, which needs no overlayfs.
 
 gdn_containerd_start() {
-    local base=$1 i
+    local base=$1
     GDN_CONTAINERD_DIR=$base
     mkdir -p "$base/root" "$base/state"
     cat >"$base/config.toml" <<CONF
@@ -29,20 +29,7 @@ CONF
     GDN_CTR=(ctr --address "$base/c.sock" --namespace gdn-tests)
     containerd --config "$base/config.toml" >"$base/containerd.log" 2>&1 &
     GDN_CONTAINERD_PID=$!
-    for i in $(seq 1 120); do
-        if gdn_ctr version >/dev/null 2>&1; then
-            return 0
-        fi
-        if ! kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null; then
-            echo "containerd exited while starting; its log:" >&2
-            cat "$base/containerd.log" >&2
-            return 1
-        fi
-        sleep 0.5
-    done
-    echo "containerd did not answer within 60 s; its log:" >&2
-    tail -n 50 "$base/containerd.log" >&2
-    return 1
+    gdn__wait_for_daemon containerd "$GDN_CONTAINERD_PID" "$base/containerd.log" gdn_ctr version
 }
 
 gdn_ctr() { "${GDN_CTR[@]}" "$@"; }

@@ -21,6 +21,28 @@ fi
 
 gdn_docker() { "$GDN_DOCKER_CLI" "$@"; }
 
+# gdn__wait_for_daemon NAME PID LOG COMMAND...: waits up to 60 s for
+# COMMAND to succeed; fails, showing LOG, if the daemon PID exits first or
+# never answers.
+gdn__wait_for_daemon() {
+    local name=$1 pid=$2 log=$3 i
+    shift 3
+    for i in $(seq 1 120); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name exited while starting; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+    echo "$name did not answer within 60 s; its log:" >&2
+    tail -n 50 "$log" >&2
+    return 1
+}
+
 # Unmounts every mount point under $1, deepest first.
 gdn__unmount_under() {
     local dir
@@ -30,7 +52,7 @@ gdn__unmount_under() {
 }
 
 gdn_dockerd_start() {
-    local base=$1 i
+    local base=$1
     GDN_DOCKERD_DIR=$base
     mkdir -p "$base/data" "$base/exec"
     dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
@@ -38,20 +60,7 @@ gdn_dockerd_start() {
         --host "unix://$base/docker.sock" >"$base/dockerd.log" 2>&1 &
     GDN_DOCKERD_PID=$!
     export DOCKER_HOST=unix://$base/docker.sock
-    for i in $(seq 1 120); do
-        if gdn_docker version >/dev/null 2>&1; then
-            return 0
-        fi
-        if ! kill -0 "$GDN_DOCKERD_PID" 2>/dev/null; then
-            echo "dockerd exited while starting; its log:" >&2
-            cat "$base/dockerd.log" >&2
-            return 1
-        fi
-        sleep 0.5
-    done
-    echo "dockerd did not answer within 60 s; its log:" >&2
-    tail -n 50 "$base/dockerd.log" >&2
-    return 1
+    gdn__wait_for_daemon dockerd "$GDN_DOCKERD_PID" "$base/dockerd.log" gdn_docker version
 }
 
 gdn_dockerd_stop() {
