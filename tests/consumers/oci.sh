@@ -65,19 +65,7 @@ done
 # Lower case: podman 4.3 names an image pulled from oci:DIR after DIR.
 WORK=/tmp/gdn-oci-$$
 rm -rf "$WORK" && mkdir "$WORK" || die "cannot make $WORK"
-SAMPLE_DIR=$WORK/s
-STORE=$SAMPLE_DIR/gnu/store
-DB=$SAMPLE_DIR/var/guix/db/db.sqlite
-MAIN=$("$SAMPLE_STORE" "$SAMPLE_DIR") || die "gdn-sample-store $SAMPLE_DIR failed"
-[ -d "$MAIN" ] || die "gdn-sample-store printed '$MAIN', which is not a directory"
-CLOSURE=$(sqlite3 -readonly "$DB" "
-    WITH RECURSIVE c(id) AS (
-        SELECT id FROM ValidPaths WHERE path = '$MAIN'
-        UNION SELECT Refs.reference FROM Refs JOIN c ON Refs.referrer = c.id)
-    SELECT path FROM ValidPaths WHERE id IN c ORDER BY path;")
-CLOSURE_SIZE=$(printf '%s\n' "$CLOSURE" | wc -l)
-[ "$CLOSURE_SIZE" -ge 2 ] || die "the sample store's database gives a closure of $CLOSURE_SIZE item(s)"
-mapfile -t CLOSURE_NAMES < <(printf '%s\n' "$CLOSURE" | xargs -n1 basename)
+make_sample_store "$WORK/s"
 
 EXPECTED=$(env -i GREETING=bonjour "$MAIN/bin/hello" one "two words")
 gdn() { "$BIN" --store-dir "$STORE" --database "$DB" "$@"; }
@@ -214,26 +202,6 @@ oci_archive() {
     podman_loads_archive "$file" && ctr_imports_and_runs "$file" "docker.io/library/$tag"
 }
 
-listing() {
-    local dir=$1 path mode
-    shift
-    (
-        cd "$dir" || exit 1
-        find "$@" -print0 | LC_ALL=C sort -z | while IFS= read -r -d '' path; do
-            if [ -L "$path" ]; then
-                printf 'l %s -> %s\n' "$path" "$(readlink "$path")"
-            elif [ -d "$path" ]; then
-                printf 'd %s\n' "$path"
-            elif [ -f "$path" ]; then
-                mode=$(stat -c %a "$path")
-                printf 'f %s %s %s\n' "$path" "$(((8#$mode & 8#111) ? 1 : 0))" "$(sha256sum <"$path" | cut -c1-64)"
-            else
-                printf '? %s\n' "$path"
-            fi
-        done
-    )
-}
-
 # umoci unpack of oci:DIR:REF: the store holds exactly the closure, file
 # for file (contents, executable bits, symlink targets).
 umoci_unpacks_the_closure() {
@@ -298,45 +266,29 @@ second_image_leaves_the_first() {
     echo "# $(ls "$dir/blobs/sha256" | wc -l) blobs, $(jq '.manifests | length' "$dir/index.json") images"
 }
 
-# refuses CODE NEEDLE COMMAND...: exit status CODE, an error naming NEEDLE.
-refuses() {
-    local code=$1 needle=$2 status=0
-    shift 2
-    "$@" >"$WORK/refusal.out" 2>"$WORK/refusal.err" </dev/null || status=$?
-    local message
-    message=$(cat "$WORK/refusal.err")
-    expect_equal "exit status" "$code" "$status" || { echo "stderr: $message"; return 1; }
-    case $message in
-        "guix-docker-native: error: "*"$needle"*) ;;
-        *) echo "the message does not name '$needle': $message"; return 1 ;;
-    esac
-    [ ! -s "$WORK/refusal.out" ] || { echo "standard output: $(cat "$WORK/refusal.out")"; return 1; }
-    echo "# $message"
-}
-
 # Everything under DIR, with contents.
 snapshot() { (cd "$1" && find . -printf '%y %p %s\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum); }
 
 bad_destinations() {
     local d=$WORK/bad before
     rm -rf "$d" && mkdir -p "$d"
-    refuses 2 "unknown transport 'docker'" gdn -o docker://gdn-oci:x "$MAIN" || return 1
-    refuses 2 "unknown transport 'dir'" gdn -o "dir:$d/x" "$MAIN" || return 1
+    expect_refusal 2 "unknown transport 'docker'" gdn -o docker://gdn-oci:x "$MAIN" || return 1
+    expect_refusal 2 "unknown transport 'dir'" gdn -o "dir:$d/x" "$MAIN" || return 1
     echo data >"$d/file"
-    refuses 7 "'$d/file' is not a directory" gdn -o "oci:$d/file" "$MAIN" || return 1
+    expect_refusal 7 "'$d/file' is not a directory" gdn -o "oci:$d/file" "$MAIN" || return 1
     expect_equal "the file" data "$(cat "$d/file")" || return 1
     mkdir "$d/other" && echo x >"$d/other/keep"
-    refuses 7 "is not an OCI image layout" gdn -o "oci:$d/other" "$MAIN" || return 1
+    expect_refusal 7 "is not an OCI image layout" gdn -o "oci:$d/other" "$MAIN" || return 1
     expect_equal "the directory that is not a layout" keep "$(ls -A "$d/other")" || return 1
     gdn -o "oci:$d/corrupt" "$MAIN" >/dev/null || return 1
     printf '{"schemaVersion":2,"manifests":[' >"$d/corrupt/index.json"
     before=$(snapshot "$d/corrupt")
-    refuses 7 "index.json' is corrupt" gdn -t gdn-oci:other -o "oci:$d/corrupt" "$MAIN" || return 1
+    expect_refusal 7 "index.json' is corrupt" gdn -t gdn-oci:other -o "oci:$d/corrupt" "$MAIN" || return 1
     expect_equal "the corrupt layout" "$before" "$(snapshot "$d/corrupt")" || return 1
-    refuses 7 "$d/missing/x.tar" gdn -o "oci-archive:$d/missing/x.tar" "$MAIN" || return 1
-    refuses 7 "cannot create the layout directory" gdn -o "oci:$d/missing/layout" "$MAIN" || return 1
-    refuses 2 "reference 'a b'" gdn -o "oci:$d/l:a b" "$MAIN" || return 1
-    refuses 7 "not a regular file" gdn -o "oci-archive:/dev/null" "$MAIN" || return 1
+    expect_refusal 7 "$d/missing/x.tar" gdn -o "oci-archive:$d/missing/x.tar" "$MAIN" || return 1
+    expect_refusal 7 "cannot create the layout directory" gdn -o "oci:$d/missing/layout" "$MAIN" || return 1
+    expect_refusal 2 "reference 'a b'" gdn -o "oci:$d/l:a b" "$MAIN" || return 1
+    expect_refusal 7 "not a regular file" gdn -o "oci-archive:/dev/null" "$MAIN" || return 1
     expect_equal "what the refusals left in $d" "$(printf '%s\n' corrupt file other)" "$(ls -A "$d")"
 }
 
@@ -348,7 +300,7 @@ failed_build_leaves_the_layout() {
     MOUNTS+=("$m")
     gdn "${IMAGE_ARGS[@]}" -t gdn-oci:small -C gzip -o "oci:$m/l" "$MAIN" >/dev/null || { umount "$m"; return 1; }
     before=$(snapshot "$m/l")
-    refuses 7 "No space left" gdn "${IMAGE_ARGS[@]}" -t gdn-oci:big --max-layers 3 -o "oci:$m/l" "$MAIN" || status=1
+    expect_refusal 7 "No space left" gdn "${IMAGE_ARGS[@]}" -t gdn-oci:big --max-layers 3 -o "oci:$m/l" "$MAIN" || status=1
     expect_equal "the layout after the failed build" "$before" "$(snapshot "$m/l")" || status=1
     podman_pulls_layout "$m/l" gdn-oci:small || status=1
     umount "$m"

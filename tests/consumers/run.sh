@@ -64,21 +64,7 @@ done
 WORK=$(mktemp -d /tmp/gdn-consumers.XXXXXX)
 # Others (user nobody) traverse it in the unreadable-file check.
 chmod 755 "$WORK"
-SAMPLE_DIR=$WORK/s
-STORE=$SAMPLE_DIR/gnu/store
-DB=$SAMPLE_DIR/var/guix/db/db.sqlite
-MAIN=$("$SAMPLE_STORE" "$SAMPLE_DIR") || die "gdn-sample-store $SAMPLE_DIR failed"
-[ -d "$MAIN" ] || die "gdn-sample-store printed '$MAIN', which is not a directory"
-
-# The closure of MAIN according to the store database, one path a line.
-CLOSURE=$(sqlite3 -readonly "$DB" "
-    WITH RECURSIVE c(id) AS (
-        SELECT id FROM ValidPaths WHERE path = '$MAIN'
-        UNION SELECT Refs.reference FROM Refs JOIN c ON Refs.referrer = c.id)
-    SELECT path FROM ValidPaths WHERE id IN c ORDER BY path;")
-CLOSURE_SIZE=$(printf '%s\n' "$CLOSURE" | wc -l)
-[ "$CLOSURE_SIZE" -ge 2 ] || die "the sample store's database gives a closure of $CLOSURE_SIZE item(s)"
-mapfile -t CLOSURE_NAMES < <(printf '%s\n' "$CLOSURE" | xargs -n1 basename)
+make_sample_store "$WORK/s"
 mapfile -t UNRELATED < <(comm -23 <(ls "$STORE" | LC_ALL=C sort) <(printf '%s\n' "${CLOSURE_NAMES[@]}" | LC_ALL=C sort))
 [ "${#UNRELATED[@]}" -ge 1 ] || die "the sample store has no item outside the closure to check for"
 
@@ -207,28 +193,6 @@ podman_loads_and_runs() {
 # podman with its private storage, bounded in time.
 podman_cmd() { timeout 120 "${GDN_PODMAN[@]}" "$@"; }
 
-# listing DIR NAME...: every entry under DIR/NAME..., sorted, one a line:
-# `d PATH`, `l PATH -> TARGET`, `f PATH x|- SHA256` (x: executable).
-listing() {
-    local dir=$1 path mode
-    shift
-    (
-        cd "$dir" || exit 1
-        find "$@" -print0 | LC_ALL=C sort -z | while IFS= read -r -d '' path; do
-            if [ -L "$path" ]; then
-                printf 'l %s -> %s\n' "$path" "$(readlink "$path")"
-            elif [ -d "$path" ]; then
-                printf 'd %s\n' "$path"
-            elif [ -f "$path" ]; then
-                mode=$(stat -c %a "$path")
-                printf 'f %s %s %s\n' "$path" "$(((8#$mode & 8#111) ? 1 : 0))" "$(sha256sum <"$path" | cut -c1-64)"
-            else
-                printf '? %s\n' "$path"
-            fi
-        done
-    )
-}
-
 umoci_unpacks_exactly_the_closure() {
     local oci=$WORK/oci bundle=$WORK/bundle
     timeout 120 skopeo copy --quiet "docker-archive:$A" "oci:$oci:test" || return 1
@@ -342,27 +306,14 @@ layered_image() {
 # nothing on standard output, an error naming NEEDLE on standard error,
 # and leaves OUTDIR empty.
 refuses() {
-    local code=$1 needle=$2 outdir=$3 status=0
+    local code=$1 needle=$2 outdir=$3
     shift 3
-    "$@" >"$WORK/refusal.out" 2>"$WORK/refusal.err" </dev/null || status=$?
-    local message
-    message=$(cat "$WORK/refusal.err")
-    expect_equal "exit status" "$code" "$status" || { echo "stderr: $message"; return 1; }
-    case $message in
-        "guix-docker-native: error: "*) ;;
-        *) echo "not an error message: $message"; return 1 ;;
-    esac
-    case $message in
-        *"$needle"*) ;;
-        *) echo "the message does not name '$needle': $message"; return 1 ;;
-    esac
-    [ ! -s "$WORK/refusal.out" ] || { echo "standard output: $(cat "$WORK/refusal.out")"; return 1; }
+    expect_refusal "$code" "$needle" "$@" || return 1
     if [ -n "$(ls -A "$outdir")" ]; then
         echo "left in $outdir:"
         ls -la "$outdir"
         return 1
     fi
-    echo "# $message"
 }
 
 # A fresh, empty output directory.

@@ -36,22 +36,8 @@ gdn_ctr() { "${GDN_CTR[@]}" "$@"; }
 
 gdn_containerd_stop() {
     [ -n "${GDN_CONTAINERD_DIR:-}" ] || return 0
-    local i
-    if [ -n "${GDN_CONTAINERD_PID:-}" ] && kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null; then
-        kill -TERM "$GDN_CONTAINERD_PID" 2>/dev/null || true
-        for i in $(seq 1 60); do
-            kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 "$GDN_CONTAINERD_PID" 2>/dev/null; then
-            kill -KILL "$GDN_CONTAINERD_PID" 2>/dev/null || true
-        fi
-        wait "$GDN_CONTAINERD_PID" 2>/dev/null || true
-    fi
-    local dir
-    dir=$(realpath -m "$GDN_CONTAINERD_DIR")
-    awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
-        sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    gdn__stop_daemon containerd "${GDN_CONTAINERD_PID:-}"
+    gdn__unmount_under "$GDN_CONTAINERD_DIR"
     rm -rf "$GDN_CONTAINERD_DIR"
     unset GDN_CONTAINERD_DIR GDN_CONTAINERD_PID
 }

@@ -43,6 +43,23 @@ gdn__wait_for_daemon() {
     return 1
 }
 
+# gdn__stop_daemon NAME PID: SIGTERM, up to 30 s to stop, then SIGKILL.
+gdn__stop_daemon() {
+    local name=$1 pid=$2 i
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 1 60); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "$name did not stop within 30 s; killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    fi
+}
+
 # Unmounts every mount point under $1, deepest first.
 gdn__unmount_under() {
     local dir
@@ -65,19 +82,7 @@ gdn_dockerd_start() {
 
 gdn_dockerd_stop() {
     [ -n "${GDN_DOCKERD_DIR:-}" ] || return 0
-    local i
-    if [ -n "${GDN_DOCKERD_PID:-}" ] && kill -0 "$GDN_DOCKERD_PID" 2>/dev/null; then
-        kill -TERM "$GDN_DOCKERD_PID" 2>/dev/null || true
-        for i in $(seq 1 60); do
-            kill -0 "$GDN_DOCKERD_PID" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 "$GDN_DOCKERD_PID" 2>/dev/null; then
-            echo "dockerd did not stop within 30 s; killing it" >&2
-            kill -KILL "$GDN_DOCKERD_PID" 2>/dev/null || true
-        fi
-        wait "$GDN_DOCKERD_PID" 2>/dev/null || true
-    fi
+    gdn__stop_daemon dockerd "${GDN_DOCKERD_PID:-}"
     gdn__unmount_under "$GDN_DOCKERD_DIR"
     rm -rf "$GDN_DOCKERD_DIR"
     unset DOCKER_HOST GDN_DOCKERD_DIR GDN_DOCKERD_PID
