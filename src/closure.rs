@@ -5,7 +5,7 @@
 //! database, a scan of file contents for the hash parts of store items, as
 //! the daemon does when it registers an item.
 
-mod database;
+pub(crate) mod database;
 mod input;
 mod scan;
 

@@ -21,6 +21,7 @@ use crate::localstate::{self, ImageDatabase};
 use crate::options::ImageOptions;
 use crate::output::{Output, OutputFile};
 use crate::reference::repository_from_name;
+use crate::sbom;
 use crate::store::{StoreDir, StoreItem};
 
 /// Builds the image of `items` (the first is the main item: a relative entry
@@ -77,12 +78,18 @@ pub fn build_image(
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
     let plan = plan(&roots[0], &closure, &extras, options)?;
+    let sbom = sbom::Job::new(&roots, &closure, &plan.image.tags[0], plan.image.created, options, destination)?;
     if destination.is_oci() {
-        return crate::oci::write_image(&plan, roots[0].name(), destination, options);
+        return crate::oci::write_image(&plan, roots[0].name(), destination, options, sbom.as_ref());
     }
     let out = OutputFile::open(&output)?;
-    archive::write_docker_archive(&plan, &out, options)?;
-    out.commit()
+    let image_id = archive::write_docker_archive(&plan, &out, options)?;
+    // The SBOM files are named just before the image, and removed if it fails.
+    let mut sbom_files = sbom::PreparedFiles::write(sbom.as_ref(), &image_id)?;
+    sbom_files.commit()?;
+    out.commit()?;
+    sbom_files.keep();
+    Ok(())
 }
 
 /// The file name the CLI writes when no `-o` is given:

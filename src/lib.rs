@@ -48,6 +48,7 @@ mod manifest;
 mod oci;
 mod options;
 mod output;
+mod sbom;
 mod tree;
 
 /// The tar headers as the layers are written.  Not part of the API: public
@@ -61,6 +62,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use destination::{parse_destination, Destination};
 pub use image::{build_docker_image, build_image, default_output_name};
 pub use output::Output;
+pub use sbom::SbomFormat;
 pub use options::{
     default_store_dir, store_dir_from_environment, Compression, ExtraDirectory, ExtraFile, ExtraSymlink,
     ImageOptions, Progress, ProgressFn, CREATION_TIME_RANGE, DEFAULT_CREATION_TIME, MAX_LAYERS_LIMIT, MAX_THREADS,

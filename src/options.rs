@@ -159,6 +159,8 @@ pub struct ImageOptions {
     pub(crate) progress: Option<ProgressFn>,
     /// Set from another thread (or a signal handler) to stop the build.
     pub(crate) cancel: Option<Arc<AtomicBool>>,
+    /// The SBOMs asked for (setters in `crate::sbom::options`).
+    pub(crate) sbom: crate::sbom::SbomOptions,
 }
 
 impl Default for ImageOptions {
@@ -188,6 +190,7 @@ impl Default for ImageOptions {
             threads: 0,
             progress: None,
             cancel: None,
+            sbom: Default::default(),
         }
     }
 }

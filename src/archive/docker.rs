@@ -37,6 +37,8 @@ pub struct DockerArchive<'p> {
     /// Offset of the config, manifest and end of archive.
     tail_offset: u64,
     total: u64,
+    /// The config's digest, once the tail is written.
+    image_id: std::sync::Mutex<Option<String>>,
 }
 
 /// The tar header of a file in the archive itself (a layer file, the
@@ -60,6 +62,7 @@ impl<'p> DockerArchive<'p> {
             offsets: Vec::new(),
             tail_offset: 0,
             total: 0,
+            image_id: Default::default(),
         };
         let mut offset = 0u64;
         for (index, layer) in plan.layers.iter().enumerate() {
@@ -117,6 +120,11 @@ impl<'p> DockerArchive<'p> {
         vec![(config_file, config), ("manifest.json".into(), manifest), ("repositories".into(), repositories)]
     }
 
+    /// `sha256:<hex>` of the config written, once it is.
+    pub fn image_id(&self) -> Option<String> {
+        self.image_id.lock().unwrap().clone()
+    }
+
     fn place(&self) -> Place<'_> {
         if self.in_place() {
             Place::File(&self.out.file, &self.name)
@@ -162,7 +170,9 @@ impl Packaging for DockerArchive<'_> {
 
     fn write_tail<'a>(&'a self, layers: &[ProducedLayer], tail: &Tail<'_, 'a>) -> Result<()> {
         let mut w = tail.writer(self.place(), self.tail_offset);
-        for (name, data) in self.tail(layers) {
+        let files = self.tail(layers);
+        *self.image_id.lock().unwrap() = Some(format!("sha256:{}", hex::encode(Sha256::digest(&files[0].1))));
+        for (name, data) in files {
             w.entry(name.as_bytes(), &data)?;
         }
         w.put(&tarfmt::END_OF_ARCHIVE)?;

@@ -67,10 +67,12 @@ pub struct Plan {
     pub items_total: u64,
 }
 
-/// Writes the docker-archive of `plan` to `out`.
-pub fn write_docker_archive(plan: &Plan, out: &OutputFile, options: &ImageOptions) -> Result<()> {
+/// Writes the docker-archive of `plan` to `out`; returns the image ID
+/// (`sha256:<hex>` of the config).
+pub fn write_docker_archive(plan: &Plan, out: &OutputFile, options: &ImageOptions) -> Result<String> {
     let archive = DockerArchive::new(plan, options, out);
-    produce(plan, &archive, options)
+    produce(plan, &archive, options)?;
+    Ok(archive.image_id().expect("the tail names the config"))
 }
 
 /// The [`Destination`] of a tar writer that writes to `place`.

@@ -7,13 +7,13 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use guix_docker_native::reference::default_repository;
 use guix_docker_native::{
     parse_destination, store_dir_from_environment, Compression, Destination, Error, ErrorKind, ImageOptions, Output, Result,
-    StoreDir,
+    SbomFormat, StoreDir,
 };
 
 use super::time::parse_creation_time;
@@ -259,6 +259,24 @@ pub struct Cli {
     /// [default: $SOURCE_DATE_EPOCH, else 1970-01-01T00:00:01Z, as guix pack]
     #[arg(long, value_name = "TIME", help_heading = "Image")]
     pub creation_time: Option<String>,
+
+    /// Also write an SBOM of exactly what the image holds (its store items,
+    /// with NAR hashes and references from --database, and the extras):
+    /// spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.5 JSON) (repeatable).
+    /// Beside a docker-archive as FILE.spdx.json / FILE.cdx.json; into an
+    /// oci: or oci-archive: layout as an artifact whose subject is the image
+    #[arg(long = "sbom", value_name = "FORMAT", help_heading = "SBOM")]
+    pub sboms: Vec<String>,
+
+    /// Write the SBOM to FILE (with several --sbom: FILE.spdx.json and
+    /// FILE.cdx.json) [default: beside a docker-archive file, none for oci:]
+    #[arg(long, value_name = "FILE", help_heading = "SBOM")]
+    pub sbom_output: Option<PathBuf>,
+
+    /// The licence of a store item in the SBOM, an SPDX licence expression
+    /// (GPL-3.0-or-later) [default: NOASSERTION] (repeatable)
+    #[arg(long = "sbom-license", value_name = "ITEM=EXPRESSION", help_heading = "SBOM")]
+    pub sbom_licenses: Vec<String>,
 }
 
 /// Where the archive goes, as the command line says.
@@ -369,6 +387,21 @@ impl Cli {
         };
         o.set_compression(compression, level)?;
         o.set_threads(parse_number(&self.threads, "threads", "a number of threads (0: one per core)")?)?;
+        for name in &self.sboms {
+            o.add_sbom(SbomFormat::parse(name)?);
+        }
+        if let Some(file) = &self.sbom_output {
+            o.set_sbom_output(file)?;
+        }
+        for spec in &self.sbom_licenses {
+            // At the last '=': a store name may hold one, an expression not.
+            let (item, expression) = spec.rsplit_once('=').ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "SBOM licence '{spec}': expected ITEM=EXPRESSION, e.g. /gnu/store/...-hello-2.12=GPL-3.0-or-later"
+                ))
+            })?;
+            o.add_sbom_license(Path::new(item), expression)?;
+        }
         Ok(o)
     }
 }

@@ -1,6 +1,7 @@
 //! Reading references from the store database, Guix's (and Nix's) SQLite
-//! file with the tables `ValidPaths(id, path, ...)` and `Refs(referrer,
-//! reference)`.
+//! file with the tables `ValidPaths(id, path, hash, registrationTime, ...)`
+//! and `Refs(referrer, reference)`; and each item's registration (its NAR
+//! hash as written, and when it was registered).
 //!
 //! The file is opened read-only, with a busy timeout, so it is safe to read
 //! while the daemon holds it open and writes to it.  It is not opened as
@@ -216,6 +217,57 @@ impl Snapshot<'_> {
         }
         Ok(Some(references))
     }
+}
+
+/// What `ValidPaths` says of an item besides its references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The `hash` column as written: `sha256:` and base16 (Guix) or
+    /// nix-base32 (Nix); not checked here.  `None` when the column is not
+    /// text (a damaged row).
+    pub hash: Option<String>,
+    /// Seconds since the epoch.
+    pub registration_time: i64,
+}
+
+impl Snapshot<'_> {
+    /// The registration of `item`, or `None` when the database does not
+    /// list it as a valid item.
+    pub fn registration(&mut self, item: &StoreItem) -> Result<Option<Registration>> {
+        let database = self.database;
+        let Some(path) = item.path.to_str() else { return Ok(None) };
+        let mut statement = database.prepare("SELECT hash, registrationTime FROM ValidPaths WHERE path = ?1")?;
+        statement
+            .query_row([path], |row| {
+                let hash = match row.get_ref(0)? {
+                    rusqlite::types::ValueRef::Text(text) => std::str::from_utf8(text).ok().map(str::to_owned),
+                    _ => None,
+                };
+                let registration_time = row.get::<_, Option<i64>>(1)?.unwrap_or(0);
+                Ok(Registration { hash, registration_time })
+            })
+            .optional()
+            .map_err(|err| database.error("cannot be queried", &err))
+    }
+}
+
+/// The registrations of `items`, in one snapshot of the database `file`;
+/// an item it does not list is an error naming it.
+pub fn registrations(file: &Path, items: &[StoreItem]) -> Result<Vec<Registration>> {
+    let database = StoreDatabase::open(file)?;
+    database.snapshot(|snapshot| {
+        items
+            .iter()
+            .map(|item| {
+                snapshot.registration(item)?.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Database,
+                        format!("{}: not a valid item in the store database {}", item.path.display(), file.display()),
+                    )
+                })
+            })
+            .collect()
+    })
 }
 
 fn database_error(file: &Path, what: &str, err: &rusqlite::Error) -> Error {

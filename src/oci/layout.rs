@@ -229,6 +229,14 @@ impl Layout {
         Ok(d)
     }
 
+    /// Removes from the index to be committed the entries `stale` selects,
+    /// and adds `entries` (the artifacts of `crate::oci::artifact`).
+    pub fn replace_entries(&mut self, stale: impl Fn(&Value) -> bool, entries: Vec<Value>) {
+        let list = self.index["manifests"].as_array_mut().expect("a parsed index");
+        list.retain(|e| !stale(e));
+        list.extend(entries);
+    }
+
     /// Adds `entry` to the index under `reference` (replacing an entry of
     /// that ref name) and replaces `index.json`; from here on the layout
     /// keeps what this build wrote.

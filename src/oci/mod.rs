@@ -20,6 +20,7 @@
 //! as it is produced, before compression).  Compressed bytes do not depend
 //! on the number of threads.
 
+pub mod artifact;
 pub mod blob;
 pub mod documents;
 pub mod layout;
@@ -39,21 +40,33 @@ use documents::Descriptor;
 
 /// Writes the image of `plan` to `destination`, an OCI one; `main_name`
 /// is the main item's name without its hash (`hello-2.12`).
-pub fn write_image(plan: &Plan, main_name: &str, destination: &Destination, options: &ImageOptions) -> Result<()> {
+pub fn write_image(
+    plan: &Plan,
+    main_name: &str,
+    destination: &Destination,
+    options: &ImageOptions,
+    sbom: Option<&crate::sbom::Job>,
+) -> Result<()> {
     match destination {
         Destination::OciLayout { dir, reference } => {
             let shown = format!("oci:{}", dir.display());
-            let layout = layout::Layout::open(dir, &shown, options.cancel.as_deref())?;
+            let mut layout = layout::Layout::open(dir, &shown, options.cancel.as_deref())?;
             let reference = reference_of(plan, reference.as_deref());
             let packaging = LayoutPackaging::new(plan, main_name, reference, options, &layout, dir);
             archive::produce(plan, &packaging, options)?;
             let entry = packaging.entry.lock().unwrap().take().expect("the tail names the image");
+            let mut sbom_files = artifact::attach_to_layout(&mut layout, &entry, reference, sbom)?;
             if options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
                 return Err(Error::cancelled());
             }
-            layout.commit(entry, reference)
+            sbom_files.commit()?;
+            layout.commit(entry, reference)?;
+            sbom_files.keep();
+            Ok(())
         }
-        Destination::OciArchive { file, reference } => tarball::write(plan, main_name, file, reference.as_deref(), options),
+        Destination::OciArchive { file, reference } => {
+            tarball::write(plan, main_name, file, reference.as_deref(), options, sbom)
+        }
         Destination::DockerArchive(_) => Err(Error::invalid_argument("a docker-archive is not an OCI destination")),
     }
 }

@@ -65,6 +65,9 @@ struct ArchivePackaging<'p> {
     /// digest and size.
     pending: Mutex<Option<(u64, Seen)>>,
     blobs: Mutex<Vec<Descriptor>>,
+    /// The SBOMs: artifacts in the archive, files beside it (written by the tail).
+    sbom: Option<&'p crate::sbom::Job>,
+    sbom_files: Mutex<Option<crate::sbom::PreparedFiles>>,
 }
 
 impl Packaging for ArchivePackaging<'_> {
@@ -106,14 +109,18 @@ impl Packaging for ArchivePackaging<'_> {
         let docs = ImageDocuments::new(self.plan, self.main_name, self.options, &blobs, layers);
         let config = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &docs.config);
         let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &docs.manifest);
-        let index = documents::new_index(vec![docs.entry(self.plan, self.options, self.reference)]);
-        let index = serde_json::to_vec(&index).expect("JSON");
+        let mut entries = vec![docs.entry(self.plan, self.options, self.reference)];
+        let mut files = vec![(blob_name(config.hex()), docs.config.clone()), (blob_name(manifest.hex()), docs.manifest.clone())];
+        if let Some(job) = self.sbom {
+            let artifacts = super::artifact::Artifacts::new(job, &manifest, self.reference);
+            files.extend(artifacts.blobs.into_iter().map(|(d, bytes)| (blob_name(d.hex()), bytes)));
+            entries.extend(artifacts.entries);
+            *self.sbom_files.lock().unwrap() = Some(crate::sbom::PreparedFiles::write(Some(job), &manifest.digest)?);
+        }
+        let index = serde_json::to_vec(&documents::new_index(entries)).expect("JSON");
+        files.push((b"index.json".to_vec(), index));
         let mut offset = *self.offset.lock().unwrap();
-        for (entry_name, data) in [
-            (blob_name(config.hex()), &docs.config),
-            (blob_name(manifest.hex()), &docs.manifest),
-            (b"index.json".to_vec(), &index),
-        ] {
+        for (entry_name, data) in &files {
             offset = put_entry(self.file, &self.name, offset, &header(&entry_name, Kind::File, data.len() as u64), data)?;
         }
         put_entry(self.file, &self.name, offset, &tarfmt::END_OF_ARCHIVE, b"")?;
@@ -121,7 +128,14 @@ impl Packaging for ArchivePackaging<'_> {
     }
 }
 
-pub fn write(plan: &Plan, main_name: &str, file: &Path, reference: Option<&str>, options: &ImageOptions) -> Result<()> {
+pub fn write(
+    plan: &Plan,
+    main_name: &str,
+    file: &Path,
+    reference: Option<&str>,
+    options: &ImageOptions,
+    sbom: Option<&crate::sbom::Job>,
+) -> Result<()> {
     let shown = format!("oci-archive:{}", file.display());
     for (i, l) in plan.layers.iter().enumerate() {
         if blob::compressed_bound(l.len) > USTAR_SIZE_MAX {
@@ -164,11 +178,17 @@ pub fn write(plan: &Plan, main_name: &str, file: &Path, reference: Option<&str>,
         offset: Mutex::new(offset),
         pending: Mutex::new(None),
         blobs: Mutex::new(Vec::new()),
+        sbom,
+        sbom_files: Mutex::new(None),
     };
     archive::produce(plan, &packaging, options)?;
     if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
         return Err(Error::cancelled());
     }
+    let mut sbom_files = packaging.sbom_files.lock().unwrap().take().unwrap_or_default();
     drop(packaging);
-    out.commit()
+    sbom_files.commit()?;
+    out.commit()?;
+    sbom_files.keep();
+    Ok(())
 }

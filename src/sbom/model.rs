@@ -1,0 +1,226 @@
+//! What an SBOM says, whatever its format: one package per store item of
+//! the image's closure (name and version as Guix splits them, store path,
+//! NAR hash from the store database, references, licence), the extra
+//! directories, symlinks and files the options add, and the image itself.
+//! The writers ([`super::spdx`], [`super::cyclonedx`]) turn it into bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{nar_hash, name};
+use crate::closure::database;
+use crate::closure::Closure;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layers::archive_name;
+use crate::options::ImageOptions;
+use crate::store::StoreItem;
+
+/// The contents of the image, as an SBOM lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Model {
+    /// The image's name: its first tag (`hello:2.12`).
+    pub image_name: String,
+    /// Seconds since the epoch: the image's creation time.
+    pub created: i64,
+    /// The closure's items, sorted by path.
+    pub items: Vec<Package>,
+    /// The items given to the build (indices into `items`), the main one first.
+    pub roots: Vec<usize>,
+    /// What the options add, sorted by path.
+    pub extras: Vec<Extra>,
+    /// The store database the hashes come from, if any.
+    pub database: Option<PathBuf>,
+}
+
+/// A store item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// `/gnu/store/<hash>-<name>`.
+    pub path: String,
+    /// The 32 characters of the hash part.
+    pub hash_part: String,
+    /// The package name, as Guix splits the item's name (the whole name when
+    /// that leaves nothing).
+    pub name: String,
+    pub version: Option<String>,
+    /// The NAR hash, when a store database says it.
+    pub nar_sha256: Option<[u8; 32]>,
+    /// The items it references (indices, sorted, without itself); `None`
+    /// when the references are not known (a closure given without a
+    /// database).
+    pub depends_on: Option<Vec<usize>>,
+    /// An SPDX licence expression, when the caller gave one.
+    pub license: Option<String>,
+}
+
+impl Package {
+    /// `pkg:guix/NAME@VERSION` (no `@` without a version), percent-encoded
+    /// as the purl specification asks.
+    pub fn purl(&self) -> String {
+        let mut purl = format!("pkg:guix/{}", percent_encode(&self.name));
+        if let Some(v) = &self.version {
+            purl.push('@');
+            purl.push_str(&percent_encode(v));
+        }
+        purl
+    }
+}
+
+/// What an extra is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraKind {
+    Directory { mode: u32, uid: u32, gid: u32 },
+    Symlink { target: String },
+    /// A host file copied in, with the SHA-256 of its content.
+    File { sha256: [u8; 32] },
+}
+
+/// A directory, symlink or file the options add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extra {
+    /// Its absolute path in the image (after the transformations).
+    pub path: String,
+    pub kind: ExtraKind,
+}
+
+impl Model {
+    /// The model of an image of `closure` (whose `roots` were given,
+    /// `roots[0]` the main item), named `image_name`, created at `created`,
+    /// with the extras and licences of `options` and, when
+    /// `options.database` is set, the NAR hashes it holds.
+    ///
+    /// Errors: a licence for an item outside the closure
+    /// (`InvalidArgument`); a hash column that is not a SHA-256 in Guix's
+    /// or Nix's form (`Database`, naming the item); an extra file that
+    /// cannot be read (`Io`).
+    pub fn new(roots: &[StoreItem], closure: &Closure, image_name: &str, created: i64, options: &ImageOptions) -> Result<Model> {
+        for item in options.sbom.licenses.keys() {
+            if !closure.items.iter().any(|i| i.path == *item) {
+                return Err(Error::invalid_argument(format!(
+                    "SBOM licence for {}: not an item of the image's closure",
+                    item.display()
+                )));
+            }
+        }
+        let hashes = match &options.database {
+            Some(file) => Some(nar_hashes(file, &closure.items)?),
+            None => None,
+        };
+        let mut items = Vec::with_capacity(closure.items.len());
+        for (i, item) in closure.items.iter().enumerate() {
+            let (name, version) = name::name_and_version(item.name());
+            items.push(Package {
+                path: item.path.to_str().expect("store paths are UTF-8").to_string(),
+                hash_part: item.hash().to_string(),
+                name: if name.is_empty() { item.name() } else { name }.to_string(),
+                version: version.map(str::to_string),
+                nar_sha256: hashes.as_ref().map(|h| h[i]),
+                depends_on: closure.references.as_ref().map(|r| r[i].clone()),
+                license: options.sbom.licenses.get(&item.path).cloned(),
+            });
+        }
+        let root_indices = roots.iter().map(|r| closure.index_of(r).expect("the roots are in the closure")).collect();
+        Ok(Model {
+            image_name: image_name.to_string(),
+            created,
+            items,
+            roots: root_indices,
+            extras: extras(&roots[0], options)?,
+            database: options.database.clone(),
+        })
+    }
+}
+
+/// The NAR hash of each of `items`, from the database `file`.
+fn nar_hashes(file: &Path, items: &[StoreItem]) -> Result<Vec<[u8; 32]>> {
+    let registrations = database::registrations(file, items)?;
+    items
+        .iter()
+        .zip(registrations)
+        .map(|(item, registration)| {
+            let text = registration.hash.unwrap_or_default();
+            nar_hash::parse(&text).map_err(|why| {
+                Error::new(
+                    ErrorKind::Database,
+                    format!(
+                        "store database {}: the NAR hash of {} ('{}') is malformed: {why}; the SBOM cannot give its checksum",
+                        file.display(),
+                        item.path.display(),
+                        text.escape_debug()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The directories, symlinks and files `options` add, sorted by path; a
+/// relative symlink target is relative to `main`, as in the image.
+fn extras(main: &StoreItem, options: &ImageOptions) -> Result<Vec<Extra>> {
+    let t = &options.transformations;
+    let path_in_image = |path: &str| -> Result<String> { Ok(format!("/{}", String::from_utf8_lossy(&archive_name(path, t)?))) };
+    let mut extras = BTreeMap::new();
+    for d in &options.directories {
+        let kind = ExtraKind::Directory { mode: d.mode, uid: d.uid, gid: d.gid };
+        extras.insert(path_in_image(&d.path)?, kind);
+    }
+    for s in &options.symlinks {
+        let target = if s.target.starts_with('/') {
+            s.target.clone()
+        } else {
+            format!("{}/{}", main.path.display(), s.target)
+        };
+        extras.insert(path_in_image(&s.link)?, ExtraKind::Symlink { target });
+    }
+    for f in &options.files {
+        extras.insert(path_in_image(&f.path)?, ExtraKind::File { sha256: file_sha256(&f.source)? });
+    }
+    Ok(extras.into_iter().map(|(path, kind)| Extra { path, kind }).collect())
+}
+
+fn file_sha256(source: &Path) -> Result<[u8; 32]> {
+    let mut file = std::fs::File::open(source).map_err(|e| Error::io(source, "opening the extra file", &e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(source, "reading the extra file", &e))?;
+    Ok(hasher.finalize().into())
+}
+
+/// Percent-encodes what the purl specification does not leave as it is
+/// (anything but letters, digits and `.-_~`).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(name: &str, version: Option<&str>) -> Package {
+        Package {
+            path: String::new(),
+            hash_part: String::new(),
+            name: name.into(),
+            version: version.map(Into::into),
+            nar_sha256: None,
+            depends_on: None,
+            license: None,
+        }
+    }
+
+    #[test]
+    fn purls_are_percent_encoded() {
+        assert_eq!(package("hello", Some("2.12.1")).purl(), "pkg:guix/hello@2.12.1");
+        assert_eq!(package("profile", None).purl(), "pkg:guix/profile");
+        assert_eq!(package("libstdc++", Some("1+2")).purl(), "pkg:guix/libstdc%2B%2B@1%2B2");
+    }
+}
