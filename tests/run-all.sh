@@ -16,6 +16,9 @@
 #   consumers tests/consumers/run.sh: docker, podman, skopeo and umoci
 #   consumers-oci tests/consumers/oci.sh: the oci: and oci-archive:
 #             destinations with skopeo, docker, podman, containerd's ctr, umoci
+#   consumers-sbom tests/consumers/sbom.sh: the SBOMs, checked with
+#             pyspdxtools and cyclonedx-python-lib (installed from PyPI by
+#             the stage sbom-tools) against the store database and umoci
 # Each stage prints `ok - STAGE` or `FAIL - STAGE`; the last line is
 # "N passed, N failed" and the exit status is non-zero when a stage failed.
 
@@ -42,7 +45,15 @@ PACKAGES=(
     util-linux bsdutils perl-base
     nix-bin
     make pkgconf binutils man-db zsh fish
+    python3-venv
 )
+
+# The SBOM validators, which Debian 12 does not package: the SPDX project's
+# spdx-tools (pyspdxtools) and cyclonedx-python-lib with its JSON validator,
+# from PyPI with pip, into a venv of their own (Debian's Python refuses pip
+# installs outside one); tests/consumers/sbom.sh finds them there.
+SBOM_TOOLS=/opt/gdn-sbom-tools
+SBOM_TOOL_PACKAGES=('spdx-tools==0.8.5' 'cyclonedx-python-lib[json-validation]==11.12.0')
 
 PASSED=0
 FAILED=0
@@ -107,6 +118,14 @@ install_packages() {
     apt-get update -q && apt-get install -y -q "${missing[@]}"
 }
 
+install_sbom_tools() {
+    if "$SBOM_TOOLS/bin/python" -c 'import spdx_tools, cyclonedx.validation.json' 2>/dev/null; then
+        echo "the SBOM validators are installed in $SBOM_TOOLS"
+        return 0
+    fi
+    python3 -m venv "$SBOM_TOOLS" && "$SBOM_TOOLS/bin/pip" install -q "${SBOM_TOOL_PACKAGES[@]}"
+}
+
 # shellcheck source=lib/dockerd.sh
 source "$ROOT/tests/lib/dockerd.sh"
 DOCKERD_DIR=
@@ -129,6 +148,8 @@ fi
 
 setup_ok=yes
 stage packages install_packages || setup_ok=no
+sbom_ok=yes
+stage sbom-tools install_sbom_tools || sbom_ok=no
 if [ "$setup_ok" = yes ]; then
     stage dockerd start_dockerd || setup_ok=no
 else
@@ -147,8 +168,13 @@ if stage build cargo build --release; then
         skipped consumers "no packages or no dockerd"
         skipped consumers-oci "no packages or no dockerd"
     fi
+    if [ "$sbom_ok" = yes ]; then
+        script_stage consumers-sbom tests/consumers/sbom.sh
+    else
+        skipped consumers-sbom "the SBOM validators could not be installed"
+    fi
 else
-    for s in rust c guile install consumers consumers-oci; do
+    for s in rust c guile install consumers consumers-oci consumers-sbom; do
         skipped "$s" "the build failed"
     done
 fi

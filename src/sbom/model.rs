@@ -140,8 +140,14 @@ fn nar_hashes(file: &Path, items: &[StoreItem]) -> Result<Vec<[u8; 32]>> {
         .iter()
         .zip(registrations)
         .map(|(item, registration)| {
-            let text = registration.hash.unwrap_or_default();
-            nar_hash::parse(&text).map_err(|why| {
+            let (text, parsed) = match registration.hash {
+                Some(text) => {
+                    let parsed = nar_hash::parse(&text);
+                    (text, parsed)
+                }
+                None => (String::new(), Err("the column does not hold text".to_string())),
+            };
+            parsed.map_err(|why| {
                 Error::new(
                     ErrorKind::Database,
                     format!(
