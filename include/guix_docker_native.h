@@ -10,7 +10,8 @@
  * Exports
  * - Every function whose name starts with gdn_ or is build_docker_image is
  *   exported with C linkage; nothing else is.  The installed library gives
- *   each the symbol version of the release that added it (GDN_1, GDN_1.1).
+ *   each the symbol version of the release that added it (GDN_1, GDN_1.1,
+ *   GDN_1.2).
  *
  * Result codes and errors
  * - Fallible functions return a gdn_result: GDN_OK (0) on success, else one
@@ -728,6 +729,57 @@ gdn_result build_docker_image(const char *item,
                               size_t closure_len,
                               const char *output,
                               const gdn_options *options);
+
+/**
+ * Asks for an SBOM of the image, in the format `format`: `"spdx"` (SPDX
+ * 2.3 JSON) or `"cyclonedx"` (CycloneDX 1.5 JSON); call it once per format
+ * (asking twice for one is asking once).  The SBOM lists every store item
+ * of the closure (name and version split from the store name as Guix
+ * splits them, store path, purl `pkg:guix/NAME@VERSION`, the NAR hash
+ * and references the store database gives, `NOASSERTION` without one)
+ * and the extra directories, symlinks and files.  It is written beside the
+ * image: to the file of `gdn_options_set_sbom_output`, by default to the
+ * output file's name followed by `.spdx.json` or `.cdx.json`; a build to
+ * standard output (`"-"`) without `gdn_options_set_sbom_output` fails with
+ * `GDN_ERR_INVALID_ARGUMENT`.  The files are named just before the image
+ * is, and a build that fails leaves neither.  An unknown format is
+ * `GDN_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `format` is NULL or a NUL-terminated string.
+ */
+gdn_result gdn_options_add_sbom(gdn_options *options, const char *format);
+
+/**
+ * Writes the SBOM to `file` (taken as bytes, copied): with one format,
+ * `file` itself; with several, `file` followed by `.spdx.json` and
+ * `.cdx.json`.  `file` is an output as the image's is (a regular file is
+ * written unnamed and named at the end); the image's own output, the
+ * store database and the store are refused (`GDN_ERR_OUTPUT`).  Without
+ * `gdn_options_add_sbom` a build fails with `GDN_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `file` is NULL or a NUL-terminated string.
+ */
+gdn_result gdn_options_set_sbom_output(gdn_options *options, const char *file);
+
+/**
+ * Declares the licence of the store item `item` (its absolute path) in
+ * the SBOM: `expression` is an SPDX licence expression
+ * (`"GPL-3.0-or-later"`, `"MIT OR Apache-2.0"`, `"LicenseRef-NAME"`),
+ * checked for its syntax (a Guix licence name such as `"GPL 3+"` is
+ * `GDN_ERR_INVALID_ARGUMENT`).  Items without one are `NOASSERTION`.
+ * The last expression given for an item counts; a build whose closure
+ * lacks `item` fails with `GDN_ERR_INVALID_ARGUMENT`.  The strings are
+ * copied.
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `item` and `expression` are NULL or
+ * NUL-terminated strings.
+ */
+gdn_result gdn_options_add_sbom_license(gdn_options *options,
+                                        const char *item,
+                                        const char *expression);
 
 #ifdef __cplusplus
 }  // extern "C"

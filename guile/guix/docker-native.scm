@@ -155,7 +155,15 @@ arguments, refused with an error naming WHAT-FIRST or WHAT-SECOND."
 GID MODE)" other))))
     (#:files ,pairs-argument ,%add-file ,(pair-of "file" "file source"))
     (#:transformations ,pairs-argument ,%add-transformation
-                       ,(pair-of "transformation" "transformation target"))))
+                       ,(pair-of "transformation" "transformation target"))
+    (#:sbom ,list-argument ,%add-sbom
+            ,(lambda (format)
+               (list (string-argument "SBOM format"
+                                      (if (symbol? format)
+                                          (symbol->string format)
+                                          format)))))
+    (#:sbom-licenses ,pairs-argument ,%add-sbom-license
+                     ,(pair-of "SBOM licence item" "SBOM licence"))))
 
 (define* (make-image-options #:key
                              store-directory
@@ -174,6 +182,9 @@ GID MODE)" other))))
                              (files '())
                              (transformations '())
                              localstatedir?
+                             (sbom '())
+                             sbom-output
+                             (sbom-licenses '())
                              max-layers
                              system
                              creation-time
@@ -199,6 +210,18 @@ rewrite in the archive's names.  LOCALSTATEDIR?: true to put the store
 database in the image, as `guix pack --localstatedir': /var/guix/db/db.sqlite
 registering exactly the closure with the rows DATABASE holds for it (which
 it then requires), and root's profile, a GC root, linking to the item.
+SBOM: list of formats, `spdx' (SPDX 2.3 JSON) and `cyclonedx' (CycloneDX 1.5
+JSON), symbols or strings: write an SBOM of exactly what the image holds,
+each store item with its name and version as Guix splits them, its purl
+pkg:guix/NAME@VERSION, the NAR hash and references DATABASE gives
+(NOASSERTION without it), and the extra directories, symlinks and files.
+SBOM-OUTPUT: the file it goes to (with several formats, that name followed
+by .spdx.json and .cdx.json); by default the image's file name followed by
+those suffixes.  SBOM-LICENSES: alist (ITEM . EXPRESSION), ITEM a store item
+of the closure, EXPRESSION an SPDX licence expression such as
+\"GPL-3.0-or-later\" (a Guix licence's name, \"GPL 3+\", is refused; inside
+Guix, map each package's `license' to its SPDX identifier); the other items'
+licences are NOASSERTION.
 MAX-LAYERS: at most this many layers (1 to
 125; #f: one).  SYSTEM: a Guix system type or GNU triplet (default: the
 host's).  CREATION-TIME: seconds since the epoch, or a SRFI-19 date or time
@@ -227,6 +250,7 @@ threads (#f: one per core)."
                              ,(lambda (n)
                                 (list (uint32-argument "max-layers" n))))
                 (,system ,%set-system ,(string-of "system"))
+                (,sbom-output ,%set-sbom-output ,(string-of "SBOM output"))
                 (,creation-time ,%set-creation-time
                                 ,(compose list creation-time->seconds))
                 (,threads ,%set-threads
@@ -258,7 +282,9 @@ program first" entry-point)))
                 (#:symlinks . ,symlinks)
                 (#:directories . ,directories)
                 (#:files . ,files)
-                (#:transformations . ,transformations)))
+                (#:transformations . ,transformations)
+                (#:sbom . ,sbom)
+                (#:sbom-licenses . ,sbom-licenses)))
     (set-option! %set-localstatedir (if localstatedir? 1 0))
     (unless (or (not compression-level)
                 (and (exact-integer? compression-level)
@@ -742,7 +768,10 @@ both strings" other)))
                              progress
                              cancel
                              store-directory
-                             threads)
+                             threads
+                             (sbom '())
+                             sbom-output
+                             (sbom-licenses '()))
   "Write to IMAGE a Docker image archive holding PATHS, the closure of
 PREFIX, the store item the image is about (Guix passes a profile), as Guix's
 procedure of that name in (guix docker) does, with the same keywords.
@@ -777,7 +806,12 @@ raises an error.
 Our own keywords: TAGS, more \"NAME[:TAG]\" references; PROGRESS, a
 procedure called with (BYTES-DONE BYTES-TOTAL) as the build advances;
 CANCEL, a flag from `make-cancel-flag' that stops the build; STORE-DIRECTORY, the store PATHS live in (default: `store-directory');
-THREADS, the number of worker threads (#f: one per core).
+THREADS, the number of worker threads (#f: one per core); SBOM, SBOM-OUTPUT
+and SBOM-LICENSES, an SBOM of PATHS beside IMAGE, as for
+`make-image-options' (IMAGE.spdx.json, IMAGE.cdx.json by default): for
+instance #:sbom '(spdx) #:sbom-licenses (map (lambda (item) (cons item
+(LICENCE-OF item))) PATHS), LICENCE-OF being the caller's mapping from an
+item to its package's SPDX licence expression.
 
 Return IMAGE.  Errors are raised as docker-native errors naming the
 offending input."
@@ -808,7 +842,10 @@ database (a string), or #f" database))
       #:creation-time creation-time
       #:compression compression
       #:compression-level (if (zero? level) #f level)
-      #:threads threads)
+      #:threads threads
+      #:sbom sbom
+      #:sbom-output sbom-output
+      #:sbom-licenses sbom-licenses)
      #:closure (list-argument "paths" paths)
      #:progress progress
      #:cancel cancel)))
@@ -831,7 +868,10 @@ database (a string), or #f" database))
                                   progress
                                   cancel
                                   store-directory
-                                  threads)
+                                  threads
+                                  (sbom '())
+                                  sbom-output
+                                  (sbom-licenses '()))
   "Build the Docker image archive of ITEM, a store item, and return the
 name of the file written: OUTPUT, or by default
 NAME-docker-image.tar[.gz|.zst] in the current directory, NAME being ITEM's
@@ -850,7 +890,8 @@ store database in the image, as `guix pack --localstatedir' (see
 `make-image-options'; it needs DATABASE).  PROGRESS: a procedure called with
 (BYTES-DONE BYTES-TOTAL).  CANCEL: a flag from `make-cancel-flag' that stops
 the build.  STORE-DIRECTORY: the store ITEM lives in (default:
-`store-directory')."
+`store-directory').  SBOM, SBOM-OUTPUT, SBOM-LICENSES: an SBOM of the image
+beside it, as for `make-image-options'."
   (let ((output (or output
                     (default-image-file-name item compression
                                              (or store-directory
@@ -869,7 +910,10 @@ the build.  STORE-DIRECTORY: the store ITEM lives in (default:
                          #:creation-time creation-time
                          #:compression compression
                          #:compression-level compression-level
-                         #:threads threads)
+                         #:threads threads
+                         #:sbom sbom
+                         #:sbom-output sbom-output
+                         #:sbom-licenses sbom-licenses)
      #:closure closure
      #:progress progress
      #:cancel cancel)))

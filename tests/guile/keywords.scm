@@ -97,7 +97,14 @@ ARGS) for any other exception, (returned VALUE) otherwise."
     (threads -1 "threads")
     (threads "2" "threads")
     (threads 5000 "threads")
-    (threads ,(expt 2 33) "threads")))
+    (threads ,(expt 2 33) "threads")
+    (sbom spdx "sbom")
+    (sbom (5) "SBOM format")
+    (sbom (swid) "swid")
+    (sbom-output 5 "SBOM output")
+    (sbom-licenses 5 "sbom-licenses")
+    (sbom-licenses (("/x" . 5)) "SBOM licence")
+    (sbom-licenses (("/x" . "GPL 3+")) "GPL 3+")))
 
 (define %build-docker-image-cases
   `((repository 5 "repository")

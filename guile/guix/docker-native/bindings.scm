@@ -54,7 +54,8 @@
             %set-system %set-creation-time %set-compression %set-threads
             %set-localstatedir %set-progress-callback %set-cancel
             %clone-options %free-options %cancel-request %build-docker-image
-            %store-item-name %default-output-name %tag-from-name))
+            %store-item-name %default-output-name %tag-from-name
+            %add-sbom %set-sbom-output %add-sbom-license))
 
 ;;; Commentary:
 ;;;
@@ -140,9 +141,9 @@ that was refused and says what is wrong with it."
 ;; (the unversioned .so is for the linker, and may be absent).
 (define %installed-library-file-name
   (string-append %library-file-name "." (number->string %expected-abi-version)))
-;; A function of the newest symbol version this module uses (GDN_1.1): a
+;; A function of the newest symbol version this module uses (GDN_1.2): a
 ;; library without it is older than the module.
-(define %newest-function "gdn_result_name")
+(define %newest-function "gdn_options_add_sbom")
 
 (define (module-relative-library-files)
   "Return the files where the library sits relative to the modules' source:
@@ -555,6 +556,12 @@ before writing anything."
 (define %set-progress-callback
   (library-procedure "gdn_options_set_progress_callback" 'result '(* * *)))
 (define %set-cancel (library-procedure "gdn_options_set_cancel" 'result '(* *)))
+;; SBOMs (GDN_1.2): a format, the file, an item's licence.
+(define %add-sbom (library-procedure "gdn_options_add_sbom" 'result '(* *)))
+(define %set-sbom-output
+  (library-procedure "gdn_options_set_sbom_output" 'result '(* *)))
+(define %add-sbom-license
+  (library-procedure "gdn_options_add_sbom_license" 'result '(* * *)))
 
 ;; A build's private copy of options, freed by the build itself (no
 ;; finalizer, so never wrapped in an <image-options>: see
