@@ -962,6 +962,59 @@ static void test_builds(const char *store, const char *item, const char *databas
   free(explicit_out);
 }
 
+/* SBOMs (GDN_1.2): the setters' errors, a build with two formats beside
+ * the image, and a failed build leaving neither image nor SBOM. */
+static void test_sbom(const char *store, const char *item, const char *database, const char *work) {
+  NULL_OPTIONS(gdn_options_add_sbom(NULL, "spdx"));
+  NULL_OPTIONS(gdn_options_set_sbom_output(NULL, "x.json"));
+  NULL_OPTIONS(gdn_options_add_sbom_license(NULL, item, "MIT"));
+  gdn_options *o = gdn_options_new();
+  NULL_ARG(gdn_options_add_sbom(o, NULL), "format");
+  NULL_ARG(gdn_options_set_sbom_output(o, NULL), "file");
+  NULL_ARG(gdn_options_add_sbom_license(o, NULL, "MIT"), "item");
+  NULL_ARG(gdn_options_add_sbom_license(o, item, NULL), "expression");
+  INVALID(gdn_options_add_sbom(o, "swid"), "'swid'");
+  INVALID(gdn_options_add_sbom_license(o, item, "GPL 3+"), "'GPL 3+'");
+  INVALID(gdn_options_add_sbom_license(o, "relative", "MIT"), "relative");
+
+  char *out = join(work, "sbom.tar"), *base = join(work, "sbom");
+  char *spdx = join(work, "sbom.spdx.json"), *cdx = join(work, "sbom.cdx.json");
+  expect(gdn_options_set_store_dir(o, store) == GDN_OK, "store dir accepted");
+  expect(gdn_options_set_database(o, database) == GDN_OK, "database accepted");
+  expect(gdn_options_add_sbom(o, "spdx") == GDN_OK && gdn_options_add_sbom(o, "cyclonedx") == GDN_OK,
+         "gdn_options_add_sbom spdx and cyclonedx accepted");
+  expect(gdn_options_add_sbom_license(o, item, "GPL-3.0-or-later") == GDN_OK, "an SPDX licence accepted");
+  expect(gdn_options_set_sbom_output(o, base) == GDN_OK, "gdn_options_set_sbom_output accepted");
+  gdn_result r = build_docker_image(item, NULL, 0, out, o);
+  expect(r == GDN_OK, "a build with SBOMs: %d %s", r, last_error());
+  bytes doc = read_file(spdx);
+  if (doc.data) doc.data[doc.size] = 0; /* read_file leaves room for it */
+  expect(doc.data && strstr((char *)doc.data, "\"spdxVersion\": \"SPDX-2.3\"") &&
+             strstr((char *)doc.data, "GPL-3.0-or-later") && strstr((char *)doc.data, base_name(item)),
+         "%s is SPDX 2.3 naming the item and its licence", spdx);
+  free(doc.data);
+  doc = read_file(cdx);
+  if (doc.data) doc.data[doc.size] = 0;
+  expect(doc.data && strstr((char *)doc.data, "\"bomFormat\": \"CycloneDX\""), "%s is CycloneDX", cdx);
+  free(doc.data);
+  unlink(out);
+  unlink(spdx);
+  unlink(cdx);
+
+  /* A licence for an item outside the closure fails the build, leaving nothing. */
+  char *other = join(store, "00000000000000000000000000000000-other");
+  expect(gdn_options_add_sbom_license(o, other, "MIT") == GDN_OK, "a licence for another item is accepted");
+  expect_build_failure("a licence for an item outside the closure", build_docker_image(item, NULL, 0, out, o),
+                       GDN_ERR_INVALID_ARGUMENT, "not an item of the image's closure", out, NULL);
+  expect(!exists(spdx) && !exists(cdx), "no SBOM left either");
+  free(other);
+  free(cdx);
+  free(spdx);
+  free(base);
+  free(out);
+  gdn_options_free(o);
+}
+
 int main(int argc, char **argv) {
   if (argc < 5 || argc > 6) {
     fprintf(stderr, "usage: %s STORE_DIR ITEM DATABASE WORKDIR [ENTRY_POINT]\n", argv[0]);
@@ -978,6 +1031,7 @@ int main(int argc, char **argv) {
   test_cancel(store, item, work);
   test_reentry(store, item, work);
   test_builds(store, item, database, work, entry_point);
+  test_sbom(store, item, database, work);
 
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

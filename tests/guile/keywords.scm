@@ -103,7 +103,7 @@ ARGS) for any other exception, (returned VALUE) otherwise."
     (sbom (swid) "swid")
     (sbom-output 5 "SBOM output")
     (sbom-licenses 5 "sbom-licenses")
-    (sbom-licenses (("/x" . 5)) "SBOM licence")
+    (sbom-licenses (("/x" . 5)) "sbom-licenses")
     (sbom-licenses (("/x" . "GPL 3+")) "GPL 3+")))
 
 (define %build-docker-image-cases

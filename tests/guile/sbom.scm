@@ -128,7 +128,7 @@
    `(((#:sbom (swid)) "swid")
      ((#:sbom spdx) "sbom")
      ((#:sbom (spdx) #:sbom-licenses ((,main . "GPL 3+"))) "GPL 3+")
-     ((#:sbom (spdx) #:sbom-licenses (("/gnu/store/x" . 5))) "licence")
+     ((#:sbom (spdx) #:sbom-licenses (("/gnu/store/x" . 5))) "sbom-licenses")
      ((#:sbom (spdx) #:sbom-licenses
        ((,(string-append store "/00000000000000000000000000000000-other")
          . "MIT")))

@@ -7,7 +7,7 @@
 #   - the files are where they belong, the library with its full version
 #     and the .so.1 and .so symlinks;
 #   - readelf -d shows the SONAME, objdump -T every export with its version
-#     (GDN_1, or GDN_1.1 for the functions added since), and
+#     (GDN_1, or GDN_1.1 and GDN_1.2 for the functions added since), and
 #     the exports are exactly the installed header's functions;
 #   - tests/c/test_abi.c compiles and links with nothing but
 #     `pkg-config --cflags --libs guix-docker-native` (the staged prefix
@@ -114,7 +114,7 @@ if [ "$phase" = installed ]; then
         diff <(echo "$declared") <(echo "$exported") | sed 's/^/    /'
     fi
     # Each function's version, as build.rs's version script assigns it
-    # (GDN_1, and GDN_1.1 for the functions added since; copied out of the
+    # (GDN_1, and GDN_1.1, GDN_1.2 for the functions added since; copied out of the
     # build tree before the checkout went out of sight).
     wanted=$(awk '/^GDN_[0-9.]+ [{]/ {node = $1}
                   /^    [a-z_]+;$/ {name = $1; sub(/;$/, "", name); print name, node}' \
