@@ -107,3 +107,36 @@ pub fn document(model: &Model, image_digest: &str) -> Vec<u8> {
     bytes.push(b'\n');
     bytes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sbom::model::sample;
+    use serde_json::Value;
+
+    #[test]
+    fn components_dependencies_and_the_subject() {
+        let doc: Value = serde_json::from_slice(&document(&sample(true), "sha256:ab")).unwrap();
+        assert_eq!(doc["specVersion"], "1.5");
+        assert!(doc["serialNumber"].as_str().unwrap().starts_with("urn:uuid:"));
+        assert_eq!(doc["metadata"]["component"]["type"], "container");
+        assert_eq!(doc["metadata"]["component"]["hashes"][0]["content"], "ab");
+        let main = "/gnu/store/00000000000000000000000000000000-profile";
+        let lib = "/gnu/store/11111111111111111111111111111111-libstdc++-13";
+        assert_eq!(doc["dependencies"][0], json!({ "ref": "image", "dependsOn": [main, "extra:/etc/a"] }));
+        assert_eq!(doc["dependencies"][1], json!({ "ref": main, "dependsOn": [lib] }));
+        assert_eq!(doc["dependencies"][2], json!({ "ref": lib, "dependsOn": [] }));
+        assert_eq!(doc["components"][0]["licenses"][0]["expression"], "GPL-3.0-or-later OR LicenseRef-x");
+        assert!(doc["components"][1].get("licenses").is_none());
+        assert_eq!(doc["components"][1]["purl"], "pkg:guix/libstdc%2B%2B@13");
+        assert_eq!(doc["components"][2]["type"], "file");
+    }
+
+    #[test]
+    fn unknown_hashes_and_references_are_left_out() {
+        let doc: Value = serde_json::from_slice(&document(&sample(false), "sha256:ab")).unwrap();
+        assert!(doc["components"][0].get("hashes").is_none());
+        assert_eq!(doc["components"][0]["properties"][0], json!({ "name": "guix:nar-hash", "value": "NOASSERTION" }));
+        assert_eq!(doc["dependencies"].as_array().unwrap().len(), 1, "only the image's");
+    }
+}

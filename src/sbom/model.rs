@@ -223,10 +223,78 @@ mod tests {
         }
     }
 
+    /// A store database holding `rows` (path, hash column).
+    fn database(dir: &Path, rows: &[(&str, &str)]) -> PathBuf {
+        let file = dir.join("db.sqlite");
+        let db = rusqlite::Connection::open(&file).unwrap();
+        db.execute_batch(crate::closure::STORE_DATABASE_SCHEMA).unwrap();
+        for (path, hash) in rows {
+            db.execute(
+                "INSERT INTO ValidPaths (path, hash, registrationTime, narSize) VALUES (?1, ?2, 1, 1)",
+                [path, hash],
+            )
+            .unwrap();
+        }
+        file
+    }
+
+    #[test]
+    fn nar_hashes_in_guix_and_nix_forms_and_a_malformed_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::StoreDir::new(Path::new("/gnu/store")).unwrap();
+        let a = "/gnu/store/00000000000000000000000000000000-a-1";
+        let b = "/gnu/store/11111111111111111111111111111111-b-2";
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let items: Vec<StoreItem> = [a, b].iter().map(|p| store.parse_item(Path::new(p)).unwrap()).collect();
+        let file = database(
+            dir.path(),
+            &[(a, &format!("sha256:{abc}")), (b, "sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s")],
+        );
+        let hashes = nar_hashes(&file, &items).unwrap();
+        assert_eq!(hex::encode(hashes[0]), abc);
+        assert_eq!(hashes[0], hashes[1]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = database(dir.path(), &[(a, &format!("sha256:{abc}")), (b, "sha256:xyz")]);
+        let e = nar_hashes(&file, &items).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Database);
+        assert!(e.message.contains(b) && e.message.contains("'sha256:xyz'") && e.message.contains("malformed"), "{}", e.message);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = database(dir.path(), &[(a, &format!("sha256:{abc}"))]);
+        let e = nar_hashes(&file, &items).unwrap_err();
+        assert!(e.message.contains(b) && e.message.contains("not a valid item"), "{}", e.message);
+    }
+
     #[test]
     fn purls_are_percent_encoded() {
         assert_eq!(package("hello", Some("2.12.1")).purl(), "pkg:guix/hello@2.12.1");
         assert_eq!(package("profile", None).purl(), "pkg:guix/profile");
         assert_eq!(package("libstdc++", Some("1+2")).purl(), "pkg:guix/libstdc%2B%2B@1%2B2");
+    }
+}
+
+/// A small model for the writers' tests: `main` referring to `lib`, an
+/// extra file, and (with `known`) hashes and references.
+#[cfg(test)]
+pub(super) fn sample(known: bool) -> Model {
+    let package = |hash: &str, name: &str, version: Option<&str>, depends: Vec<usize>| Package {
+        path: format!("/gnu/store/{hash}-{name}{}", version.map(|v| format!("-{v}")).unwrap_or_default()),
+        hash_part: hash.to_string(),
+        name: name.to_string(),
+        version: version.map(Into::into),
+        nar_sha256: known.then_some([7; 32]),
+        depends_on: known.then_some(depends),
+        license: None,
+    };
+    let mut main = package("00000000000000000000000000000000", "profile", None, vec![1]);
+    main.license = Some("GPL-3.0-or-later OR LicenseRef-x".into());
+    Model {
+        image_name: "hello:1".into(),
+        created: 1,
+        items: vec![main, package("11111111111111111111111111111111", "libstdc++", Some("13"), vec![])],
+        roots: vec![0],
+        extras: vec![Extra { path: "/etc/a".into(), kind: ExtraKind::File { sha256: [1; 32] } }],
+        database: known.then(|| PathBuf::from("/var/guix/db/db.sqlite")),
     }
 }

@@ -167,3 +167,54 @@ pub(super) fn describe_extra(kind: &ExtraKind) -> (&'static str, String) {
         ExtraKind::File { .. } => ("FILE", "A file copied into the image.".to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sbom::model::sample;
+
+    fn relationships(doc: &Value, kind: &str, from: &str) -> Vec<String> {
+        doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["relationshipType"] == kind && r["spdxElementId"] == from)
+            .map(|r| r["relatedSpdxElement"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn items_hashes_references_licences_and_the_subject() {
+        let bytes = document(&sample(true), "sha256:ab");
+        assert_eq!(bytes, document(&sample(true), "sha256:ab"), "the same bytes");
+        let doc: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+        assert_eq!(doc["creationInfo"]["created"], "1970-01-01T00:00:01Z");
+        assert_eq!(relationships(&doc, "DESCRIBES", "SPDXRef-DOCUMENT"), ["SPDXRef-Image"]);
+        let main = "SPDXRef-Item-00000000000000000000000000000000";
+        let lib = "SPDXRef-Item-11111111111111111111111111111111";
+        assert_eq!(relationships(&doc, "DEPENDS_ON", main), [lib]);
+        assert!(relationships(&doc, "DEPENDS_ON", lib).is_empty());
+        assert_eq!(relationships(&doc, "CONTAINS", "SPDXRef-Image"), [main, lib, "SPDXRef-Extra-1"]);
+        let packages = doc["packages"].as_array().unwrap();
+        assert_eq!(packages[0]["checksums"][0]["checksumValue"], "ab");
+        assert_eq!(packages[1]["licenseDeclared"], "GPL-3.0-or-later OR LicenseRef-x");
+        assert!(packages[1].get("versionInfo").is_none());
+        assert_eq!(packages[2]["versionInfo"], "13");
+        assert_eq!(packages[2]["externalRefs"][0]["referenceLocator"], "pkg:guix/libstdc%2B%2B@13");
+        assert_eq!(packages[2]["checksums"][0]["checksumValue"], hex::encode([7u8; 32]));
+        assert_eq!(packages[2]["licenseDeclared"], NOASSERTION);
+        assert_eq!(doc["hasExtractedLicensingInfos"][0]["licenseId"], "LicenseRef-x");
+        let other: Value = serde_json::from_slice(&document(&sample(true), "sha256:cd")).unwrap();
+        assert_ne!(doc["documentNamespace"], other["documentNamespace"]);
+    }
+
+    #[test]
+    fn unknown_hashes_and_references_are_noassertion() {
+        let doc: Value = serde_json::from_slice(&document(&sample(false), "sha256:ab")).unwrap();
+        let item = &doc["packages"][1];
+        assert!(item.get("checksums").is_none());
+        assert!(item["comment"].as_str().unwrap().contains(NOASSERTION));
+        assert_eq!(relationships(&doc, "DEPENDS_ON", "SPDXRef-Item-00000000000000000000000000000000"), [NOASSERTION]);
+    }
+}

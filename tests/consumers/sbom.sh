@@ -37,7 +37,7 @@ trap 'exit 143' TERM
 for program in "$BIN" "$SAMPLE_STORE"; do
     [ -x "$program" ] || die "$program is missing: run cargo build --release first"
 done
-for tool in umoci sqlite3 jq nix-hash tar; do
+for tool in umoci skopeo sqlite3 jq nix-hash tar; do
     command -v "$tool" >/dev/null || die "$tool is not installed (tests/run-all.sh installs it)"
 done
 PYTHON=$SBOM_TOOLS/bin/python
