@@ -122,7 +122,7 @@ if [ "$phase" = installed ]; then
     nodes=$(awk '/^GDN_[0-9.]+ [{]/ {print $1}' "$tmp/guix_docker_native.map" | tr '\n' ' ')
     check "the version script has the nodes GDN_1, GDN_1.1 and GDN_1.2 (got: $nodes)" test "$nodes" = "GDN_1 GDN_1.1 GDN_1.2 "
     if [ -n "$exports" ] && [ "$exports" = "$wanted" ]; then
-        ok "objdump -T: every export has its version ($(echo "$wanted" | grep -c ' GDN_1\.1$') GDN_1.1, the others GDN_1)"
+        ok "objdump -T: every export has its version ($(echo "$wanted" | grep -c ' GDN_1\.1$') GDN_1.1, $(echo "$wanted" | grep -c ' GDN_1\.2$') GDN_1.2, the others GDN_1)"
     else
         fail "objdump -T: the exports' versions differ from the version script's:"
         diff <(echo "$wanted") <(echo "$exports") | sed 's/^/    /'
