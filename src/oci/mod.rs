@@ -30,7 +30,6 @@ use std::sync::Mutex;
 
 use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
-use crate::config::{self, LayerInfo};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::options::ImageOptions;
@@ -53,7 +52,9 @@ pub fn write_image(plan: &Plan, main_name: &str, destination: &Destination, opti
             }
             layout.commit(entry, reference)
         }
-        Destination::OciArchive { file, reference } => tarball::write(plan, main_name, file, reference.as_deref(), options),
+        Destination::OciArchive { reference, .. } => {
+            tarball::write(plan, main_name, &destination.output(), reference.as_deref(), options)
+        }
         Destination::DockerArchive(_) => Err(Error::invalid_argument("a docker-archive is not an OCI destination")),
     }
 }
@@ -72,19 +73,9 @@ pub struct ImageDocuments {
 
 impl ImageDocuments {
     pub fn new(plan: &Plan, main_name: &str, options: &ImageOptions, layers: &[Descriptor], produced: &[ProducedLayer]) -> ImageDocuments {
-        let infos: Vec<LayerInfo> = produced
-            .iter()
-            .zip(&plan.layers)
-            .map(|(p, layer)| LayerInfo {
-                file: String::new(),
-                diff_id: format!("sha256:{}", hex::encode(p.diff_id)),
-                comment: layer.comment.clone(),
-            })
-            .collect();
-        let image = &plan.image;
-        let config = config::image_config(options, &image.entry_point, image.created, &infos);
+        let config = plan.config(produced, options);
         let config_descriptor = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &config);
-        let manifest = documents::manifest(&config_descriptor, layers, image.created, main_name);
+        let manifest = documents::manifest(&config_descriptor, layers, plan.image.created, main_name);
         ImageDocuments { config, manifest }
     }
 
