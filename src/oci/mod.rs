@@ -26,13 +26,13 @@ pub mod layout;
 pub mod tarball;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::options::ImageOptions;
+use crate::options::{Compression, ImageOptions};
 use blob::{Compressor, Seen};
 use documents::Descriptor;
 
@@ -108,8 +108,11 @@ struct LayoutPackaging<'p> {
     layout: &'p layout::Layout,
     dir: &'p Path,
     compressor: Compressor,
-    /// Each layer's blob being written, until it is whole.
-    pending: Mutex<Vec<Option<(layout::TempBlob, Seen)>>>,
+    /// Each layer's temporary blob file, from its target on.
+    temps: Vec<OnceLock<layout::TempBlob>>,
+    /// Compressed, each layer's stream's digest and size, until it is
+    /// whole (uncompressed, they are the layer's).
+    seen: Mutex<Vec<Option<Seen>>>,
     /// Each layer's blob, once whole.
     blobs: Mutex<Vec<Option<Descriptor>>>,
     /// The index entry, made by the tail.
@@ -136,7 +139,8 @@ impl<'p> LayoutPackaging<'p> {
             layout,
             dir,
             compressor: compressor(options, producers),
-            pending: Mutex::new((0..n).map(|_| None).collect()),
+            temps: (0..n).map(|_| OnceLock::new()).collect(),
+            seen: Mutex::new(vec![None; n]),
             blobs: Mutex::new(vec![None; n]),
             entry: Mutex::new(None),
         }
@@ -149,16 +153,26 @@ impl Packaging for LayoutPackaging<'_> {
     }
 
     fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
-        let temp = self.layout.temp_blob()?;
+        let slot = &self.temps[index];
+        assert!(slot.set(self.layout.temp_blob()?).is_ok(), "one target per layer");
+        let temp = slot.get().expect("just set");
+        if self.options.compression == Compression::None {
+            // The blob is the layer: written in place by its producer (as a
+            // docker-archive's layer is), its digest is the diff_id.
+            return Ok(LayerTarget::File { file: &temp.file, name: &temp.path, offset: 0, prefix: &[] });
+        }
         let file = temp.file.try_clone().map_err(|e| Error::output(self.dir, &e))?;
         let (stream, seen) = blob::blob_stream(file, 0, self.compressor, self.dir)?;
-        self.pending.lock().unwrap()[index] = Some((temp, seen));
+        self.seen.lock().unwrap()[index] = Some(seen);
         Ok(LayerTarget::Own(stream))
     }
 
-    fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {
-        let (temp, seen) = self.pending.lock().unwrap()[index].take().expect("a layer's stream comes first");
-        let (digest, size) = seen.get().expect("the layer's stream is finished");
+    fn layer_done(&self, index: usize, layer: &ProducedLayer) -> Result<()> {
+        let temp = self.temps[index].get().expect("a layer's target comes first");
+        let (digest, size) = match self.seen.lock().unwrap()[index].take() {
+            Some(seen) => seen.get().expect("the layer's stream is finished"),
+            None => (layer.diff_id, layer.len),
+        };
         let hex = hex::encode(digest);
         self.layout.install(temp, &hex)?;
         let media_type = blob::layer_media_type(self.options.compression).to_string();

@@ -34,7 +34,7 @@ use super::{reference_of, ImageDocuments};
 use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::ImageOptions;
+use crate::options::{Compression, ImageOptions};
 use crate::output::{write_all_at, Output, OutputFile, PipeWaitCancelled, PipeWriter};
 use crate::tarfmt::{self, Header, Kind};
 
@@ -59,9 +59,8 @@ fn blob_name(hex: &str) -> Vec<u8> {
 enum Sink<'p> {
     /// A regular file being made: everything at its offset.
     File(&'p File),
-    /// A pipe, a device or a descriptor, in order; each blob goes to
-    /// `spool` first.
-    Stream { out: Box<dyn Write + Send + 'p>, spool: File },
+    /// A pipe, a device or a descriptor, in order (each blob spooled first).
+    Stream(Box<dyn Write + Send + 'p>),
 }
 
 /// The bytes written so far, and where they go.
@@ -85,19 +84,19 @@ impl Writer<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
         let done = match &mut self.sink {
             Sink::File(file) => write_all_at(file, bytes, self.offset),
-            Sink::Stream { out, .. } => out.write_all(bytes),
+            Sink::Stream(out) => out.write_all(bytes),
         };
         done.map_err(|e| self.output_error(e))?;
         self.offset += bytes.len() as u64;
         Ok(())
     }
 
-    /// Writes the first `size` bytes of the spool after what was written.
-    fn put_spooled(&mut self, size: u64) -> Result<()> {
+    /// Writes the first `size` bytes of `spool` after what was written.
+    fn put_spooled(&mut self, spool: &File, size: u64) -> Result<()> {
         let mut buf = vec![0u8; 1 << 20];
         let mut at = 0;
         while at < size {
-            let Sink::Stream { out, spool } = &mut self.sink else { unreachable!("only a stream spools") };
+            let Sink::Stream(out) = &mut self.sink else { unreachable!("only a stream spools") };
             let want = buf.len().min((size - at) as usize);
             let n = spool.read_at(&mut buf[..want], at).map_err(|e| Error::output(&spool_name(), &e))?;
             if n == 0 {
@@ -127,9 +126,17 @@ struct ArchivePackaging<'p> {
     options: &'p ImageOptions,
     compressor: Compressor,
     writer: Mutex<Writer<'p>>,
-    /// The layer being written: where its header goes, and its stream's
-    /// digest and size.
-    pending: Mutex<Option<(u64, Seen)>>,
+    /// The output's name, for messages.
+    name: PathBuf,
+    /// The regular file being made, when it is one.
+    file: Option<&'p File>,
+    /// Where each blob goes first when the output is not a regular file.
+    spool: Option<File>,
+    /// The spool's name in messages.
+    spool_name: PathBuf,
+    /// The layer being written: where its header goes, and, compressed,
+    /// its stream's digest and size (uncompressed, they are the layer's).
+    pending: Mutex<Option<(u64, Option<Seen>)>>,
     blobs: Mutex<Vec<Descriptor>>,
 }
 
@@ -140,47 +147,50 @@ impl Packaging for ArchivePackaging<'_> {
     }
 
     fn layer_target(&self, _index: usize) -> Result<LayerTarget<'_>> {
-        let writer = self.writer.lock().unwrap();
-        let header_at = writer.offset;
-        let (stream, seen) = match &writer.sink {
-            Sink::File(file) => {
-                let file = file.try_clone().map_err(|e| Error::output(&writer.name, &e))?;
-                blob::blob_stream(file, header_at + tarfmt::BLOCK, self.compressor, &writer.name)?
+        let header_at = self.writer.lock().unwrap().offset;
+        // The blob goes after the block left for its header, or into the
+        // spool, which the last blob has left.
+        let (file, name, offset) = match (self.file, &self.spool) {
+            (Some(file), _) => (file, &self.name, header_at + tarfmt::BLOCK),
+            (None, Some(spool)) => {
+                spool.set_len(0).map_err(|e| Error::output(&self.spool_name, &e))?;
+                (spool, &self.spool_name, 0)
             }
-            Sink::Stream { spool, .. } => {
-                // The last blob is out: the spool starts again, empty.
-                let spool_error = |e: io::Error| Error::output(&spool_name(), &e);
-                spool.set_len(0).map_err(spool_error)?;
-                let spool = spool.try_clone().map_err(spool_error)?;
-                blob::blob_stream(spool, 0, self.compressor, &spool_name())?
-            }
+            (None, None) => unreachable!("a stream has a spool"),
         };
-        *self.pending.lock().unwrap() = Some((header_at, seen));
+        if self.options.compression == Compression::None {
+            // The blob is the layer: written in place by its producer, its
+            // digest is the diff_id.
+            *self.pending.lock().unwrap() = Some((header_at, None));
+            return Ok(LayerTarget::File { file, name, offset, prefix: &[] });
+        }
+        let file = file.try_clone().map_err(|e| Error::output(name, &e))?;
+        let (stream, seen) = blob::blob_stream(file, offset, self.compressor, name)?;
+        *self.pending.lock().unwrap() = Some((header_at, Some(seen)));
         Ok(LayerTarget::Own(stream))
     }
 
-    fn layer_done(&self, _index: usize, _layer: &ProducedLayer) -> Result<()> {
-        let (header_at, seen) = self.pending.lock().unwrap().take().expect("a layer's stream comes first");
-        let (digest, size) = seen.get().expect("the layer's stream is finished");
+    fn layer_done(&self, _index: usize, layer: &ProducedLayer) -> Result<()> {
+        let (header_at, seen) = self.pending.lock().unwrap().take().expect("a layer's target comes first");
+        let (digest, size) = match seen {
+            Some(seen) => seen.get().expect("the layer's stream is finished"),
+            None => (layer.diff_id, layer.len),
+        };
         let hex = hex::encode(digest);
         let name = blob_name(&hex);
         let h = tarfmt::fixed_header_block(&header(&name, Kind::File, size));
         let padding = vec![0u8; (tarfmt::padded(size) - size) as usize];
         let mut writer = self.writer.lock().unwrap();
         debug_assert_eq!(writer.offset, header_at);
-        let in_place = match &writer.sink {
-            Sink::File(file) => Some(*file),
-            Sink::Stream { .. } => None,
-        };
-        match in_place {
-            Some(file) => {
+        match (self.file, &self.spool) {
+            (Some(file), _) => {
                 // The blob is in place after the block left for its header.
                 write_all_at(file, &h, header_at).map_err(|e| writer.output_error(e))?;
                 writer.offset += tarfmt::BLOCK + size;
             }
-            None => {
+            (None, spool) => {
                 writer.put(&h)?;
-                writer.put_spooled(size)?;
+                writer.put_spooled(spool.as_ref().expect("a stream has a spool"), size)?;
             }
         }
         writer.put(&padding)?;
@@ -210,7 +220,7 @@ impl Packaging for ArchivePackaging<'_> {
         }
         writer.put(&tarfmt::END_OF_ARCHIVE)?;
         let flushed = match &mut writer.sink {
-            Sink::Stream { out, .. } => out.flush(),
+            Sink::Stream(out) => out.flush(),
             Sink::File(_) => Ok(()),
         };
         flushed.map_err(|e| writer.output_error(e))
@@ -222,8 +232,8 @@ impl Packaging for ArchivePackaging<'_> {
 pub fn write(plan: &Plan, main_name: &str, output: &Output, reference: Option<&str>, options: &ImageOptions) -> Result<()> {
     let out = OutputFile::open(output)?;
     let name = out.display_path();
-    let sink = if out.is_seekable() {
-        Sink::File(&out.file)
+    let (sink, spool) = if out.is_seekable() {
+        (Sink::File(&out.file), None)
     } else {
         let spool = tempfile::tempfile().map_err(|e| {
             Error::new(
@@ -241,9 +251,9 @@ pub fn write(plan: &Plan, main_name: &str, output: &Output, reference: Option<&s
             Ok(pipe) => Box::new(pipe),
             Err(handle) => Box::new(handle),
         };
-        Sink::Stream { out: stream, spool }
+        (Sink::Stream(stream), Some(spool))
     };
-    let mut writer = Writer { sink, offset: 0, name };
+    let mut writer = Writer { sink, offset: 0, name: name.clone() };
     let layout_file = documents::LAYOUT_FILE;
     writer.put(&entry_bytes(&header(b"oci-layout", Kind::File, layout_file.len() as u64), layout_file))?;
     writer.put(&entry_bytes(&header(b"blobs/", Kind::Dir, 0), b""))?;
@@ -256,6 +266,10 @@ pub fn write(plan: &Plan, main_name: &str, output: &Output, reference: Option<&s
         // One layer at a time, on all cores.
         compressor: super::compressor(options, 1),
         writer: Mutex::new(writer),
+        name,
+        file: out.is_seekable().then_some(&out.file),
+        spool,
+        spool_name: spool_name(),
         pending: Mutex::new(None),
         blobs: Mutex::new(Vec::new()),
     };
