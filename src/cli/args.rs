@@ -151,7 +151,9 @@ pub struct Cli {
     #[arg(short = 'C', long, value_name = "NAME", default_value = "none", help_heading = "Output")]
     pub compression: String,
 
-    /// Compression level: gzip 1-9 (default 6), zstd 1-19 (default 3)
+    /// Compression level: gzip 1-9 (default 6; zlib's scale: each gives
+    /// output no larger than zlib's at that level, faster), zstd 1-19
+    /// (default 3)
     #[arg(long, value_name = "N", allow_negative_numbers = true, help_heading = "Output")]
     pub compression_level: Option<String>,
 
