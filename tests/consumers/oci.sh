@@ -204,8 +204,8 @@ oci_archive() {
 
 # oci_archive_to_a_pipe COMPRESSION: -o oci-archive:- (each blob spooled to
 # an unnamed file under $TMPDIR) gives the bytes of the regular file, and a
-# FIFO too; skopeo copy oci-archive:/dev/stdin, podman load and ctr images
-# import read it from the pipe and run it; the spool directory is empty
+# FIFO too; skopeo copy oci-archive:FIFO, podman load and ctr images
+# import - read it from the pipe and run it; the spool directory is empty
 # after each build.
 oci_archive_to_a_pipe() {
     local compression=$1 file=$WORK/piped-$1.tar tag=gdn-oci-$1:pipe spool=$WORK/spool-$1 dir=$WORK/from-pipe-$1 id
@@ -222,10 +222,22 @@ oci_archive_to_a_pipe() {
     wait "$reader" || return 1
     rm -f "$WORK/fifo-$1"
     expect_equal "oci-archive:FIFO: the regular file's bytes" "$(sha256sum <"$file")" "$(cat "$WORK/fifo-$1.sum")" || return 1
-    TMPDIR=$spool gdn "${args[@]}" -o oci-archive:- "$MAIN" |
-        timeout 120 skopeo copy --quiet oci-archive:/dev/stdin "oci:$dir:$tag" || return 1
-    layout_is_right "$dir" "$tag" "$compression" 4 || return 1
-    id=$(TMPDIR=$spool gdn "${args[@]}" -o oci-archive:- "$MAIN" | podman_cmd load -q -i /dev/stdin 2>&1) || { echo "$id"; return 1; }
+    # skopeo takes a path, not /dev/stdin (it resolves symlinks, and a
+    # pipe's is pipe:[N]): standard output is a FIFO that skopeo reads.
+    local fifo=$WORK/skopeo-fifo-$1 writer
+    mkfifo "$fifo" || return 1
+    TMPDIR=$spool "$BIN" --store-dir "$STORE" --database "$DB" "${args[@]}" -o oci-archive:- "$MAIN" >"$fifo" &
+    writer=$!
+    timeout 120 skopeo copy --quiet "oci-archive:$fifo" "oci:$dir:$tag" || { kill "$writer"; wait "$writer"; return 1; }
+    wait "$writer" || return 1
+    rm -f "$fifo"
+    # skopeo may recompress the layers on the way; the config (the
+    # diff_ids) is the one built, and the copy runs.
+    expect_equal "config of the copy read from the FIFO" \
+        "$(timeout 60 skopeo inspect --raw "oci-archive:$file" | jq -r .config.digest)" \
+        "$(timeout 60 skopeo inspect --raw "oci:$dir:$tag" | jq -r .config.digest)" || return 1
+    podman_pulls_layout "$dir" "$tag" || return 1
+    id=$(TMPDIR=$spool gdn "${args[@]}" -o oci-archive:- "$MAIN" | podman_cmd load -q 2>&1) || { echo "$id"; return 1; }
     echo "# podman load from the pipe: $id"
     podman_runs "${id##*: }" && podman_cmd rmi -af >/dev/null || return 1
     local output name=docker.io/library/$tag
