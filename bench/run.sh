@@ -5,7 +5,7 @@
 #
 # Usage: bash bench/run.sh [--size 1G] [--runs 3] [--workdir DIR]
 #                          [--memory-check] [--only REGEX] [--results FILE]
-#                          [--no-build]
+#                          [--no-build] [--baseline-binary FILE]
 # See bench/README.md.
 set -euo pipefail
 
@@ -19,6 +19,7 @@ memory_check=no
 only=
 results=
 build=yes
+baseline=
 
 usage() {
     cat <<'EOF'
@@ -35,6 +36,9 @@ files (made once and kept in the work directory).
   --results FILE   where the report is also written
                    (default DIR/results-SIZE-DATE.txt)
   --no-build       use target/release/guix-docker-native as it is
+  --baseline-binary FILE
+                   also measure gzip to a file with FILE, an earlier build
+                   (from before libdeflate: zlib's gzip), against ours
   --help           this text
 EOF
 }
@@ -51,12 +55,14 @@ while [ $# -gt 0 ]; do
         --only) only=${2:?--only needs a value}; shift 2 ;;
         --results) results=${2:?--results needs a value}; shift 2 ;;
         --no-build) build=no; shift ;;
+        --baseline-binary) baseline=${2:?--baseline-binary needs a file}; shift 2 ;;
         --help | -h) usage; exit 0 ;;
         *) usage >&2; die "unknown argument '$1'" ;;
     esac
 done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs '$runs': expected a positive whole number"
 [[ $size =~ ^[1-9][0-9]*[KMGT]$ ]] || die "--size '$size': expected a number and K, M, G or T, e.g. 1G"
+[ -z "$baseline" ] || [ -x "$baseline" ] || die "--baseline-binary '$baseline': not an executable file"
 
 # --- tools -------------------------------------------------------------------
 
@@ -207,6 +213,15 @@ all_measurements() {
         done
     done
 
+    # Baselines of the same data: zstd -3 -T0 of our uncompressed archive
+    # (the whole-archive zstd's size target), and the gzip of an earlier
+    # build (--baseline-binary: zlib's deflate, before libdeflate).
+    measure base-1-zstd-of-ours "$out/image.tar.zst" "$ours -o - '$profile' | zstd -3 -T0 -q >'$out/image.tar.zst'"
+    if [ -n "$baseline" ]; then
+        measure base-1-file-gzip "$out/image.tar.gz" \
+            "'$baseline' --store-dir '$store' --database '$db' -C gzip -o '$out/image.tar.gz' '$profile'"
+    fi
+
     # OCI: an image layout, uncompressed, 1 and 100 layers; each of 100
     # layers compressed on its own, as an oci-archive (one file, so that
     # its size compares with the whole-archive compression's).
@@ -227,6 +242,8 @@ describe() {
         guix) echo "guix: reproducible layer, sha256, tar" ;;
         guix-gzip) echo "guix: ... | gzip -9n" ;;
         guix-zstd) echo "guix: ... | zstd -3 -T0" ;;
+        base-1-zstd-of-ours) echo "ours -o - | zstd -3 -T0" ;;
+        base-1-file-gzip) echo "baseline binary: gzip, 1 layer, file" ;;
         ours-oci-*) local l=${1#ours-oci-}
             l=${l%%-*}
             case $1 in
@@ -296,6 +313,8 @@ print_targets() {
     target "OCI layout / docker-archive file, 100 layers" ours-oci-100-dir ours-100-file 1.1
     target "per-layer gzip / whole-archive gzip, 100 layers" ours-oci-100-archive-gzip ours-100-file-gzip 1.05 1.01
     target "per-layer zstd / whole-archive zstd, 100 layers" ours-oci-100-archive-zstd ours-100-file-zstd 1.05 1.01
+    target "zstd to a file / ours -o - | zstd -3 -T0" ours-1-file-zstd base-1-zstd-of-ours 1.05 1.0
+    target "gzip to a file / the baseline binary's" ours-1-file-gzip base-1-file-gzip 0.667 1.0
     report "(3x faster is ours/base <= 0.334; \"no slower\" allows 5% for noise)"
 }
 

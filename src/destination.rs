@@ -34,7 +34,8 @@ pub enum Destination {
     },
     /// An OCI image layout in one tar file.
     OciArchive {
-        /// The tar file (a regular file: headers are filled in after their blobs).
+        /// The tar file; `-` is standard output (a pipe or device gets
+        /// each blob spooled to a temporary file first).
         file: PathBuf,
         /// The index entry's ref name; `None`: the first tag.
         reference: Option<String>,
@@ -68,6 +69,7 @@ impl Destination {
     pub fn output(&self) -> Output {
         match self {
             Destination::DockerArchive(output) => output.clone(),
+            Destination::OciArchive { file, .. } if file.as_os_str() == "-" => Output::Stdout,
             Destination::OciLayout { dir: path, .. } | Destination::OciArchive { file: path, .. } => Output::Path(path.clone()),
         }
     }
@@ -115,11 +117,10 @@ pub fn parse_destination(text: &OsStr) -> Result<Destination> {
                 let thing = if is_layout { "directory" } else { "file" };
                 return Err(Error::invalid_argument(format!("output '{shown}': {what} needs a {thing} name")));
             }
-            if path == b"-" {
+            if is_layout && path == b"-" {
                 return Err(Error::invalid_argument(format!(
-                    "output '{shown}': {what} is not written to standard output; give a {} \
-                     (or -o - for a docker-archive on standard output)",
-                    if is_layout { "directory" } else { "file" }
+                    "output '{shown}': {what} is not written to standard output; give a directory \
+                     (or oci-archive:- for the layout as one tar on standard output)"
                 )));
             }
             let reference = match reference {
@@ -221,6 +222,8 @@ mod tests {
             Destination::OciArchive { file: "x.tar".into(), reference: Some("latest".into()) }
         );
         assert_eq!(parse("oci-archive:x.tar").unwrap().reference(), None);
+        assert_eq!(parse("oci-archive:-").unwrap().output(), Output::Stdout);
+        assert_eq!(parse("oci-archive:-:hello:1").unwrap().reference(), Some("hello:1"));
     }
 
     fn refused(s: &str, needle: &str) {

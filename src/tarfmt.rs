@@ -166,7 +166,9 @@ fn ustar_block(name: &[u8], entry_type: tar::EntryType, h: &Header, size: u64) -
     block.set_mode(h.mode);
     block.set_uid(u64::from(if h.uid > OCTAL_ID_MAX { 0 } else { h.uid }));
     block.set_gid(u64::from(if h.gid > OCTAL_ID_MAX { 0 } else { h.gid }));
-    block.set_size(if size > OCTAL_SIZE_MAX { 0 } else { size });
+    // The tar crate writes a size of more than 11 octal digits in GNU's
+    // base-256 form; `write_header` never gives it one (PAX has it).
+    block.set_size(size);
     block.set_mtime(MTIME);
     block.set_entry_type(entry_type);
     block.set_cksum();
@@ -195,8 +197,25 @@ pub fn write_header(h: &Header, out: &mut Vec<u8>) {
         out.extend_from_slice(&records);
         out.resize(start + BLOCK as usize + padded(records.len() as u64) as usize, 0);
     }
-    out.extend_from_slice(&ustar_block(h.name, h.kind.entry_type(), h, h.size));
+    let size = if h.size > OCTAL_SIZE_MAX { 0 } else { h.size };
+    out.extend_from_slice(&ustar_block(h.name, h.kind.entry_type(), h, size));
     debug_assert_eq!((out.len() - start) as u64, header_len(h));
+}
+
+/// The one header block of `h`, whatever its size: for a header written
+/// after its data, into the block left for it (an oci-archive's blob,
+/// whose size is known only at its end).  The same bytes as
+/// [`write_header`] up to 8 GiB - 1; a larger size goes in the size field
+/// in GNU tar's base-256 form (the first byte's high bit set, the number in
+/// the last 8 bytes), which Go's `archive/tar` (skopeo, podman, containerd,
+/// umoci, Docker), GNU tar and the `tar` crate read in any header.  The
+/// name and link target must fit their fields, the ids 7 octal digits.
+pub fn fixed_header_block(h: &Header) -> [u8; BLOCK as usize] {
+    assert!(
+        h.name.len() <= NAME_LEN && h.link.len() <= NAME_LEN && h.uid <= OCTAL_ID_MAX && h.gid <= OCTAL_ID_MAX,
+        "a fixed-length header's fields fit ustar's"
+    );
+    ustar_block(h.name, h.kind.entry_type(), h, h.size)
 }
 
 #[cfg(test)]
@@ -242,6 +261,40 @@ mod tests {
                 ("gnu/link".to_string(), Some(long_link.clone()), 0)
             ]
         );
+    }
+
+    /// A fixed header block: the ustar one below 8 GiB; above, the size in
+    /// base-256, which the `tar` crate reads back (as Go's archive/tar and
+    /// GNU tar do), with the checksum right.
+    #[test]
+    fn fixed_headers_hold_sizes_over_8_gib() {
+        let name = format!("blobs/sha256/{}", "a".repeat(64));
+        for size in [0, 12345, OCTAL_SIZE_MAX] {
+            let h = Header::file(name.as_bytes(), size);
+            let mut out = Vec::new();
+            write_header(&h, &mut out);
+            assert_eq!(out[..], fixed_header_block(&h)[..], "{size}");
+        }
+        for size in [OCTAL_SIZE_MAX + 1, 9 << 30, 1 << 40, (1 << 62) + 7] {
+            let block = fixed_header_block(&Header::file(name.as_bytes(), size));
+            let field = &block[124..136];
+            assert_eq!(field[0], 0x80, "{size}");
+            assert_eq!(field[1..4], [0, 0, 0]);
+            assert_eq!(field[4..], size.to_be_bytes());
+            let mut data = block.to_vec();
+            data.extend_from_slice(&END_OF_ARCHIVE);
+            let reader = tar::Header::from_byte_slice(&data[..512]);
+            assert_eq!(reader.entry_size().unwrap(), size);
+            assert_eq!(reader.cksum().unwrap(), {
+                let mut sum: u32 = 0;
+                for (i, b) in block.iter().enumerate() {
+                    sum += if (148..156).contains(&i) { 32 } else { u32::from(*b) };
+                }
+                sum
+            });
+            assert_eq!(&block[148..156], format!("{:06o}\0 ", reader.cksum().unwrap()).as_bytes());
+            assert_eq!(&block[257..263], b"ustar\0");
+        }
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl<'p> DockerArchive<'p> {
             })
             .collect();
         let image = &self.plan.image;
-        let config = config::image_config(self.options, &image.entry_point, image.created, &infos);
+        let config = self.plan.config(layers, self.options);
         let config_file = format!("{}.json", hex::encode(Sha256::digest(&config)));
         let manifest = config::manifest(&config_file, &image.tags, &infos);
         let top_id = self.layer_files.last().map(|f| f.trim_end_matches("/layer.tar").to_string()).unwrap_or_default();

@@ -67,6 +67,25 @@ pub struct Plan {
     pub items_total: u64,
 }
 
+impl Plan {
+    /// The image config (`architecture`, `os`, `created`, the runtime
+    /// options, `rootfs.diff_ids` and one `history` entry per layer) of the
+    /// image whose layers turned out as `produced`: the same document in a
+    /// docker-archive and as an OCI config blob.
+    pub fn config(&self, produced: &[ProducedLayer], options: &ImageOptions) -> Vec<u8> {
+        let infos: Vec<crate::config::LayerInfo> = produced
+            .iter()
+            .zip(&self.layers)
+            .map(|(p, layer)| crate::config::LayerInfo {
+                file: String::new(),
+                diff_id: format!("sha256:{}", hex::encode(p.diff_id)),
+                comment: layer.comment.clone(),
+            })
+            .collect();
+        crate::config::image_config(options, &self.image.entry_point, self.image.created, &infos)
+    }
+}
+
 /// Writes the docker-archive of `plan` to `out`; returns the image ID
 /// (`sha256:<hex>` of the config).
 pub fn write_docker_archive(plan: &Plan, out: &OutputFile, options: &ImageOptions) -> Result<String> {

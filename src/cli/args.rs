@@ -133,8 +133,10 @@ pub struct Cli {
     /// Where the image goes, in skopeo's words: FILE, docker-archive:FILE
     /// or '-' (standard output): a docker-archive; oci:DIR[:REF]: an OCI
     /// image layout directory, added to (an entry of the same REF is
-    /// replaced); oci-archive:FILE[:REF]: that layout as one tar file (a
-    /// regular file, not a pipe).  REF, the image's name in the layout's
+    /// replaced); oci-archive:FILE[:REF]: that layout as one tar file
+    /// (oci-archive:- is standard output: to a pipe or a device each blob
+    /// is first spooled to an unnamed temporary file under $TMPDIR, which
+    /// needs room for the largest layer).  REF, the image's name in the layout's
     /// index, defaults to the first tag (hello:latest).  A file whose name
     /// starts with a transport and a colon is given as ./NAME
     /// [default: <name>-docker-image.tar[.gz|.zst] in the current directory,
@@ -149,7 +151,9 @@ pub struct Cli {
     #[arg(short = 'C', long, value_name = "NAME", default_value = "none", help_heading = "Output")]
     pub compression: String,
 
-    /// Compression level: gzip 1-9 (default 6), zstd 1-19 (default 3)
+    /// Compression level: gzip 1-9 (default 6; zlib's scale: each gives
+    /// output no larger than zlib's at that level, faster), zstd 1-19
+    /// (default 3)
     #[arg(long, value_name = "N", allow_negative_numbers = true, help_heading = "Output")]
     pub compression_level: Option<String>,
 

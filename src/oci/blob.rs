@@ -61,13 +61,6 @@ impl Sink for CountingFile {
     }
 }
 
-/// The most a layer of `len` bytes can take compressed, with either
-/// compressor (gzip's stored blocks and member headers, zstd's raw blocks
-/// and frame header, both well under this).
-pub fn compressed_bound(len: u64) -> u64 {
-    len + len / 128 + (1 << 20)
-}
-
 /// How a layer is compressed: the kind, level and worker threads.
 #[derive(Debug, Clone, Copy)]
 pub struct Compressor {

@@ -63,7 +63,7 @@ struct Made {
 /// A blob being written under a temporary name.
 pub struct TempBlob {
     pub file: File,
-    path: PathBuf,
+    pub path: PathBuf,
 }
 
 fn layout_error(shown: &str, what: impl std::fmt::Display) -> Error {
@@ -198,13 +198,12 @@ impl Layout {
 
     /// Gives `temp` its digest's name, unless a blob of that name is there
     /// already (it has the same bytes, and is not rewritten).
-    pub fn install(&self, temp: TempBlob, hex: &str) -> Result<()> {
+    pub fn install(&self, temp: &TempBlob, hex: &str) -> Result<()> {
         // Not fsynced, as a docker-archive is not: the rename of the index
         // makes the image appear at once to readers, not to a crash.
-        let TempBlob { file, path } = temp;
-        drop(file);
+        let path = &temp.path;
         let target = self.blob_path(hex);
-        let linked = match fs::hard_link(&path, &target) {
+        let linked = match fs::hard_link(path, &target) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(Error::output(&target, &e)),
@@ -213,8 +212,8 @@ impl Layout {
         if linked {
             made.files.push(target);
         }
-        fs::remove_file(&path).map_err(|e| Error::output(&path, &e))?;
-        made.temps.retain(|p| p != &path);
+        fs::remove_file(path).map_err(|e| Error::output(path, &e))?;
+        made.temps.retain(|p| p != path);
         Ok(())
     }
 
@@ -224,7 +223,7 @@ impl Layout {
         if !self.blob_path(d.hex()).exists() {
             let mut temp = self.temp_blob()?;
             temp.file.write_all(bytes).map_err(|e| Error::output(&temp.path, &e))?;
-            self.install(temp, d.hex())?;
+            self.install(&temp, d.hex())?;
         }
         Ok(d)
     }

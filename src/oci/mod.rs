@@ -27,14 +27,13 @@ pub mod layout;
 pub mod tarball;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
-use crate::config::{self, LayerInfo};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::options::ImageOptions;
+use crate::options::{Compression, ImageOptions};
 use blob::{Compressor, Seen};
 use documents::Descriptor;
 
@@ -64,8 +63,8 @@ pub fn write_image(
             sbom_files.keep();
             Ok(())
         }
-        Destination::OciArchive { file, reference } => {
-            tarball::write(plan, main_name, file, reference.as_deref(), options, sbom)
+        Destination::OciArchive { reference, .. } => {
+            tarball::write(plan, main_name, &destination.output(), reference.as_deref(), options, sbom)
         }
         Destination::DockerArchive(_) => Err(Error::invalid_argument("a docker-archive is not an OCI destination")),
     }
@@ -85,19 +84,9 @@ pub struct ImageDocuments {
 
 impl ImageDocuments {
     pub fn new(plan: &Plan, main_name: &str, options: &ImageOptions, layers: &[Descriptor], produced: &[ProducedLayer]) -> ImageDocuments {
-        let infos: Vec<LayerInfo> = produced
-            .iter()
-            .zip(&plan.layers)
-            .map(|(p, layer)| LayerInfo {
-                file: String::new(),
-                diff_id: format!("sha256:{}", hex::encode(p.diff_id)),
-                comment: layer.comment.clone(),
-            })
-            .collect();
-        let image = &plan.image;
-        let config = config::image_config(options, &image.entry_point, image.created, &infos);
+        let config = plan.config(produced, options);
         let config_descriptor = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &config);
-        let manifest = documents::manifest(&config_descriptor, layers, image.created, main_name);
+        let manifest = documents::manifest(&config_descriptor, layers, plan.image.created, main_name);
         ImageDocuments { config, manifest }
     }
 
@@ -130,8 +119,11 @@ struct LayoutPackaging<'p> {
     layout: &'p layout::Layout,
     dir: &'p Path,
     compressor: Compressor,
-    /// Each layer's blob being written, until it is whole.
-    pending: Mutex<Vec<Option<(layout::TempBlob, Seen)>>>,
+    /// Each layer's temporary blob file, from its target on.
+    temps: Vec<OnceLock<layout::TempBlob>>,
+    /// Compressed, each layer's stream's digest and size, until it is
+    /// whole (uncompressed, they are the layer's).
+    seen: Mutex<Vec<Option<Seen>>>,
     /// Each layer's blob, once whole.
     blobs: Mutex<Vec<Option<Descriptor>>>,
     /// The index entry, made by the tail.
@@ -158,7 +150,8 @@ impl<'p> LayoutPackaging<'p> {
             layout,
             dir,
             compressor: compressor(options, producers),
-            pending: Mutex::new((0..n).map(|_| None).collect()),
+            temps: (0..n).map(|_| OnceLock::new()).collect(),
+            seen: Mutex::new(vec![None; n]),
             blobs: Mutex::new(vec![None; n]),
             entry: Mutex::new(None),
         }
@@ -171,16 +164,26 @@ impl Packaging for LayoutPackaging<'_> {
     }
 
     fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
-        let temp = self.layout.temp_blob()?;
+        let slot = &self.temps[index];
+        assert!(slot.set(self.layout.temp_blob()?).is_ok(), "one target per layer");
+        let temp = slot.get().expect("just set");
+        if self.options.compression == Compression::None {
+            // The blob is the layer: written in place by its producer (as a
+            // docker-archive's layer is), its digest is the diff_id.
+            return Ok(LayerTarget::File { file: &temp.file, name: &temp.path, offset: 0, prefix: &[] });
+        }
         let file = temp.file.try_clone().map_err(|e| Error::output(self.dir, &e))?;
         let (stream, seen) = blob::blob_stream(file, 0, self.compressor, self.dir)?;
-        self.pending.lock().unwrap()[index] = Some((temp, seen));
+        self.seen.lock().unwrap()[index] = Some(seen);
         Ok(LayerTarget::Own(stream))
     }
 
-    fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {
-        let (temp, seen) = self.pending.lock().unwrap()[index].take().expect("a layer's stream comes first");
-        let (digest, size) = seen.get().expect("the layer's stream is finished");
+    fn layer_done(&self, index: usize, layer: &ProducedLayer) -> Result<()> {
+        let temp = self.temps[index].get().expect("a layer's target comes first");
+        let (digest, size) = match self.seen.lock().unwrap()[index].take() {
+            Some(seen) => seen.get().expect("the layer's stream is finished"),
+            None => (layer.diff_id, layer.len),
+        };
         let hex = hex::encode(digest);
         self.layout.install(temp, &hex)?;
         let media_type = blob::layer_media_type(self.options.compression).to_string();

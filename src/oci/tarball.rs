@@ -4,15 +4,27 @@
 //!
 //! Entries: `oci-layout`, `blobs/`, `blobs/sha256/`, each layer's blob,
 //! the config, the manifest, `index.json`.  A compressed blob's size (and
-//! its name, the digest) is known only at its end: the block for its
-//! header is left empty, the blob written after it, and the header filled
-//! in.  So the layers are produced in order, each compressed on all cores,
-//! and the file must be one that can be written at any offset (a regular
-//! file, written as `-o FILE` is: unnamed, then named at the end); a pipe
-//! or a device is refused.
+//! its name, the digest) is known only at its end, so the layers are
+//! produced in order, each compressed on all cores, and its header is
+//! written once the blob is whole:
+//!
+//! - to a regular file (written as `-o FILE` is: unnamed, named at the
+//!   end), the block for the header is left empty, the blob written after
+//!   it and the header filled in;
+//! - to a pipe, a device or a descriptor (`oci-archive:-`, a FIFO), each
+//!   blob is first spooled to a temporary file under `$TMPDIR`, unnamed
+//!   (`O_TMPFILE`, or removed as soon as it is made), so nothing is left
+//!   whatever ends the build, then its header and the spooled bytes are
+//!   written out.  The spool holds one blob at a time.
+//!
+//! Both give the same bytes.  A header is always one block, whatever the
+//! blob's size: above 8 GiB − 1 (11 octal digits) the size is in GNU tar's
+//! base-256 form ([`tarfmt::fixed_header_block`]).
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
@@ -22,32 +34,88 @@ use super::{reference_of, ImageDocuments};
 use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::ImageOptions;
-use crate::output::{write_all_at, Output, OutputFile};
+use crate::options::{Compression, ImageOptions};
+use crate::output::{write_all_at, Output, OutputFile, PipeWaitCancelled, PipeWriter};
 use crate::tarfmt::{self, Header, Kind};
 
-/// The largest size a ustar header holds (11 octal digits): the block left
-/// for a blob's header is one block, so a blob must fit it.
-const USTAR_SIZE_MAX: u64 = 0o777_7777_7777;
-
-fn header(name: &[u8], kind: Kind, size: u64) -> Vec<u8> {
+fn header(name: &[u8], kind: Kind, size: u64) -> Header<'_> {
     let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
-    let mut out = Vec::with_capacity(512);
-    tarfmt::write_header(&Header { name, kind, mode, uid: 0, gid: 0, size, link: b"" }, &mut out);
-    out
+    Header { name, kind, mode, uid: 0, gid: 0, size, link: b"" }
 }
 
-/// Writes `header` and `data` (padded) at `offset`; returns the offset after.
-fn put_entry(file: &File, name: &Path, offset: u64, header: &[u8], data: &[u8]) -> Result<u64> {
-    let mut bytes = header.to_vec();
+/// An entry: its header block and its data, padded to whole blocks.
+fn entry_bytes(h: &Header, data: &[u8]) -> Vec<u8> {
+    let mut bytes = tarfmt::fixed_header_block(h).to_vec();
     bytes.extend_from_slice(data);
-    bytes.resize(header.len() + tarfmt::padded(data.len() as u64) as usize, 0);
-    write_all_at(file, &bytes, offset).map_err(|e| Error::output(name, &e))?;
-    Ok(offset + bytes.len() as u64)
+    bytes.resize(tarfmt::BLOCK as usize + tarfmt::padded(data.len() as u64) as usize, 0);
+    bytes
 }
 
 fn blob_name(hex: &str) -> Vec<u8> {
     format!("blobs/sha256/{hex}").into_bytes()
+}
+
+/// Where the archive's bytes go.
+enum Sink<'p> {
+    /// A regular file being made: everything at its offset.
+    File(&'p File),
+    /// A pipe, a device or a descriptor, in order (each blob spooled first).
+    Stream(Box<dyn Write + Send + 'p>),
+}
+
+/// The bytes written so far, and where they go.
+struct Writer<'p> {
+    sink: Sink<'p>,
+    /// Where the next entry goes.
+    offset: u64,
+    /// The output's name, for messages.
+    name: PathBuf,
+}
+
+impl Writer<'_> {
+    fn output_error(&self, e: io::Error) -> Error {
+        if PipeWaitCancelled::is(&e) {
+            Error::cancelled()
+        } else {
+            Error::output(&self.name, &e)
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        let done = match &mut self.sink {
+            Sink::File(file) => write_all_at(file, bytes, self.offset),
+            Sink::Stream(out) => out.write_all(bytes),
+        };
+        done.map_err(|e| self.output_error(e))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the first `size` bytes of `spool` after what was written.
+    fn put_spooled(&mut self, spool: &File, size: u64) -> Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < size {
+            let Sink::Stream(out) = &mut self.sink else { unreachable!("only a stream spools") };
+            let want = buf.len().min((size - at) as usize);
+            let n = spool.read_at(&mut buf[..want], at).map_err(|e| Error::output(&spool_name(), &e))?;
+            if n == 0 {
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than the blob written to it");
+                return Err(Error::output(&spool_name(), &e));
+            }
+            if let Err(e) = out.write_all(&buf[..n]) {
+                return Err(self.output_error(e));
+            }
+            at += n as u64;
+        }
+        self.offset += size;
+        Ok(())
+    }
+}
+
+/// The name of the spool in messages.
+fn spool_name() -> PathBuf {
+    std::env::temp_dir().join("(an unnamed file spooling a blob)")
 }
 
 /// The oci-archive packaging.
@@ -56,14 +124,19 @@ struct ArchivePackaging<'p> {
     main_name: &'p str,
     reference: &'p str,
     options: &'p ImageOptions,
-    file: &'p File,
-    name: PathBuf,
     compressor: Compressor,
-    /// Where the next entry goes.
-    offset: Mutex<u64>,
-    /// The layer being written: where its header goes, and its stream's
-    /// digest and size.
-    pending: Mutex<Option<(u64, Seen)>>,
+    writer: Mutex<Writer<'p>>,
+    /// The output's name, for messages.
+    name: PathBuf,
+    /// The regular file being made, when it is one.
+    file: Option<&'p File>,
+    /// Where each blob goes first when the output is not a regular file.
+    spool: Option<File>,
+    /// The spool's name in messages.
+    spool_name: PathBuf,
+    /// The layer being written: where its header goes, and, compressed,
+    /// its stream's digest and size (uncompressed, they are the layer's).
+    pending: Mutex<Option<(u64, Option<Seen>)>>,
     blobs: Mutex<Vec<Descriptor>>,
     /// The SBOMs: artifacts in the archive, files beside it (written by the tail).
     sbom: Option<&'p crate::sbom::Job>,
@@ -77,24 +150,53 @@ impl Packaging for ArchivePackaging<'_> {
     }
 
     fn layer_target(&self, _index: usize) -> Result<LayerTarget<'_>> {
-        let header_at = *self.offset.lock().unwrap();
-        let file = self.file.try_clone().map_err(|e| Error::output(&self.name, &e))?;
-        let (stream, seen) = blob::blob_stream(file, header_at + tarfmt::BLOCK, self.compressor, &self.name)?;
-        *self.pending.lock().unwrap() = Some((header_at, seen));
+        let header_at = self.writer.lock().unwrap().offset;
+        // The blob goes after the block left for its header, or into the
+        // spool, which the last blob has left.
+        let (file, name, offset) = match (self.file, &self.spool) {
+            (Some(file), _) => (file, &self.name, header_at + tarfmt::BLOCK),
+            (None, Some(spool)) => {
+                spool.set_len(0).map_err(|e| Error::output(&self.spool_name, &e))?;
+                (spool, &self.spool_name, 0)
+            }
+            (None, None) => unreachable!("a stream has a spool"),
+        };
+        if self.options.compression == Compression::None {
+            // The blob is the layer: written in place by its producer, its
+            // digest is the diff_id.
+            *self.pending.lock().unwrap() = Some((header_at, None));
+            return Ok(LayerTarget::File { file, name, offset, prefix: &[] });
+        }
+        let file = file.try_clone().map_err(|e| Error::output(name, &e))?;
+        let (stream, seen) = blob::blob_stream(file, offset, self.compressor, name)?;
+        *self.pending.lock().unwrap() = Some((header_at, Some(seen)));
         Ok(LayerTarget::Own(stream))
     }
 
-    fn layer_done(&self, _index: usize, _layer: &ProducedLayer) -> Result<()> {
-        let (header_at, seen) = self.pending.lock().unwrap().take().expect("a layer's stream comes first");
-        let (digest, size) = seen.get().expect("the layer's stream is finished");
+    fn layer_done(&self, _index: usize, layer: &ProducedLayer) -> Result<()> {
+        let (header_at, seen) = self.pending.lock().unwrap().take().expect("a layer's target comes first");
+        let (digest, size) = match seen {
+            Some(seen) => seen.get().expect("the layer's stream is finished"),
+            None => (layer.diff_id, layer.len),
+        };
         let hex = hex::encode(digest);
-        let h = header(&blob_name(&hex), Kind::File, size);
-        debug_assert_eq!(h.len() as u64, tarfmt::BLOCK, "a blob's size fits a ustar header");
-        write_all_at(self.file, &h, header_at).map_err(|e| Error::output(&self.name, &e))?;
-        let data_at = header_at + tarfmt::BLOCK;
+        let name = blob_name(&hex);
+        let h = tarfmt::fixed_header_block(&header(&name, Kind::File, size));
         let padding = vec![0u8; (tarfmt::padded(size) - size) as usize];
-        write_all_at(self.file, &padding, data_at + size).map_err(|e| Error::output(&self.name, &e))?;
-        *self.offset.lock().unwrap() = data_at + tarfmt::padded(size);
+        let mut writer = self.writer.lock().unwrap();
+        debug_assert_eq!(writer.offset, header_at);
+        match (self.file, &self.spool) {
+            (Some(file), _) => {
+                // The blob is in place after the block left for its header.
+                write_all_at(file, &h, header_at).map_err(|e| writer.output_error(e))?;
+                writer.offset += tarfmt::BLOCK + size;
+            }
+            (None, spool) => {
+                writer.put(&h)?;
+                writer.put_spooled(spool.as_ref().expect("a stream has a spool"), size)?;
+            }
+        }
+        writer.put(&padding)?;
         let media_type = blob::layer_media_type(self.options.compression).to_string();
         self.blobs.lock().unwrap().push(Descriptor { media_type, digest: format!("sha256:{hex}"), size });
         Ok(())
@@ -119,63 +221,69 @@ impl Packaging for ArchivePackaging<'_> {
         }
         let index = serde_json::to_vec(&documents::new_index(entries)).expect("JSON");
         files.push((b"index.json".to_vec(), index));
-        let mut offset = *self.offset.lock().unwrap();
+        let mut writer = self.writer.lock().unwrap();
         for (entry_name, data) in &files {
-            offset = put_entry(self.file, &self.name, offset, &header(&entry_name, Kind::File, data.len() as u64), data)?;
+            writer.put(&entry_bytes(&header(entry_name, Kind::File, data.len() as u64), data))?;
         }
-        put_entry(self.file, &self.name, offset, &tarfmt::END_OF_ARCHIVE, b"")?;
-        Ok(())
+        writer.put(&tarfmt::END_OF_ARCHIVE)?;
+        let flushed = match &mut writer.sink {
+            Sink::Stream(out) => out.flush(),
+            Sink::File(_) => Ok(()),
+        };
+        flushed.map_err(|e| writer.output_error(e))
     }
 }
 
+/// Writes `plan`'s image as an oci-archive to `output` (a file, or
+/// standard output).
 pub fn write(
     plan: &Plan,
     main_name: &str,
-    file: &Path,
+    output: &Output,
     reference: Option<&str>,
     options: &ImageOptions,
     sbom: Option<&crate::sbom::Job>,
 ) -> Result<()> {
-    let shown = format!("oci-archive:{}", file.display());
-    for (i, l) in plan.layers.iter().enumerate() {
-        if blob::compressed_bound(l.len) > USTAR_SIZE_MAX {
-            return Err(Error::new(
+    let out = OutputFile::open(output)?;
+    let name = out.display_path();
+    let (sink, spool) = if out.is_seekable() {
+        (Sink::File(&out.file), None)
+    } else {
+        let spool = tempfile::tempfile().map_err(|e| {
+            Error::new(
                 ErrorKind::Output,
                 format!(
-                    "output '{shown}': layer {} has {} bytes; an oci-archive layer of more than 8 GiB is not written \
-                     yet (use oci:DIR, or more layers with --max-layers)",
-                    i + 1,
-                    l.len
+                    "output '{}': an oci-archive to a pipe or device spools each blob to a temporary file under \
+                     '{}' ($TMPDIR), which could not be made: {e}",
+                    name.display(),
+                    std::env::temp_dir().display()
                 ),
-            ));
-        }
-    }
-    let out = OutputFile::open(&Output::Path(file.to_path_buf()))?;
-    if !out.is_seekable() {
-        return Err(Error::new(
-            ErrorKind::Output,
-            format!(
-                "output '{shown}': not a regular file; an oci-archive's blob headers are written after the blobs, \
-                 which a pipe or a device cannot take (write a file, or use -o - for a docker-archive)"
-            ),
-        ));
-    }
-    let name = out.display_path();
-    let mut offset = 0;
+            )
+        })?;
+        let handle = out.file.try_clone().map_err(|e| Error::output(&name, &e))?;
+        let stream: Box<dyn Write + Send> = match PipeWriter::for_pipe(handle, options.cancel.clone()) {
+            Ok(pipe) => Box::new(pipe),
+            Err(handle) => Box::new(handle),
+        };
+        (Sink::Stream(stream), Some(spool))
+    };
+    let mut writer = Writer { sink, offset: 0, name: name.clone() };
     let layout_file = documents::LAYOUT_FILE;
-    offset = put_entry(&out.file, &name, offset, &header(b"oci-layout", Kind::File, layout_file.len() as u64), layout_file)?;
-    offset = put_entry(&out.file, &name, offset, &header(b"blobs/", Kind::Dir, 0), b"")?;
-    offset = put_entry(&out.file, &name, offset, &header(b"blobs/sha256/", Kind::Dir, 0), b"")?;
+    writer.put(&entry_bytes(&header(b"oci-layout", Kind::File, layout_file.len() as u64), layout_file))?;
+    writer.put(&entry_bytes(&header(b"blobs/", Kind::Dir, 0), b""))?;
+    writer.put(&entry_bytes(&header(b"blobs/sha256/", Kind::Dir, 0), b""))?;
     let packaging = ArchivePackaging {
         plan,
         main_name,
         reference: reference_of(plan, reference),
         options,
-        file: &out.file,
-        name,
         // One layer at a time, on all cores.
         compressor: super::compressor(options, 1),
-        offset: Mutex::new(offset),
+        writer: Mutex::new(writer),
+        name,
+        file: out.is_seekable().then_some(&out.file),
+        spool,
+        spool_name: spool_name(),
         pending: Mutex::new(None),
         blobs: Mutex::new(Vec::new()),
         sbom,

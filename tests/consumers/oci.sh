@@ -202,6 +202,57 @@ oci_archive() {
     podman_loads_archive "$file" && ctr_imports_and_runs "$file" "docker.io/library/$tag"
 }
 
+# oci_archive_to_a_pipe COMPRESSION: -o oci-archive:- (each blob spooled to
+# an unnamed file under $TMPDIR) gives the bytes of the regular file, and a
+# FIFO too; skopeo copy oci-archive:FIFO, podman load and ctr images
+# import - read it from the pipe and run it; the spool directory is empty
+# after each build.
+oci_archive_to_a_pipe() {
+    local compression=$1 file=$WORK/piped-$1.tar tag=gdn-oci-$1:pipe spool=$WORK/spool-$1 dir=$WORK/from-pipe-$1 id
+    rm -rf "$spool" "$dir" && mkdir "$spool" || return 1
+    local args=("${IMAGE_ARGS[@]}" -t "$tag" -C "$compression" --max-layers 4)
+    gdn "${args[@]}" -o "oci-archive:$file" "$MAIN" >/dev/null || return 1
+    expect_equal "oci-archive:- | cat: the regular file's bytes" "$(sha256sum <"$file")" \
+        "$(TMPDIR=$spool gdn "${args[@]}" -o oci-archive:- "$MAIN" | sha256sum)" || return 1
+    expect_equal "spool directory after the build" "" "$(ls -A "$spool")" || return 1
+    mkfifo "$WORK/fifo-$1" || return 1
+    sha256sum <"$WORK/fifo-$1" >"$WORK/fifo-$1.sum" &
+    local reader=$!
+    TMPDIR=$spool gdn "${args[@]}" -o "oci-archive:$WORK/fifo-$1" "$MAIN" >/dev/null || return 1
+    wait "$reader" || return 1
+    rm -f "$WORK/fifo-$1"
+    expect_equal "oci-archive:FIFO: the regular file's bytes" "$(sha256sum <"$file")" "$(cat "$WORK/fifo-$1.sum")" || return 1
+    # skopeo takes a path, not /dev/stdin (it resolves symlinks, and a
+    # pipe's is pipe:[N]): standard output is a FIFO that skopeo reads.
+    local fifo=$WORK/skopeo-fifo-$1 writer
+    mkfifo "$fifo" || return 1
+    TMPDIR=$spool "$BIN" --store-dir "$STORE" --database "$DB" "${args[@]}" -o oci-archive:- "$MAIN" >"$fifo" &
+    writer=$!
+    timeout 120 skopeo copy --quiet "oci-archive:$fifo" "oci:$dir:$tag" || { kill "$writer"; wait "$writer"; return 1; }
+    wait "$writer" || return 1
+    rm -f "$fifo"
+    # skopeo may recompress the layers on the way; the config (the
+    # diff_ids) is the one built, and the copy runs.
+    expect_equal "config of the copy read from the FIFO" \
+        "$(timeout 60 skopeo inspect --raw "oci-archive:$file" | jq -r .config.digest)" \
+        "$(timeout 60 skopeo inspect --raw "oci:$dir:$tag" | jq -r .config.digest)" || return 1
+    podman_pulls_layout "$dir" "$tag" || return 1
+    id=$(TMPDIR=$spool gdn "${args[@]}" -o oci-archive:- "$MAIN" | podman_cmd load -q 2>&1) || { echo "$id"; return 1; }
+    echo "# podman load from the pipe: $id"
+    podman_runs "${id##*: }" && podman_cmd rmi -af >/dev/null || return 1
+    local output name=docker.io/library/$tag
+    output=$(TMPDIR=$spool gdn "${args[@]}" -o oci-archive:- "$MAIN" |
+        timeout 120 "${GDN_CTR[@]}" images import --snapshotter native - 2>&1) || { echo "$output"; return 1; }
+    case $output in
+        *"unpacking $name"*done*) ;;
+        *) echo "ctr images import - said: $output"; return 1 ;;
+    esac
+    output=$(timeout 120 "${GDN_CTR[@]}" run --rm --snapshotter native "$name" "gdn-oci-$$-$RANDOM" 2>&1)
+    expect_equal "ctr run $name" "$EXPECTED" "$output" || return 1
+    gdn_ctr images rm "$name" >/dev/null
+    expect_equal "spool directory after the builds" "" "$(ls -A "$spool")"
+}
+
 # umoci unpack of oci:DIR:REF: the store holds exactly the closure, file
 # for file (contents, executable bits, symlink targets).
 umoci_unpacks_the_closure() {
@@ -288,7 +339,8 @@ bad_destinations() {
     expect_refusal 7 "$d/missing/x.tar" gdn -o "oci-archive:$d/missing/x.tar" "$MAIN" || return 1
     expect_refusal 7 "cannot create the layout directory" gdn -o "oci:$d/missing/layout" "$MAIN" || return 1
     expect_refusal 2 "reference 'a b'" gdn -o "oci:$d/l:a b" "$MAIN" || return 1
-    expect_refusal 7 "not a regular file" gdn -o "oci-archive:/dev/null" "$MAIN" || return 1
+    # To a device or pipe, blobs are spooled under $TMPDIR: a missing one is named.
+    TMPDIR=$d/missing expect_refusal 7 "temporary file under '$d/missing' (\$TMPDIR)" gdn -o "oci-archive:/dev/null" "$MAIN" || return 1
     expect_equal "what the refusals left in $d" "$(printf '%s\n' corrupt file other)" "$(ls -A "$d")"
 }
 
@@ -345,7 +397,11 @@ interrupted_build_leaves_the_layout() {
     podman_pulls_layout "$dir" gdn-oci:kept || return 1
     mkdir -p "$WORK/intr-archive"
     interrupted TERM 143 "oci-archive:$WORK/intr-archive/big.tar" "$WORK/intr-archive" || return 1
-    expect_equal "left in the oci-archive's directory after SIGTERM" "" "$(ls -A "$WORK/intr-archive")"
+    expect_equal "left in the oci-archive's directory after SIGTERM" "" "$(ls -A "$WORK/intr-archive")" || return 1
+    # To a pipe: the blob being spooled is an unnamed file, gone with the build.
+    mkdir -p "$WORK/intr-spool"
+    TMPDIR=$WORK/intr-spool interrupted TERM 143 "oci-archive:-" "$WORK/intr-spool" || return 1
+    expect_equal "left in \$TMPDIR after SIGTERM to a pipe" "" "$(ls -A "$WORK/intr-spool")"
 }
 
 echo "# sample store: $MAIN ($CLOSURE_SIZE items in its closure)"
@@ -359,6 +415,10 @@ for compression in none gzip zstd; do
         check "oci-archive:FILE, -C $compression, $(expected_layers $n) layer(s): $what" oci_archive "$compression" "$n"
     done
 done
+for compression in none gzip zstd; do
+    check "oci-archive:- and a FIFO, -C $compression: the file's bytes; skopeo, podman load, ctr import from the pipe; no spool left" \
+        oci_archive_to_a_pipe "$compression"
+done
 check "umoci unpack of oci:DIR:REF (gzip, 3 layers): exactly the closure, file for file" umoci_unpacks_the_closure gzip
 check "umoci unpack of oci:DIR:REF (uncompressed, 3 layers): exactly the closure, file for file" umoci_unpacks_the_closure none
 check "gzip: same bytes again, with umask 077 and one thread, from a store with other mtimes" reproducible gzip
@@ -367,7 +427,7 @@ check "a second image added to a layout leaves the first (blobs untouched); the 
     second_image_leaves_the_first
 check "bad destinations: unknown transport, a file, not a layout, corrupt index.json, missing directory" bad_destinations
 check "a build failing on a full disk leaves the layout as it was" failed_build_leaves_the_layout
-check "SIGINT into a layout leaves it as it was (its image loads); SIGTERM into an oci-archive leaves nothing" \
+check "SIGINT into a layout leaves it as it was (its image loads); SIGTERM into an oci-archive (a file, a pipe) leaves nothing" \
     interrupted_build_leaves_the_layout
 
 echo "$PASSED passed, $FAILED failed"
