@@ -48,6 +48,10 @@ mod manifest;
 mod oci;
 mod options;
 mod output;
+// Pushing to a registry.  Until the push itself is merged only the tests use
+// the credential lookup.
+#[allow(dead_code)]
+mod registry;
 mod tree;
 
 /// The tar headers as the layers are written.  Not part of the API: public

@@ -1,0 +1,3 @@
+//! Pushing images to registries (the OCI distribution protocol).
+
+pub(crate) mod credentials;
