@@ -35,6 +35,7 @@ PACKAGES=(
     docker.io containerd runc iptables
     podman uidmap
     skopeo umoci
+    docker-registry apache2-utils openssl
     busybox-static
     valgrind
     guile-3.0
