@@ -18,9 +18,25 @@ fn tools() -> bool {
     have("docker-registry") && have("skopeo") && have("umoci") && have("openssl") && have("htpasswd")
 }
 
-/// Runs the program on the sample store's profile with `args`.
+/// Runs the program on the sample store's profile with `args`, no auth
+/// file of the machine's in sight.
 fn push(store: &SampleStore, args: &[&str]) -> Output {
-    Command::new(PROGRAM)
+    push_with(store, args, &[])
+}
+
+/// [`push`] with environment variables `env`.
+fn push_with(store: &SampleStore, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let nowhere = store.dir.path().join("no-auth-files");
+    let mut command = Command::new(PROGRAM);
+    command
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("XDG_CONFIG_HOME", &nowhere)
+        .env("DOCKER_CONFIG", &nowhere);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
         .arg("--store-dir")
         .arg(&store.store)
         .arg("--database")
@@ -223,7 +239,8 @@ fn tls_with_a_private_ca_and_basic_authentication() {
     let out = push(&store, &["--cert-dir", cert_dir, "-o", &d]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let message = text(&out);
-    assert!(message.contains("HTTP 401") && message.contains("no credentials") && message.contains("--creds"), "{message}");
+    assert!(message.contains("HTTP 401") && message.contains("no credentials for 127.0.0.1:"), "{message}");
+    assert!(message.contains("--creds (not given)") && message.contains("~/.docker/config.json") || message.contains("$DOCKER_CONFIG"), "{message}");
     outputs.push(out);
 
     // The right ones.
@@ -241,6 +258,17 @@ fn tls_with_a_private_ca_and_basic_authentication() {
     assert!(message.contains(&format!("registry {}, repository secure/app", registry.host)), "{message}");
     outputs.push(out);
     assert_eq!(inspect(&registry, "secure/app:1", true).unwrap(), before);
+
+    // Credentials from an auth file, as podman and skopeo read them.
+    let auth = store.dir.path().join("auth.json");
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    std::fs::write(&auth, format!(r#"{{"auths":{{"{}":{{"auth":"{encoded}"}}}}}}"#, registry.host)).unwrap();
+    let out = ok(push_with(&store, &["--cert-dir", cert_dir, "-t", "x:2", "-o", &dest(&registry, "secure/app")], &[("REGISTRY_AUTH_FILE", &auth)]));
+    assert!(inspect(&registry, "secure/app:2", true).is_some());
+    outputs.push(out);
 
     // Secrets appear nowhere.
     for out in &outputs {
@@ -288,6 +316,36 @@ fn connections_cut_on_the_way_are_retried() {
     assert!(proxy.cut.load(std::sync::atomic::Ordering::Relaxed) > 0, "the proxy cut connections");
     check_unpacks_to_the_store(&registry, "flaky:1", &store);
     assert!(registry.requests("PATCH", "flaky/blobs/uploads/") >= 2);
+}
+
+/// The bearer-token flow against a registry with `auth: token`, whose
+/// tokens come from the test issuer (tests/lib/registry.sh).
+#[test]
+fn bearer_tokens_from_the_realm() {
+    if !tools() || !have("python3") || !have("curl") {
+        return;
+    }
+    let registry = registry_support::ScriptRegistry::start("token");
+    let store = SampleStore::new();
+    let d = format!("docker://{}/tok/app:1", registry.addr);
+    let cert_dir = registry.dir.join("certs");
+    let cert_dir = cert_dir.to_str().unwrap();
+    let creds = format!("{}:{}", registry.user, registry.password);
+    let out = ok(push(&store, &["--cert-dir", cert_dir, "--creds", &creds, "-C", "gzip", "--max-layers", "2", "-o", &d]));
+    assert!(!text(&out).contains(&registry.password));
+    let mut args = vec!["inspect".to_string(), "--raw".into(), format!("--cert-dir={cert_dir}"), format!("--creds={creds}")];
+    args.push(format!("docker://{}/tok/app:1", registry.addr));
+    let out = Command::new("skopeo").args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(raw["layers"].as_array().unwrap().len(), 2);
+
+    // A wrong password: the realm refuses it, and says so.
+    let out = push(&store, &["--cert-dir", cert_dir, "--creds", &format!("{}:nope", registry.user), "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains("token from the realm") && message.contains(&format!("user '{}'", registry.user)), "{message}");
+    assert!(!message.contains(&registry.password));
 }
 
 /// A blob known to be in another repository is mounted from it, through

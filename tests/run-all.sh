@@ -30,12 +30,15 @@ ROOT=$PWD
 # util-linux and bsdutils; perl in perl-base); nix-bin, whose nix-store
 # verifies the store database --localstatedir puts in an image; for the
 # install test, make, pkg-config (pkgconf), readelf and objdump (binutils),
-# man (man-db), and the shells whose completions are installed (zsh, fish).
+# man (man-db), and the shells whose completions are installed (zsh, fish);
+# for the registry tests (tests/lib/registry.sh), the registry itself
+# (docker-registry, distribution 2.8), htpasswd (apache2-utils), openssl,
+# curl, and Debian's python3 with python3-cryptography for the token issuer
+# (Debian's package rather than pip: one installer, a fixed version).
 PACKAGES=(
     docker.io containerd runc iptables
     podman uidmap
     skopeo umoci
-    docker-registry apache2-utils openssl
     busybox-static
     valgrind
     guile-3.0
@@ -43,6 +46,7 @@ PACKAGES=(
     util-linux bsdutils perl-base
     nix-bin
     make pkgconf binutils man-db zsh fish
+    docker-registry apache2-utils openssl curl python3 python3-cryptography
 )
 
 PASSED=0

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ureq::http;
 
-use super::secret::{Credentials, Secret};
+use super::credentials::{Credentials, Secret};
 use crate::destination::RegistryReference;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -102,7 +102,8 @@ pub struct Client {
     pub registry: String,
     pub repository: String,
     credentials: Option<Credentials>,
-    /// Where the credentials came from, or where they were looked for.
+    /// Where the credentials came from (`(from …)`), or, with none, the
+    /// sentence saying where they were looked for.
     credentials_origin: String,
     scheme: Mutex<Scheme>,
     token: Mutex<Option<Token>>,
@@ -324,8 +325,8 @@ impl Client {
     /// The error of a 401 or 403: says where credentials were looked for.
     pub fn unauthorized(&self, what: &str, response: &Response) -> Error {
         let context = match &self.credentials {
-            Some(c) => format!("refused the credentials of user '{}' {}", c.user, self.credentials_origin),
-            None => format!("no credentials: {}", self.credentials_origin),
+            Some(c) => format!("refused the credentials of user '{}' {}", c.username, self.credentials_origin),
+            None => self.credentials_origin.clone(),
         };
         self.error(what, response, &context)
     }
@@ -366,7 +367,7 @@ impl Client {
         url.push_str(&params.join("&"));
         let mut request = Request::new("GET", url);
         if let Some(c) = &self.credentials {
-            request = request.header("authorization", c.basic_header());
+            request = request.header("authorization", c.basic_authorization().expose());
         }
         let what = format!("token from the realm {realm}");
         let response = self.retrying(&request, &what, None)?;
@@ -397,7 +398,7 @@ impl Client {
         let scheme = self.scheme.lock().unwrap().clone();
         match scheme {
             Scheme::Anonymous => Ok(None),
-            Scheme::Basic => Ok(self.credentials.as_ref().map(Credentials::basic_header)),
+            Scheme::Basic => Ok(self.credentials.as_ref().map(|c| c.basic_authorization().expose().to_string())),
             Scheme::Bearer { .. } => {
                 let expired = self.token.lock().unwrap().as_ref().is_none_or(|t| Instant::now() >= t.renew_at);
                 if expired {

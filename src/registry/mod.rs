@@ -18,13 +18,13 @@
 //!
 //! The parts: [`client`] (requests, authentication, retries, errors),
 //! [`blobs`] (lookups, mounts, uploads), [`tls`] (certificates),
-//! [`options`] (what a push can be told), [`secret`] (secrets that never
-//! show).
+//! [`options`] (what a push can be told), [`credentials`] (where
+//! credentials come from; secrets that never show).
 
 pub mod blobs;
 pub mod client;
+pub(crate) mod credentials;
 pub mod options;
-pub mod secret;
 pub mod tls;
 
 use std::sync::atomic::Ordering;
@@ -43,7 +43,7 @@ use crate::options::{Compression, ImageOptions};
 use blobs::{Outcome, Upload, UploadResult};
 use client::{Client, Request};
 pub use options::{LayerReport, LayerState, ManifestFormat, PushProgressFn, PushReport, RegistryOptions};
-use secret::Credentials;
+use credentials::Credentials;
 
 /// Docker schema 2 media types.
 pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -62,7 +62,7 @@ pub fn push(plan: &Plan, main_name: &str, reference: &RegistryReference, options
     }
     let tags = tags_of(reference, &options.tags);
     let tls = tls::config(ro.cert_dir.as_deref(), ro.tls_verify())?;
-    let (credentials, origin) = credentials_for(reference, ro);
+    let (credentials, origin) = credentials_for(reference, ro)?;
     let mut mount_sources: Vec<String> = Vec::new();
     for (_, repository) in &ro.mount_hints {
         if repository != &reference.repository && !mount_sources.contains(repository) {
@@ -128,13 +128,21 @@ pub fn tags_of(reference: &RegistryReference, tags: &[String]) -> Vec<String> {
     out
 }
 
-/// The credentials for `reference`, and where they came from or were
-/// looked for (said in a 401's error).
-fn credentials_for(_reference: &RegistryReference, ro: &RegistryOptions) -> (Option<Credentials>, String) {
-    match &ro.credentials {
-        Some(c) => (Some(c.clone()), "(given with --creds or the registry credentials option)".into()),
-        None => (None, "none given (--creds USER:PASSWORD, or the registry credentials option)".into()),
+/// The credentials for `reference`, and where they came from or where
+/// they were looked for (said in a 401's error): those given
+/// (`--creds`), else those the auth files and credential helpers hold
+/// ([`credentials::lookup`]).
+fn credentials_for(reference: &RegistryReference, ro: &RegistryOptions) -> Result<(Option<Credentials>, String)> {
+    if let Some(c) = &ro.credentials {
+        return Ok((Some(c.clone()), "(given with --creds)".into()));
     }
+    let found = credentials::lookup(&reference.registry, None)?;
+    let origin = match &found.found_in {
+        Some(place) => format!("(from {place})"),
+        None if found.credentials.is_some() => format!("(found in {})", found.searched_places()),
+        None => found.no_credentials_message(&reference.registry),
+    };
+    Ok((found.credentials, origin))
 }
 
 fn put_manifest(client: &Client, manifest: &[u8], media_type: &str, tag: &str) -> Result<()> {

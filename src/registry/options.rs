@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::secret::{Credentials, Secret};
+use super::credentials::{Credentials, Secret};
 use crate::error::{Error, Result};
 use crate::options::ImageOptions;
 
@@ -137,7 +137,7 @@ impl ImageOptions {
         if password.is_empty() {
             return Err(Error::invalid_argument(format!("registry credentials: no password for user '{user}'")));
         }
-        self.registry.credentials = Some(Credentials { user: user.into(), password: Secret::new(password) });
+        self.registry.credentials = Some(Credentials { username: user.into(), password: Secret::new(password) });
         Ok(())
     }
 
@@ -148,7 +148,7 @@ impl ImageOptions {
 
     /// The user of the credentials given, if any (the password is never given back).
     pub fn registry_user(&self) -> Option<&str> {
-        self.registry.credentials.as_ref().map(|c| c.user.as_str())
+        self.registry.credentials.as_ref().map(|c| c.username.as_str())
     }
 
     /// A directory of CA certificates (`*.crt`) trusted besides the system's.

@@ -254,3 +254,40 @@ fn sha256(data: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(data).to_vec()
 }
+
+/// A registry started by tests/lib/registry.sh (`plain`, `basic` or
+/// `token`), stopped when dropped.
+pub struct ScriptRegistry {
+    _parent: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub addr: String,
+    pub user: String,
+    pub password: String,
+}
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lib/registry.sh");
+
+impl ScriptRegistry {
+    pub fn start(mode: &str) -> ScriptRegistry {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("r");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{SCRIPT}' && gdn_registry_start {mode} '{}'", dir.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gdn_registry_start {mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default().trim().to_string();
+        ScriptRegistry { addr: read("addr"), user: read("user"), password: read("password"), dir, _parent: parent }
+    }
+}
+
+impl Drop for ScriptRegistry {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{SCRIPT}' && gdn_registry_stop '{}'", self.dir.display()))
+            .output();
+    }
+}
