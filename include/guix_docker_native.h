@@ -746,7 +746,7 @@ gdn_result gdn_options_set_registry_credentials(gdn_options *options,
                                                 const char *password);
 
 /**
- * Sets a directory of CA certificates (`DIR/*.crt`, PEM) trusted for the
+ * Sets a directory of CA certificates (its `*.crt` files, PEM) trusted for the
  * registry besides the system's, as skopeo's `--cert-dir`; NULL: the
  * system's alone.  The name is copied.
  *

@@ -348,6 +348,31 @@ fn bearer_tokens_from_the_realm() {
     assert!(!message.contains(&registry.password));
 }
 
+/// A registry that goes away in the middle of a push: the push retries,
+/// then fails naming the registry and the repository, and the tag still
+/// names the image it named.
+#[test]
+fn a_push_that_fails_midway_moves_no_tag() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    ok(push(&store, &["-C", "gzip", "--tls-verify=false", "-o", &format!("{}:t", dest(&registry, "app"))]));
+    let before = inspect(&registry, "app:t", true).unwrap();
+    // Another image (another layer), through a proxy that lets the first
+    // three connections through and cuts the rest.
+    let proxy = CuttingProxy::dying(&registry.host, 3);
+    let big = big_file(store.dir.path(), 20);
+    let file = format!("/data/big.bin={}", big.display());
+    let d = format!("docker://{}/app:t", proxy.host);
+    let out = push(&store, &["-C", "gzip", "--max-layers", "2", "--jobs", "1", "--file", &file, "--tls-verify=false", "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains(&format!("registry {}, repository app: ", proxy.host)) && message.contains("tries"), "{message}");
+    assert_eq!(inspect(&registry, "app:t", true).unwrap(), before, "the tag did not move");
+}
+
 /// A blob known to be in another repository is mounted from it, through
 /// the library's hint (what a layer cache will give).
 #[test]

@@ -44,7 +44,7 @@ pub unsafe extern "C" fn gdn_options_set_registry_credentials(
     })
 }
 
-/// Sets a directory of CA certificates (`DIR/*.crt`, PEM) trusted for the
+/// Sets a directory of CA certificates (its `*.crt` files, PEM) trusted for the
 /// registry besides the system's, as skopeo's `--cert-dir`; NULL: the
 /// system's alone.  The name is copied.
 ///

@@ -117,16 +117,8 @@ pub fn put_whole(client: &Client, bytes: &[u8], digest: &str, mount_from: Option
         },
         None => start(client, what)?,
     };
-    match finish(client, &location, bytes, digest, what) {
-        Ok(()) => Ok(Outcome::Uploaded),
-        // An upload whose PUT failed after its tries cannot be known to
-        // have failed whole: once more from the start, with a new upload.
-        Err(e) if e.kind == ErrorKind::Output && !e.message.contains("HTTP 4") => {
-            let location = start(client, what)?;
-            finish(client, &location, bytes, digest, what).map(|()| Outcome::Uploaded)
-        }
-        Err(e) => Err(e),
-    }
+    finish(client, &location, bytes, digest, what)?;
+    Ok(Outcome::Uploaded)
 }
 
 /// Where a streamed upload's result goes: the blob's digest, size and

@@ -145,8 +145,9 @@ impl Drop for Registry {
     }
 }
 
-/// A TCP proxy to `upstream` that cuts every `nth` connection after
-/// reading a little of its first request, forwarding nothing of it.
+/// A TCP proxy to `upstream` that cuts every `nth` connection, and every
+/// one after the first `until` (a registry gone), after reading a little
+/// of its first request, forwarding nothing of it.
 pub struct CuttingProxy {
     pub host: String,
     pub cut: Arc<AtomicUsize>,
@@ -155,6 +156,15 @@ pub struct CuttingProxy {
 
 impl CuttingProxy {
     pub fn new(upstream: &str, nth: usize) -> CuttingProxy {
+        Self::cutting(upstream, nth, usize::MAX)
+    }
+
+    /// Cuts every connection after the first `until`.
+    pub fn dying(upstream: &str, until: usize) -> CuttingProxy {
+        Self::cutting(upstream, usize::MAX, until)
+    }
+
+    fn cutting(upstream: &str, nth: usize, until: usize) -> CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let (cut, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
@@ -166,7 +176,7 @@ impl CuttingProxy {
                     return;
                 }
                 let Ok(mut client) = conn else { continue };
-                if (i + 1) % nth == 0 {
+                if (i + 1) % nth == 0 || i >= until {
                     let mut buf = [0u8; 64];
                     let _ = client.read(&mut buf);
                     let _ = client.shutdown(Shutdown::Both);
