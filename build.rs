@@ -59,10 +59,22 @@ fn main() {
 /// functions gets the next N), and every function not listed here is one
 /// of the first release's, `GDN_1`.  A new ABI (a new SONAME) starts at
 /// `GDN_2`.
-const LATER_VERSIONS: &[(&str, &[&str])] = &[(
-    "GDN_1.1",
-    &["gdn_result_name", "gdn_store_item_name", "gdn_default_output_name", "gdn_tag_from_name", "gdn_string_free"],
-)];
+const LATER_VERSIONS: &[(&str, &[&str])] = &[
+    (
+        "GDN_1.1",
+        &["gdn_result_name", "gdn_store_item_name", "gdn_default_output_name", "gdn_tag_from_name", "gdn_string_free"],
+    ),
+    (
+        "GDN_1.2",
+        &[
+            "gdn_options_set_registry_credentials",
+            "gdn_options_set_cert_dir",
+            "gdn_options_set_tls_verify",
+            "gdn_options_set_manifest_format",
+            "gdn_options_set_push_jobs",
+        ],
+    ),
+];
 
 /// `GDN_ABI_VERSION` from the header.
 fn abi_version(header: &str) -> u32 {

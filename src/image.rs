@@ -51,7 +51,9 @@ pub fn build_image(
     }
     let store = StoreDir::new(&options.store_dir)?;
     let output = destination.output();
-    crate::output::refuse_build_inputs(&output, options)?;
+    if let Some(output) = &output {
+        crate::output::refuse_build_inputs(output, options)?;
+    }
     let mut roots = Vec::new();
     for path in items {
         let item = store.parse_item(path)?;
@@ -77,10 +79,13 @@ pub fn build_image(
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
     let plan = plan(&roots[0], &closure, &extras, options)?;
+    if let ImageDestination::Registry(reference) = destination {
+        return crate::registry::push(&plan, roots[0].name(), reference, options);
+    }
     if destination.is_oci() {
         return crate::oci::write_image(&plan, roots[0].name(), destination, options);
     }
-    let out = OutputFile::open(&output)?;
+    let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
     archive::write_docker_archive(&plan, &out, options)?;
     out.commit()
 }

@@ -48,9 +48,6 @@ mod manifest;
 mod oci;
 mod options;
 mod output;
-// Pushing to a registry.  Until the push itself is merged only the tests use
-// the credential lookup.
-#[allow(dead_code)]
 mod registry;
 mod tree;
 
@@ -62,7 +59,8 @@ pub mod tarfmt;
 
 pub use closure::Closure;
 pub use error::{Error, ErrorKind, Result};
-pub use destination::{parse_destination, Destination};
+pub use destination::{parse_destination, Destination, RegistryReference};
+pub use registry::{LayerReport, LayerState, ManifestFormat, PushProgressFn, PushReport};
 pub use image::{build_docker_image, build_image, default_output_name};
 pub use output::Output;
 pub use options::{

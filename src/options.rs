@@ -159,6 +159,8 @@ pub struct ImageOptions {
     pub(crate) progress: Option<ProgressFn>,
     /// Set from another thread (or a signal handler) to stop the build.
     pub(crate) cancel: Option<Arc<AtomicBool>>,
+    /// How a push to a registry goes (`docker://`).
+    pub(crate) registry: crate::registry::RegistryOptions,
 }
 
 impl Default for ImageOptions {
@@ -188,6 +190,7 @@ impl Default for ImageOptions {
             threads: 0,
             progress: None,
             cancel: None,
+            registry: Default::default(),
         }
     }
 }

@@ -54,7 +54,9 @@ pub fn write_image(plan: &Plan, main_name: &str, destination: &Destination, opti
             layout.commit(entry, reference)
         }
         Destination::OciArchive { file, reference } => tarball::write(plan, main_name, file, reference.as_deref(), options),
-        Destination::DockerArchive(_) => Err(Error::invalid_argument("a docker-archive is not an OCI destination")),
+        Destination::DockerArchive(_) | Destination::Registry(_) => {
+            Err(Error::invalid_argument("not an OCI layout or archive destination"))
+        }
     }
 }
 

@@ -53,6 +53,8 @@
             %add-directory %add-file %add-transformation %set-max-layers
             %set-system %set-creation-time %set-compression %set-threads
             %set-localstatedir %set-progress-callback %set-cancel
+            %set-registry-credentials %set-cert-dir %set-tls-verify
+            %set-manifest-format %set-push-jobs
             %clone-options %free-options %cancel-request %build-docker-image
             %store-item-name %default-output-name %tag-from-name))
 
@@ -140,9 +142,9 @@ that was refused and says what is wrong with it."
 ;; (the unversioned .so is for the linker, and may be absent).
 (define %installed-library-file-name
   (string-append %library-file-name "." (number->string %expected-abi-version)))
-;; A function of the newest symbol version this module uses (GDN_1.1): a
+;; A function of the newest symbol version this module uses (GDN_1.2): a
 ;; library without it is older than the module.
-(define %newest-function "gdn_result_name")
+(define %newest-function "gdn_options_set_push_jobs")
 
 (define (module-relative-library-files)
   "Return the files where the library sits relative to the modules' source:
@@ -555,6 +557,16 @@ before writing anything."
 (define %set-progress-callback
   (library-procedure "gdn_options_set_progress_callback" 'result '(* * *)))
 (define %set-cancel (library-procedure "gdn_options_set_cancel" 'result '(* *)))
+;; A push's options (GDN_1.2).
+(define %set-registry-credentials
+  (library-procedure "gdn_options_set_registry_credentials" 'result '(* * *)))
+(define %set-cert-dir (library-procedure "gdn_options_set_cert_dir" 'result '(* *)))
+(define %set-tls-verify
+  (library-procedure "gdn_options_set_tls_verify" 'result (list '* int32)))
+(define %set-manifest-format
+  (library-procedure "gdn_options_set_manifest_format" 'result '(* *)))
+(define %set-push-jobs
+  (library-procedure "gdn_options_set_push_jobs" 'result (list '* uint32)))
 
 ;; A build's private copy of options, freed by the build itself (no
 ;; finalizer, so never wrapped in an <image-options>: see
