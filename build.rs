@@ -64,7 +64,19 @@ const LATER_VERSIONS: &[(&str, &[&str])] = &[
         "GDN_1.1",
         &["gdn_result_name", "gdn_store_item_name", "gdn_default_output_name", "gdn_tag_from_name", "gdn_string_free"],
     ),
-    ("GDN_1.2", &["gdn_options_add_sbom", "gdn_options_set_sbom_output", "gdn_options_add_sbom_license"]),
+    (
+        "GDN_1.2",
+        &[
+            "gdn_options_add_sbom",
+            "gdn_options_set_sbom_output",
+            "gdn_options_add_sbom_license",
+            "gdn_options_set_registry_credentials",
+            "gdn_options_set_cert_dir",
+            "gdn_options_set_tls_verify",
+            "gdn_options_set_manifest_format",
+            "gdn_options_set_push_jobs",
+        ],
+    ),
 ];
 
 /// `GDN_ABI_VERSION` from the header.

@@ -10,8 +10,7 @@
  * Exports
  * - Every function whose name starts with gdn_ or is build_docker_image is
  *   exported with C linkage; nothing else is.  The installed library gives
- *   each the symbol version of the release that added it (GDN_1, GDN_1.1,
- *   GDN_1.2).
+ *   each the symbol version of the release that added it (GDN_1, GDN_1.1, GDN_1.2).
  *
  * Result codes and errors
  * - Fallible functions return a gdn_result: GDN_OK (0) on success, else one
@@ -780,6 +779,60 @@ gdn_result gdn_options_set_sbom_output(gdn_options *options, const char *file);
 gdn_result gdn_options_add_sbom_license(gdn_options *options,
                                         const char *item,
                                         const char *expression);
+
+/**
+ * Sets the credentials for the registry pushed to, as the command line's
+ * `--creds USER:PASSWORD`: `user` (without ':') and `password`, both
+ * copied and UTF-8.  NULL `user` forgets them: the credentials are then
+ * looked up in the auth files and credential helpers (see README, "Push
+ * to a registry").  No message, of this function or of a build, holds the
+ * password.
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `user` and `password` are NULL or
+ * NUL-terminated strings.
+ */
+gdn_result gdn_options_set_registry_credentials(gdn_options *options,
+                                                const char *user,
+                                                const char *password);
+
+/**
+ * Sets a directory of CA certificates (its `*.crt` files, PEM) trusted for the
+ * registry besides the system's, as skopeo's `--cert-dir`; NULL: the
+ * system's alone.  The name is copied.
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `dir` is NULL or a NUL-terminated string.
+ */
+gdn_result gdn_options_set_cert_dir(gdn_options *options, const char *dir);
+
+/**
+ * Whether the registry's certificate is checked (non-zero, the default);
+ * 0, as `--tls-verify=false`: any certificate is accepted, and a registry
+ * that does not speak TLS is spoken to in plain HTTP.
+ *
+ * # Safety
+ * `options` is NULL or a live handle.
+ */
+gdn_result gdn_options_set_tls_verify(gdn_options *options, int32_t verify);
+
+/**
+ * The manifest a push writes: "oci" (the default) or "docker" (Docker's
+ * schema 2, for registries and tools that need it; a push of zstd layers
+ * with it fails with `GDN_ERR_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `format` is NULL or a NUL-terminated string.
+ */
+gdn_result gdn_options_set_manifest_format(gdn_options *options, const char *format);
+
+/**
+ * At most `n` layers upload at once (1 to 64; 0: the default, 4).
+ *
+ * # Safety
+ * `options` is NULL or a live handle.
+ */
+gdn_result gdn_options_set_push_jobs(gdn_options *options, uint32_t n);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -5,7 +5,9 @@
 //! - `oci:DIR[:REF]`: an OCI image layout directory, added to;
 //! - `oci-archive:FILE[:REF]`: the same layout as one tar file;
 //! - `docker-archive:FILE`, a plain path, or `-` (standard output): the
-//!   docker-archive `docker load` reads, as before.
+//!   docker-archive `docker load` reads, as before;
+//! - `docker://HOST[:PORT]/REPOSITORY[:TAG]`: pushed to a registry (see
+//!   [`crate::registry`]).
 //!
 //! As with skopeo, `DIR` and `FILE` end at the first `:` after the
 //! transport; what follows is `REF`, the name the image gets in the
@@ -40,10 +42,46 @@ pub enum Destination {
         /// The index entry's ref name; `None`: the first tag.
         reference: Option<String>,
     },
+    /// A repository of a registry, pushed to.
+    Registry(RegistryReference),
+}
+
+/// `docker://HOST[:PORT]/REPOSITORY[:TAG]`, as skopeo writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryReference {
+    /// The registry as named (`localhost:5000`, `docker.io`), for messages
+    /// and the credentials' lookup.
+    pub registry: String,
+    /// The repository (`app`, `library/hello`).
+    pub repository: String,
+    /// The tag in the destination, if any (`-t` tags are pushed too).
+    pub tag: Option<String>,
+}
+
+impl RegistryReference {
+    /// The host (and port) spoken to: Docker Hub's API is not at `docker.io`.
+    pub fn api_host(&self) -> &str {
+        if self.registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
+    }
+}
+
+impl std::fmt::Display for RegistryReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "docker://{}/{}", self.registry, self.repository)?;
+        match &self.tag {
+            Some(tag) => write!(f, ":{tag}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The transports this program writes, as `--help` lists them.
-pub const TRANSPORTS: &str = "oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, a plain FILE or -";
+pub const TRANSPORTS: &str =
+    "oci:DIR[:REF], oci-archive:FILE[:REF], docker://HOST[:PORT]/REPOSITORY[:TAG], docker-archive:FILE, a plain FILE or -";
 
 /// Transports of skopeo and podman (containers/image) that this program
 /// does not write: named in the error rather than taken for file names.
@@ -54,23 +92,24 @@ impl Destination {
     /// The reference asked for (`oci:DIR:REF`), if any.
     pub fn reference(&self) -> Option<&str> {
         match self {
-            Destination::DockerArchive(_) => None,
+            Destination::DockerArchive(_) | Destination::Registry(_) => None,
             Destination::OciLayout { reference, .. } | Destination::OciArchive { reference, .. } => reference.as_deref(),
         }
     }
 
     /// Whether this is an OCI destination (a layout or its tar).
     pub fn is_oci(&self) -> bool {
-        !matches!(self, Destination::DockerArchive(_))
+        matches!(self, Destination::OciLayout { .. } | Destination::OciArchive { .. })
     }
 
     /// The path written (the layout directory, the archive file), or the
-    /// docker-archive's output.
-    pub fn output(&self) -> Output {
+    /// docker-archive's output; none for a registry.
+    pub fn output(&self) -> Option<Output> {
         match self {
-            Destination::DockerArchive(output) => output.clone(),
-            Destination::OciArchive { file, .. } if file.as_os_str() == "-" => Output::Stdout,
-            Destination::OciLayout { dir: path, .. } | Destination::OciArchive { file: path, .. } => Output::Path(path.clone()),
+            Destination::DockerArchive(output) => Some(output.clone()),
+            Destination::OciArchive { file, .. } if file.as_os_str() == "-" => Some(Output::Stdout),
+            Destination::OciLayout { dir: path, .. } | Destination::OciArchive { file: path, .. } => Some(Output::Path(path.clone())),
+            Destination::Registry(_) => None,
         }
     }
 }
@@ -91,6 +130,7 @@ pub fn parse_destination(text: &OsStr) -> Result<Destination> {
     let (transport, rest) = (&bytes[..colon], &bytes[colon + 1..]);
     let rest_os = OsStr::from_bytes(rest);
     match transport {
+        b"docker" if rest.starts_with(b"//") => parse_registry(&shown, &rest[2..]).map(Destination::Registry),
         b"docker-archive" => {
             if rest.is_empty() {
                 return Err(Error::invalid_argument(format!("output '{shown}': docker-archive: needs a file name")));
@@ -152,6 +192,55 @@ pub fn parse_destination(text: &OsStr) -> Result<Destination> {
             Ok(Destination::DockerArchive(Output::Path(PathBuf::from(text))))
         }
     }
+}
+
+/// Parses `HOST[:PORT]/REPOSITORY[:TAG]` (after `docker://`), with the
+/// rules of Docker's reference grammar: a first component with a `.` or a
+/// `:`, or `localhost`, is the registry; otherwise the registry is
+/// `docker.io` (and a one-component name is under `library/`), as skopeo
+/// resolves it.
+fn parse_registry(shown: &str, rest: &[u8]) -> Result<RegistryReference> {
+    let bad = |why: String| Error::invalid_argument(format!("output '{shown}': {why}"));
+    let text = std::str::from_utf8(rest).map_err(|_| bad("not UTF-8".into()))?;
+    if text.is_empty() {
+        return Err(bad("needs HOST[:PORT]/REPOSITORY[:TAG] after docker://".into()));
+    }
+    if text.contains('@') {
+        return Err(bad("a digest (@sha256:...) names a manifest that exists; a push gives a tag, or none".into()));
+    }
+    let (name, tag) = crate::reference::split_tag(text);
+    if let Some(tag) = tag {
+        if !crate::reference::valid_tag_part(tag) {
+            return Err(bad(format!(
+                "tag '{tag}': up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+            )));
+        }
+    }
+    let (registry, repository) = match name.split_once('/') {
+        Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            if !crate::reference::valid_domain(first) {
+                return Err(bad(format!("registry '{first}': not a host name or address with an optional :PORT")));
+            }
+            (first.to_string(), path.to_string())
+        }
+        Some(_) => ("docker.io".to_string(), name.to_string()),
+        None => ("docker.io".to_string(), format!("library/{name}")),
+    };
+    if repository.is_empty() {
+        return Err(bad(format!("no repository after the registry '{registry}'")));
+    }
+    for component in repository.split('/') {
+        if !crate::reference::valid_path_component(component) {
+            return Err(bad(format!(
+                "repository '{repository}': component '{component}' must be lowercase letters and digits, \
+                 joined by '.', '_', '__' or dashes"
+            )));
+        }
+    }
+    if repository.len() + registry.len() + 1 > 255 {
+        return Err(bad("the name is longer than 255 characters".into()));
+    }
+    Ok(RegistryReference { registry, repository, tag: tag.map(String::from) })
 }
 
 /// Checks a reference against the OCI image layout's grammar for
@@ -236,7 +325,15 @@ mod tests {
     #[test]
     fn bad_destinations_are_named() {
         refused("", "empty");
-        refused("docker://hello", "unknown transport 'docker'");
+        refused("docker:hello", "unknown transport 'docker'");
+        refused("docker://", "needs HOST");
+        refused("docker://localhost:5000/", "no repository");
+        refused("docker://localhost:5000/App", "component 'App'");
+        refused("docker://localhost:5000/a//b", "component ''");
+        refused("docker://localhost:5000/a:-x", "tag '-x'");
+        refused("docker://localhost:5000/a@sha256:00", "digest");
+        refused("docker://local_host:5000/a", "registry 'local_host:5000'");
+        refused("docker://bad_host.x/a", "registry 'bad_host.x'");
         refused("containers-storage:hello", "unknown transport 'containers-storage'");
         refused("dir:/tmp/x", "unknown transport 'dir'");
         refused("oci:", "needs a directory name");
@@ -250,6 +347,24 @@ mod tests {
         refused("oci:d:a...b", "'...'");
         refused("docker-archive:", "needs a file name");
         refused("docker-archive:a.tar:tag", "takes no ':REF'");
+    }
+
+    fn registry(registry: &str, repository: &str, tag: Option<&str>) -> Destination {
+        Destination::Registry(RegistryReference { registry: registry.into(), repository: repository.into(), tag: tag.map(String::from) })
+    }
+
+    #[test]
+    fn registry_destinations_as_skopeo_writes_them() {
+        assert_eq!(parse("docker://localhost:5000/app").unwrap(), registry("localhost:5000", "app", None));
+        assert_eq!(parse("docker://localhost:5000/a/b:1.0").unwrap(), registry("localhost:5000", "a/b", Some("1.0")));
+        assert_eq!(parse("docker://127.0.0.1:5000/x:y").unwrap(), registry("127.0.0.1:5000", "x", Some("y")));
+        assert_eq!(parse("docker://quay.io/me/app").unwrap(), registry("quay.io", "me/app", None));
+        assert_eq!(parse("docker://hello:2").unwrap(), registry("docker.io", "library/hello", Some("2")));
+        assert_eq!(parse("docker://me/app").unwrap(), registry("docker.io", "me/app", None));
+        let Destination::Registry(r) = parse("docker://hello").unwrap() else { panic!() };
+        assert_eq!(r.api_host(), "registry-1.docker.io");
+        assert_eq!(r.to_string(), "docker://docker.io/library/hello");
+        assert_eq!(parse("docker://localhost:5000/app").unwrap().output(), None);
     }
 
     #[test]

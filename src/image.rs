@@ -52,7 +52,9 @@ pub fn build_image(
     }
     let store = StoreDir::new(&options.store_dir)?;
     let output = destination.output();
-    crate::output::refuse_build_inputs(&output, options)?;
+    if let Some(output) = &output {
+        crate::output::refuse_build_inputs(output, options)?;
+    }
     let mut roots = Vec::new();
     for path in items {
         let item = store.parse_item(path)?;
@@ -78,11 +80,20 @@ pub fn build_image(
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
     let plan = plan(&roots[0], &closure, &extras, options)?;
+    if let ImageDestination::Registry(reference) = destination {
+        if !options.sbom.formats.is_empty() || options.sbom.output.is_some() {
+            return Err(Error::invalid_argument(format!(
+                "sbom: SBOMs are written beside an image or into an OCI layout or archive; pushing them to a \
+                 registry (docker://{reference}) is not done yet"
+            )));
+        }
+        return crate::registry::push(&plan, roots[0].name(), reference, options);
+    }
     let sbom = sbom::Job::new(&roots, &closure, &plan.image.tags[0], plan.image.created, options, destination)?;
     if destination.is_oci() {
         return crate::oci::write_image(&plan, roots[0].name(), destination, options, sbom.as_ref());
     }
-    let out = OutputFile::open(&output)?;
+    let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
     let image_id = archive::write_docker_archive(&plan, &out, options)?;
     // The SBOM files are named just before the image, and removed if it fails.
     let mut sbom_files = sbom::PreparedFiles::write(sbom.as_ref(), &image_id)?;

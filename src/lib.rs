@@ -49,6 +49,7 @@ mod oci;
 mod options;
 mod output;
 mod sbom;
+mod registry;
 mod tree;
 
 /// The tar headers as the layers are written.  Not part of the API: public
@@ -59,7 +60,8 @@ pub mod tarfmt;
 
 pub use closure::Closure;
 pub use error::{Error, ErrorKind, Result};
-pub use destination::{parse_destination, Destination};
+pub use destination::{parse_destination, Destination, RegistryReference};
+pub use registry::{LayerReport, LayerState, ManifestFormat, PushProgressFn, PushReport};
 pub use image::{build_docker_image, build_image, default_output_name};
 pub use output::Output;
 pub use sbom::SbomFormat;

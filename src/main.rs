@@ -12,11 +12,11 @@ use std::sync::Arc;
 use guix_docker_native::closure::read_closure_file_cancellable;
 use guix_docker_native::{
     build_image, default_output_name, descriptor_of, is_standard_output, refuse_inputs, Destination, Error, ErrorKind,
-    Input, Output, Result, StoreDir,
+    Input, LayerState, Output, PushReport, Result, StoreDir,
 };
 
 use cli::args::{Cli, OutputChoice};
-use cli::progress::ProgressBar;
+use cli::progress::{ProgressBar, PushBars};
 use cli::signals::{signal_name, Interrupts};
 
 const PROGRAM: &str = "guix-docker-native";
@@ -62,9 +62,13 @@ fn run() -> i32 {
 /// Builds the archive; returns the file name to print (none for `-o -`).
 fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     let mut options = cli.image_options()?;
+    let choice = cli.output_choice()?;
+    if let OutputChoice::Registry(reference) = choice {
+        return push(cli, interrupts, options, reference);
+    }
     cli.add_default_tag(&mut options)?;
     options.set_cancel(Some(Arc::clone(&interrupts.cancel)));
-    let (destination, name) = match cli.output_choice()? {
+    let (destination, name) = match choice {
         OutputChoice::Default => {
             let item = StoreDir::new(options.store_dir())?.parse_item(&cli.items[0])?;
             let name = PathBuf::from(default_output_name(&item, &options));
@@ -77,7 +81,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
             let (transport, path) = match &destination {
                 Destination::OciLayout { dir, .. } => ("oci", dir),
                 Destination::OciArchive { file, .. } => ("oci-archive", file),
-                Destination::DockerArchive(_) => unreachable!("a docker-archive is a File or Stdout"),
+                Destination::DockerArchive(_) | Destination::Registry(_) => unreachable!("a docker-archive is a File or Stdout"),
             };
             let reference = destination.reference().or(options.tags().first().map(String::as_str)).unwrap_or("");
             let mut name = std::ffi::OsString::from(format!("{transport}:"));
@@ -85,8 +89,9 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
             name.push(format!(":{reference}"));
             (destination.clone(), Some(PathBuf::from(name)))
         }
+        OutputChoice::Registry(_) => unreachable!("pushed above"),
     };
-    let output = destination.output();
+    let output = destination.output().expect("a file destination");
     // No file name after an archive written to standard output.
     let name = name.filter(|_| !is_standard_output(&output));
     check_descriptors(&output, name.is_some())?;
@@ -111,6 +116,64 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
         bar.finish(result.is_ok());
     }
     result.map(|()| name)
+}
+
+/// Pushes the image to a registry; prints `docker://HOST/REPOSITORY:TAG`
+/// for each tag pushed (and, unless quiet, what went up on standard error).
+fn push(
+    cli: &Cli,
+    interrupts: &Interrupts,
+    mut options: guix_docker_native::ImageOptions,
+    reference: guix_docker_native::RegistryReference,
+) -> Result<Option<PathBuf>> {
+    options.set_cancel(Some(Arc::clone(&interrupts.cancel)));
+    if !cli::stdio::was_open_at_start(1) {
+        return Err(Error::new(
+            ErrorKind::Output,
+            "standard output is closed: the references pushed are printed there (redirect it to /dev/null to discard them)",
+        ));
+    }
+    let closure = match &cli.closure_file {
+        Some(file) => Some(read_closure_file_cancellable(&StoreDir::new(options.store_dir())?, file, Some(&interrupts.cancel))?),
+        None => None,
+    };
+    let last = Arc::new(std::sync::Mutex::new(PushReport::default()));
+    let bars = (!cli.quiet && std::io::stderr().is_terminal()).then(|| Arc::new(PushBars::new()));
+    {
+        let (last, bars) = (Arc::clone(&last), bars.clone());
+        options.set_push_progress(Some(Arc::new(move |report: &PushReport| {
+            if let Some(bars) = &bars {
+                bars.report(report);
+            }
+            *last.lock().unwrap() = report.clone();
+        })));
+    }
+    if let Some(bars) = &bars {
+        let bars = Arc::clone(bars);
+        options.set_progress(Some(Arc::new(move |progress| bars.update(progress))));
+    }
+    let result = build_image(&cli.items, closure.as_deref(), &Destination::Registry(reference.clone()), &options);
+    if let Some(bars) = &bars {
+        bars.finish(result.is_ok());
+    }
+    result?;
+    let report = last.lock().unwrap().clone();
+    let (digest, tags) = report.manifest.clone().expect("a push that succeeded has its manifest");
+    if !cli.quiet {
+        let count = |f: fn(&LayerState) -> bool| report.layers.iter().filter(|l| f(&l.state)).count();
+        eprintln!(
+            "{PROGRAM}: pushed {} ({} layers: {} uploaded, {} already there, {} mounted; config {}), manifest {digest}, tags {}",
+            report.repository,
+            report.layers.len(),
+            count(|s| matches!(s, LayerState::Uploaded)),
+            count(|s| matches!(s, LayerState::Skipped)),
+            count(|s| matches!(s, LayerState::Mounted { .. })),
+            if report.config_present == Some(true) { "already there" } else { "uploaded" },
+            tags.join(", ")
+        );
+    }
+    let names: Vec<String> = tags.iter().map(|t| format!("{}:{t}", report.repository)).collect();
+    Ok(Some(PathBuf::from(names.join("\n"))))
 }
 
 /// Refuses an output on a descriptor that was closed when the program

@@ -161,6 +161,8 @@ pub struct ImageOptions {
     pub(crate) cancel: Option<Arc<AtomicBool>>,
     /// The SBOMs asked for (setters in `crate::sbom::options`).
     pub(crate) sbom: crate::sbom::SbomOptions,
+    /// How a push to a registry goes (`docker://`).
+    pub(crate) registry: crate::registry::RegistryOptions,
 }
 
 impl Default for ImageOptions {
@@ -191,6 +193,7 @@ impl Default for ImageOptions {
             progress: None,
             cancel: None,
             sbom: Default::default(),
+            registry: Default::default(),
         }
     }
 }

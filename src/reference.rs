@@ -9,7 +9,7 @@ fn is_alnum(c: u8) -> bool {
 }
 
 /// `[a-z0-9]+ ((\.|_|__|-+) [a-z0-9]+)*`
-fn valid_path_component(s: &str) -> bool {
+pub(crate) fn valid_path_component(s: &str) -> bool {
     let b = s.as_bytes();
     if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
         return false;
@@ -35,7 +35,7 @@ fn valid_path_component(s: &str) -> bool {
 }
 
 /// A registry host, optionally with a port.
-fn valid_domain(s: &str) -> bool {
+pub(crate) fn valid_domain(s: &str) -> bool {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => (h, Some(p)),
         _ => (s, None),
@@ -60,7 +60,7 @@ fn valid_domain(s: &str) -> bool {
 }
 
 /// `[\w][\w.-]{0,127}`
-fn valid_tag_part(t: &str) -> bool {
+pub(crate) fn valid_tag_part(t: &str) -> bool {
     let b = t.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')

@@ -19,6 +19,9 @@
 #   consumers-sbom tests/consumers/sbom.sh: the SBOMs, checked with
 #             pyspdxtools and cyclonedx-python-lib (installed from PyPI by
 #             the stage sbom-tools) against the store database and umoci
+#   consumers-registry tests/consumers/registry.sh: pushes to docker-registry
+#             (plain HTTP, TLS + Basic, TLS + bearer tokens), pulled back by
+#             docker, podman, skopeo and umoci; credentials from every source
 # Each stage prints `ok - STAGE` or `FAIL - STAGE`; the last line is
 # "N passed, N failed" and the exit status is non-zero when a stage failed.
 
@@ -33,7 +36,11 @@ ROOT=$PWD
 # util-linux and bsdutils; perl in perl-base); nix-bin, whose nix-store
 # verifies the store database --localstatedir puts in an image; for the
 # install test, make, pkg-config (pkgconf), readelf and objdump (binutils),
-# man (man-db), and the shells whose completions are installed (zsh, fish).
+# man (man-db), and the shells whose completions are installed (zsh, fish);
+# for the registry tests (tests/lib/registry.sh), the registry itself
+# (docker-registry, distribution 2.8), htpasswd (apache2-utils), openssl,
+# curl, and Debian's python3 with python3-cryptography for the token issuer
+# (Debian's package rather than pip: one installer, a fixed version).
 PACKAGES=(
     docker.io containerd runc iptables
     podman uidmap
@@ -46,6 +53,7 @@ PACKAGES=(
     nix-bin
     make pkgconf binutils man-db zsh fish
     python3-venv
+    docker-registry apache2-utils openssl curl python3 python3-cryptography
 )
 
 # The SBOM validators, which Debian 12 does not package: the SPDX project's
@@ -164,9 +172,11 @@ if stage build cargo build --release; then
     if [ "$setup_ok" = yes ]; then
         script_stage consumers tests/consumers/run.sh
         script_stage consumers-oci tests/consumers/oci.sh
+        script_stage consumers-registry tests/consumers/registry.sh
     else
         skipped consumers "no packages or no dockerd"
         skipped consumers-oci "no packages or no dockerd"
+        skipped consumers-registry "no packages or no dockerd"
     fi
     if [ "$sbom_ok" = yes ]; then
         script_stage consumers-sbom tests/consumers/sbom.sh
@@ -174,7 +184,7 @@ if stage build cargo build --release; then
         skipped consumers-sbom "the SBOM validators could not be installed"
     fi
 else
-    for s in rust c guile install consumers consumers-oci consumers-sbom; do
+    for s in rust c guile install consumers consumers-oci consumers-registry consumers-sbom; do
         skipped "$s" "the build failed"
     done
 fi

@@ -190,7 +190,12 @@ GID MODE)" other))))
                              creation-time
                              (compression 'none)
                              compression-level
-                             threads)
+                             threads
+                             registry-credentials
+                             cert-directory
+                             (tls-verify? #t)
+                             manifest-format
+                             push-jobs)
   "Return a new options handle for `build-docker-image/options', set from
 the arguments; the library checks each value and the first one it refuses
 is raised as a docker-native error naming it.
@@ -228,7 +233,15 @@ host's).  CREATION-TIME: seconds since the epoch, or a SRFI-19 date or time
 (default: SOURCE_DATE_EPOCH, else 1970-01-01T00:00:01Z).  COMPRESSION:
 `none', `gzip' or `zstd' (a symbol or string) applied to the whole archive,
 at COMPRESSION-LEVEL (#f: the compressor's default).  THREADS: worker
-threads (#f: one per core)."
+threads (#f: one per core).
+
+For a push to a registry (a docker://HOST[:PORT]/REPOSITORY[:TAG]
+destination): REGISTRY-CREDENTIALS, a pair (USER . PASSWORD) of strings
+(#f: those the auth files and credential helpers hold); CERT-DIRECTORY, a
+directory of CA certificates (DIR/*.crt) trusted besides the system's;
+TLS-VERIFY?, #f to accept any certificate and plain HTTP; MANIFEST-FORMAT,
+`oci' (default) or `docker' (Docker's schema 2); PUSH-JOBS, at most this
+many layers uploading at once (#f: 4)."
   (let ((options (new-image-options)))
     (define (set-option! setter . arguments)
       (apply setter (image-options->pointer options) arguments))
@@ -254,7 +267,31 @@ threads (#f: one per core)."
                 (,creation-time ,%set-creation-time
                                 ,(compose list creation-time->seconds))
                 (,threads ,%set-threads
-                          ,(lambda (n) (list (uint32-argument "threads" n))))))
+                          ,(lambda (n) (list (uint32-argument "threads" n))))
+                (,cert-directory ,%set-cert-dir ,(string-of "cert-directory"))
+                (,manifest-format ,%set-manifest-format
+                                  ,(lambda (format)
+                                     (list (string-argument
+                                            "manifest-format"
+                                            (if (symbol? format)
+                                                (symbol->string format)
+                                                format)))))
+                (,push-jobs ,%set-push-jobs
+                            ,(lambda (n)
+                               (list (uint32-argument "push-jobs" n))))))
+    (match registry-credentials
+      (#f #t)
+      (((? string? user) . (? string? password))
+       (set-option! %set-registry-credentials
+                    (string-argument "registry-credentials user" user)
+                    ;; Not string-argument: its error would quote it.
+                    (if (string-index password #\nul)
+                        (invalid-argument "registry-credentials: the password \
+contains a NUL character")
+                        (string->pointer password "UTF-8"))))
+      (_ (invalid-argument "registry-credentials: expected a pair (USER . \
+PASSWORD) of strings")))
+    (set-option! %set-tls-verify (if tls-verify? 1 0))
     (match entry-point
       ((or #f ()) #t)
       (((? string? program) (? string? arguments) ...)

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use guix_docker_native::reference::default_repository;
 use guix_docker_native::{
-    parse_destination, store_dir_from_environment, Compression, Destination, Error, ErrorKind, ImageOptions, Output, Result,
-    SbomFormat, StoreDir,
+    parse_destination, store_dir_from_environment, Compression, Destination, Error, ErrorKind, ImageOptions, ManifestFormat,
+    Output, RegistryReference, Result, SbomFormat, StoreDir,
 };
 
 use super::time::parse_creation_time;
@@ -136,7 +136,8 @@ pub struct Cli {
     /// replaced); oci-archive:FILE[:REF]: that layout as one tar file
     /// (oci-archive:- is standard output: to a pipe or a device each blob
     /// is first spooled to an unnamed temporary file under $TMPDIR, which
-    /// needs room for the largest layer).  REF, the image's name in the layout's
+    /// needs room for the largest layer); docker://HOST[:PORT]/REPOSITORY[:TAG]:
+    /// pushed to a registry, under TAG and each -t's tag (default latest).  REF, the image's name in the layout's
     /// index, defaults to the first tag (hello:latest).  A file whose name
     /// starts with a transport and a colon is given as ./NAME
     /// [default: <name>-docker-image.tar[.gz|.zst] in the current directory,
@@ -145,8 +146,8 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 
     /// Compression: none, gzip or zstd; of the whole archive for a
-    /// docker-archive, of each layer on its own (its own blob) for oci: and
-    /// oci-archive:.  Docker 20.10 (Debian 12's docker.io) reads gzip but
+    /// docker-archive, of each layer on its own (its own blob) for oci:,
+    /// oci-archive: and docker://.  Docker 20.10 (Debian 12's docker.io) reads gzip but
     /// not zstd; podman, skopeo and Docker 23 and later read both
     #[arg(short = 'C', long, value_name = "NAME", default_value = "none", help_heading = "Output")]
     pub compression: String,
@@ -164,6 +165,31 @@ pub struct Cli {
     /// No progress bar
     #[arg(short = 'q', long, help_heading = "Output")]
     pub quiet: bool,
+
+    /// Registry credentials, as skopeo's --creds (for docker://)
+    #[arg(long, value_name = "USER:PASSWORD", help_heading = "Registry (-o docker://HOST[:PORT]/REPOSITORY[:TAG])")]
+    pub creds: Option<String>,
+
+    /// A directory of CA certificates (DIR/*.crt) trusted besides the
+    /// system's, as skopeo's --cert-dir, for a private registry
+    #[arg(long, value_name = "DIR", help_heading = "Registry (-o docker://HOST[:PORT]/REPOSITORY[:TAG])")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// --tls-verify=false: accept any certificate, and speak plain HTTP to
+    /// a registry without TLS [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          help_heading = "Registry (-o docker://HOST[:PORT]/REPOSITORY[:TAG])")]
+    pub tls_verify: Option<String>,
+
+    /// The manifest pushed: oci (default), or docker (Docker's schema 2,
+    /// gzip or uncompressed layers only)
+    #[arg(long, value_name = "FORMAT", help_heading = "Registry (-o docker://HOST[:PORT]/REPOSITORY[:TAG])")]
+    pub manifest_format: Option<String>,
+
+    /// At most N layers upload at once (1-64) [default: 4]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          help_heading = "Registry (-o docker://HOST[:PORT]/REPOSITORY[:TAG])")]
+    pub jobs: Option<String>,
 
     /// The store directory [default: $NIX_STORE_DIR, else /gnu/store]
     #[arg(long, value_name = "DIR", help_heading = "Store")]
@@ -292,6 +318,8 @@ pub enum OutputChoice {
     File(PathBuf),
     /// `oci:DIR[:REF]` or `oci-archive:FILE[:REF]`.
     Oci(Destination),
+    /// `docker://…`.
+    Registry(RegistryReference),
 }
 
 impl Cli {
@@ -302,6 +330,7 @@ impl Cli {
             Some(text) => match parse_destination(text.as_os_str())? {
                 Destination::DockerArchive(Output::Stdout) => OutputChoice::Stdout,
                 Destination::DockerArchive(Output::Path(path)) => OutputChoice::File(path),
+                Destination::Registry(reference) => OutputChoice::Registry(reference),
                 oci => OutputChoice::Oci(oci),
             },
         })
@@ -405,6 +434,31 @@ impl Cli {
                 ))
             })?;
             o.add_sbom_license(Path::new(item), expression)?;
+        }
+        if let Some(creds) = &self.creds {
+            // The password is never in the message.
+            let (user, password) = creds
+                .split_once(':')
+                .ok_or_else(|| Error::invalid_argument("creds: expected USER:PASSWORD"))?;
+            o.set_registry_credentials(user, password)?;
+        }
+        o.set_cert_dir(self.cert_dir.as_deref())?;
+        if let Some(verify) = &self.tls_verify {
+            o.set_tls_verify(match verify.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(Error::invalid_argument(format!("tls-verify '{verify}': expected true or false"))),
+            });
+        }
+        if let Some(format) = &self.manifest_format {
+            o.set_manifest_format(ManifestFormat::parse(format)?);
+        }
+        if let Some(jobs) = &self.jobs {
+            let n: usize = parse_number(jobs, "jobs", "a number of layers from 1 to 64")?;
+            if n == 0 {
+                return Err(Error::invalid_argument("jobs 0: at least one layer uploads at a time"));
+            }
+            o.set_push_jobs(n)?;
         }
         Ok(o)
     }
@@ -535,8 +589,43 @@ mod tests {
             OutputChoice::Oci(Destination::OciLayout { dir: "/tmp/l".into(), reference: Some("a:1".into()) })
         );
         assert_eq!(cli(&["-o", "docker-archive:a.tar", "x"]).output_choice().unwrap(), OutputChoice::File("a.tar".into()));
-        let e = cli(&["-o", "docker://hello", "x"]).output_choice().unwrap_err();
+        let e = cli(&["-o", "docker:hello", "x"]).output_choice().unwrap_err();
         assert!(e.message.contains("unknown transport 'docker'"), "{}", e.message);
+        assert_eq!(
+            cli(&["-o", "docker://localhost:5000/a/b:1", "x"]).output_choice().unwrap(),
+            OutputChoice::Registry(RegistryReference {
+                registry: "localhost:5000".into(),
+                repository: "a/b".into(),
+                tag: Some("1".into())
+            })
+        );
+    }
+
+    #[test]
+    fn registry_options() {
+        let o = options(&[
+            "--creds", "me:pa:ss", "--cert-dir", "/etc/certs", "--tls-verify=false", "--manifest-format", "docker",
+            "--jobs", "8", "x",
+        ])
+        .unwrap();
+        assert_eq!(o.registry_user(), Some("me"));
+        assert_eq!(o.cert_dir(), Some(std::path::Path::new("/etc/certs")));
+        assert!(!o.tls_verify());
+        assert_eq!(o.manifest_format(), ManifestFormat::Docker);
+        assert_eq!(o.push_jobs(), 8);
+        let o = options(&["--tls-verify", "x"]).unwrap();
+        assert!(o.tls_verify());
+        assert_eq!((o.manifest_format(), o.push_jobs(), o.registry_user()), (ManifestFormat::Oci, 4, None));
+        let e = error(&["--creds", "me", "x"]);
+        assert!(e.contains("creds: expected USER:PASSWORD"), "{e}");
+        let e = error(&["--creds", "me:", "x"]);
+        assert!(e.contains("no password for user 'me'"), "{e}");
+        assert!(error(&["--tls-verify=no", "x"]).contains("tls-verify 'no'"));
+        assert!(error(&["--manifest-format", "v1", "x"]).contains("manifest format 'v1'"));
+        assert!(error(&["--jobs", "0", "x"]).contains("jobs 0"));
+        assert!(error(&["--jobs", "65", "x"]).contains("jobs 65"));
+        // A password never shows in an error.
+        assert!(!error(&["--creds", ":hunter2", "x"]).contains("hunter2"));
     }
 
     #[test]
@@ -591,6 +680,7 @@ mod tests {
             "--image-tag", "--directory", "--file", "--no-tmp", "--localstatedir",
             "Examples:", "Exit status", "NIX_STORE_DIR", "SOURCE_DATE_EPOCH",
             "oci:DIR[:REF]", "oci-archive:FILE[:REF]", "docker-archive:FILE", "of each layer",
+            "docker://HOST[:PORT]/REPOSITORY[:TAG]", "--creds", "--cert-dir", "--tls-verify", "--manifest-format", "--jobs",
         ] {
             assert!(help.contains(needle), "--help lacks {needle}");
         }

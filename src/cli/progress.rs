@@ -7,8 +7,10 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use guix_docker_native::Progress;
-use indicatif::{BinaryBytes, ProgressDrawTarget, ProgressStyle};
+use std::sync::Mutex;
+
+use guix_docker_native::{LayerState, Progress, PushReport};
+use indicatif::{BinaryBytes, MultiProgress, ProgressDrawTarget, ProgressStyle};
 
 /// Redraws per second at most.
 const REDRAWS_PER_SECOND: u8 = 10;
@@ -79,6 +81,111 @@ impl ProgressBar {
     }
 }
 
+/// A push's bars: one line for the whole (the bytes produced, the
+/// layers done and how), and one for each layer uploading, with its bytes
+/// sent and its rate; a layer found in the registry or mounted gets a line
+/// that stays, saying so.
+pub struct PushBars {
+    multi: MultiProgress,
+    total: indicatif::ProgressBar,
+    /// Each layer's bar while it uploads, and whether its end was said.
+    layers: Mutex<Vec<(Option<indicatif::ProgressBar>, bool)>>,
+}
+
+/// `  45.00 MiB / 90.00 MiB  50% [#####.....] layers: 2 of 6 up (1 uploaded, 1 already there)`
+const PUSH_TOTAL: &str = "{binary_bytes:>11} / {binary_total_bytes} {percent:>3}% [{bar:30}] {wide_msg}";
+/// `  layer 3/6 uploading     12.00 MiB    5.00 MiB/s`
+const PUSH_LAYER: &str = "  {prefix} {msg:<10} {binary_bytes:>11} {binary_bytes_per_sec:>13}";
+
+impl PushBars {
+    /// Bars on standard error.
+    pub fn new() -> PushBars {
+        Self::on(ProgressDrawTarget::stderr_with_hz(REDRAWS_PER_SECOND))
+    }
+
+    fn on(target: ProgressDrawTarget) -> PushBars {
+        let multi = MultiProgress::with_draw_target(target);
+        let total = multi.add(indicatif::ProgressBar::new(0));
+        total.set_style(ProgressStyle::with_template(PUSH_TOTAL).expect("a valid template").progress_chars("#>."));
+        PushBars { multi, total, layers: Mutex::new(Vec::new()) }
+    }
+
+    /// The engine's progress: bytes produced (before compression).
+    pub fn update(&self, progress: Progress) {
+        self.total.set_length(progress.bytes_total);
+        self.total.set_position(progress.bytes_done);
+    }
+
+    /// The push's report: each layer's state.
+    pub fn report(&self, report: &PushReport) {
+        let n = report.layers.len();
+        let mut layers = self.layers.lock().unwrap();
+        layers.resize_with(n, || (None, false));
+        let (mut uploaded, mut present, mut mounted) = (0, 0, 0);
+        for (i, layer) in report.layers.iter().enumerate() {
+            let (bar, said) = &mut layers[i];
+            let name = format!("layer {}/{n}", i + 1);
+            match &layer.state {
+                LayerState::Waiting => {}
+                LayerState::Uploading { sent } => {
+                    let bar = bar.get_or_insert_with(|| {
+                        let b = self.multi.add(indicatif::ProgressBar::new(0));
+                        b.set_style(ProgressStyle::with_template(PUSH_LAYER).expect("a valid template"));
+                        b.set_prefix(name.clone());
+                        b.set_message("uploading");
+                        b
+                    });
+                    bar.set_position(*sent);
+                }
+                done => {
+                    if let Some(bar) = bar.take() {
+                        bar.finish_and_clear();
+                        self.multi.remove(&bar);
+                    }
+                    let digest = layer.digest.as_deref().unwrap_or("");
+                    let short = &digest[..digest.len().min(19)];
+                    let line = match done {
+                        LayerState::Skipped => {
+                            present += 1;
+                            format!("  {name} {short}: already in the registry")
+                        }
+                        LayerState::Mounted { from } => {
+                            mounted += 1;
+                            format!("  {name} {short}: mounted from {from}")
+                        }
+                        _ => {
+                            uploaded += 1;
+                            format!("  {name} {short}: uploaded, {}", BinaryBytes(layer.size.unwrap_or(0)))
+                        }
+                    };
+                    if !*said {
+                        *said = true;
+                        let _ = self.multi.println(line);
+                    }
+                }
+            }
+        }
+        self.total.set_message(format!(
+            "layers: {} of {n} up ({uploaded} uploaded, {present} already there, {mounted} mounted)",
+            uploaded + present + mounted
+        ));
+    }
+
+    /// Ends the bars: on success the total line stays; on failure all go.
+    pub fn finish(&self, success: bool) {
+        for (bar, _) in self.layers.lock().unwrap().iter_mut() {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+        }
+        if success {
+            self.total.finish();
+        } else {
+            self.total.finish_and_clear();
+        }
+    }
+}
+
 /// The width of the terminal on standard error, or 80.  (indicatif
 /// measures it too, but does not say.)
 fn stderr_width() -> u16 {
@@ -137,6 +244,40 @@ mod tests {
         bar.update(progress(5 << 30, 10 << 30, 29_000, 58_000));
         bar.bar.tick();
         assert_eq!(term.contents(), " 50% 5.00 GiB / 10.00 GiB 29000/58000 items");
+    }
+
+    #[test]
+    fn a_push_shows_each_layer_and_the_total() {
+        use guix_docker_native::LayerReport;
+        let term = InMemoryTerm::new(10, 120);
+        let bars = PushBars::on(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let layer = |state, digest: Option<&str>| LayerReport { state, digest: digest.map(String::from), size: Some(3 << 20) };
+        let mut report = PushReport {
+            repository: "docker://localhost:5000/app".into(),
+            layers: vec![
+                layer(LayerState::Uploading { sent: 2 << 20 }, None),
+                layer(LayerState::Skipped, Some("sha256:0123456789abcdef0123")),
+                layer(LayerState::Waiting, None),
+            ],
+            config_present: None,
+            manifest: None,
+        };
+        bars.update(progress(10 << 20, 20 << 20, 1, 3));
+        bars.report(&report);
+        bars.total.tick();
+        let screen = term.contents();
+        assert!(screen.contains("layer 1/3 uploading") && screen.contains("2.00 MiB"), "{screen}");
+        assert!(screen.contains("layer 2/3 sha256:0123456789ab: already in the registry"), "{screen}");
+        assert!(screen.contains("layers: 1 of 3 up (0 uploaded, 1 already there, 0 mounted)"), "{screen}");
+        report.layers[0] = layer(LayerState::Uploaded, Some("sha256:ffff"));
+        report.layers[2] = layer(LayerState::Mounted { from: "other".into() }, Some("sha256:eeee"));
+        bars.report(&report);
+        bars.finish(true);
+        let screen = term.contents();
+        assert!(!screen.contains("uploading "), "{screen}");
+        assert!(screen.contains("layer 1/3 sha256:ffff: uploaded, 3.00 MiB"), "{screen}");
+        assert!(screen.contains("layer 3/3 sha256:eeee: mounted from other"), "{screen}");
+        assert!(screen.contains("layers: 3 of 3 up (1 uploaded, 1 already there, 1 mounted)"), "{screen}");
     }
 
     #[test]

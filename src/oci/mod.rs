@@ -64,9 +64,11 @@ pub fn write_image(
             Ok(())
         }
         Destination::OciArchive { reference, .. } => {
-            tarball::write(plan, main_name, &destination.output(), reference.as_deref(), options, sbom)
+            tarball::write(plan, main_name, &destination.output().expect("an oci-archive has an output"), reference.as_deref(), options, sbom)
         }
-        Destination::DockerArchive(_) => Err(Error::invalid_argument("a docker-archive is not an OCI destination")),
+        Destination::DockerArchive(_) | Destination::Registry(_) => {
+            Err(Error::invalid_argument("not an OCI layout or archive destination"))
+        }
     }
 }
 

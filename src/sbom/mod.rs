@@ -85,7 +85,7 @@ impl Job {
         for (_, file) in &files {
             let out = Output::Path(file.clone());
             crate::output::refuse_build_inputs(&out, options)?;
-            if let Output::Path(image) = &image_output {
+            if let Some(Output::Path(image)) = &image_output {
                 refuse_inputs(&out, &[Input { what: "image output", path: image }], None)?;
             }
         }

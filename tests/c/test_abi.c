@@ -373,6 +373,11 @@ static void test_null_options_handle(void) {
   NULL_OPTIONS(gdn_options_set_localstatedir(NULL, 1));
   NULL_OPTIONS(gdn_options_set_progress_callback(NULL, progress_noop, NULL));
   NULL_OPTIONS(gdn_options_set_cancel(NULL, NULL));
+  NULL_OPTIONS(gdn_options_set_registry_credentials(NULL, "me", "pw"));
+  NULL_OPTIONS(gdn_options_set_cert_dir(NULL, "/etc/certs"));
+  NULL_OPTIONS(gdn_options_set_tls_verify(NULL, 0));
+  NULL_OPTIONS(gdn_options_set_manifest_format(NULL, "docker"));
+  NULL_OPTIONS(gdn_options_set_push_jobs(NULL, 2));
   gdn_options_free(NULL);
   expect(1, "gdn_options_free(NULL) returns");
 }
@@ -427,6 +432,23 @@ static void test_setter_errors(void) {
   INVALID(gdn_options_add_entry_point_argument(o, "-v"), "'-v'");
   INVALID(gdn_options_set_creation_time(o, INT64_MAX), "creation time");
   INVALID(gdn_options_set_threads(o, 100000), "threads 100000");
+
+  /* A push's options (GDN_1.2); a refused password is never quoted. */
+  NULL_ARG(gdn_options_set_registry_credentials(o, "me", NULL), "password");
+  NULL_ARG(gdn_options_set_manifest_format(o, NULL), "format");
+  INVALID(gdn_options_set_registry_credentials(o, "m:e", "hunter2"), "m:e");
+  expect(strstr(last_error(), "hunter2") == NULL, "the password is not in the message: %s", last_error());
+  INVALID(gdn_options_set_registry_credentials(o, "me", "hunter\xff"), "'password' is not valid UTF-8");
+  expect(strstr(last_error(), "hunter") == NULL, "the password is not in the message: %s", last_error());
+  INVALID(gdn_options_set_manifest_format(o, "v1"), "manifest format 'v1'");
+  INVALID(gdn_options_set_push_jobs(o, 65), "jobs 65");
+  expect(gdn_options_set_registry_credentials(o, "me", "hunter2") == GDN_OK, "credentials accepted");
+  expect(gdn_options_set_registry_credentials(o, NULL, NULL) == GDN_OK, "NULL user forgets the credentials");
+  expect(gdn_options_set_cert_dir(o, "/etc/certs") == GDN_OK && gdn_options_set_cert_dir(o, NULL) == GDN_OK,
+         "a cert dir is set and unset");
+  expect(gdn_options_set_tls_verify(o, 0) == GDN_OK, "tls verify off accepted");
+  expect(gdn_options_set_manifest_format(o, "docker") == GDN_OK, "manifest format docker accepted");
+  expect(gdn_options_set_push_jobs(o, 8) == GDN_OK, "push jobs 8 accepted");
 
   /* A success after a failure clears the message. */
   expect(gdn_options_set_max_layers(o, 125) == GDN_OK, "max layers 125 is accepted");

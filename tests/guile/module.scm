@@ -278,6 +278,28 @@ with code #f and symbol library-not-found"
     (lambda () (make-image-options #:tags '("Not:A:Tag"))))
   (test-refused "max-layers 0" (2 "max-layers")
     (lambda () (make-image-options #:max-layers 0)))
+  (test-assert "registry options make a handle"
+    (image-options? (make-image-options
+                     #:registry-credentials '("me" . "hunter2")
+                     #:cert-directory "/etc/certs" #:tls-verify? #f
+                     #:manifest-format 'docker #:push-jobs 8)))
+  (test-refused "registry credentials not a pair" (2 "registry-credentials")
+    (lambda () (make-image-options #:registry-credentials "me:hunter2")))
+  (test-assert "a refused password is never quoted"
+    (match (error-fields
+            (lambda ()
+              (make-image-options #:registry-credentials '("m:e" . "hunter2"))))
+      ((2 _ message) (and (string-contains message "m:e")
+                          (not (string-contains message "hunter2"))))
+      (_ #f)))
+  (test-refused "unknown manifest format" (2 "manifest format 'v1'")
+    (lambda () (make-image-options #:manifest-format 'v1)))
+  (test-refused "push-jobs 65" (2 "jobs 65")
+    (lambda () (make-image-options #:push-jobs 65)))
+  (test-refused "push-jobs not an integer" (2 "push-jobs")
+    (lambda () (make-image-options #:push-jobs "4")))
+  (test-refused "cert-directory not a string" (2 "cert-directory")
+    (lambda () (make-image-options #:cert-directory 5)))
   (test-refused "max-layers 126" (2 "126")
     (lambda () (make-image-options #:max-layers 126)))
   (test-refused "max-layers not an integer" (2 "max-layers" "many")

@@ -53,6 +53,8 @@
             %add-directory %add-file %add-transformation %set-max-layers
             %set-system %set-creation-time %set-compression %set-threads
             %set-localstatedir %set-progress-callback %set-cancel
+            %set-registry-credentials %set-cert-dir %set-tls-verify
+            %set-manifest-format %set-push-jobs
             %clone-options %free-options %cancel-request %build-docker-image
             %store-item-name %default-output-name %tag-from-name
             %add-sbom %set-sbom-output %add-sbom-license))
@@ -562,6 +564,16 @@ before writing anything."
   (library-procedure "gdn_options_set_sbom_output" 'result '(* *)))
 (define %add-sbom-license
   (library-procedure "gdn_options_add_sbom_license" 'result '(* * *)))
+;; A push's options (GDN_1.2).
+(define %set-registry-credentials
+  (library-procedure "gdn_options_set_registry_credentials" 'result '(* * *)))
+(define %set-cert-dir (library-procedure "gdn_options_set_cert_dir" 'result '(* *)))
+(define %set-tls-verify
+  (library-procedure "gdn_options_set_tls_verify" 'result (list '* int32)))
+(define %set-manifest-format
+  (library-procedure "gdn_options_set_manifest_format" 'result '(* *)))
+(define %set-push-jobs
+  (library-procedure "gdn_options_set_push_jobs" 'result (list '* uint32)))
 
 ;; A build's private copy of options, freed by the build itself (no
 ;; finalizer, so never wrapped in an <image-options>: see

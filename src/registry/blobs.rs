@@ -1,0 +1,321 @@
+//! Blobs into a repository: present or not (`HEAD`), mounted from another
+//! repository, uploaded whole from memory (the config, a small layer), or
+//! uploaded as they are made ([`Upload`], a layer's compressed stream).
+//!
+//! A streamed upload is `POST …/blobs/uploads/`, then one `PATCH` per
+//! chunk of [`CHUNK_SIZE`] bytes (`Content-Range: FIRST-LAST`), then `PUT
+//! LOCATION?digest=…` with the rest.  A chunk stays in memory until the
+//! registry has acknowledged it, so a transient failure sends just that
+//! chunk again: the registry is asked how much it holds (`GET LOCATION`,
+//! its `Range`) and the chunk goes again from there.  When the registry
+//! cannot resume (it lost the upload, or holds bytes other than the
+//! chunks acknowledged), the push fails, naming the layer: the chunks
+//! before are no longer in memory.  A blob that ends inside its first
+//! chunk has its digest before anything is sent: it is looked up (`HEAD`)
+//! and, when present, not sent at all.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::client::{query_value, Client, Request, Response};
+use super::options::LayerState;
+use super::Progress;
+use crate::compress::Sink;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Bytes of a blob sent in one `PATCH`, and kept in memory until the
+/// registry has them: memory is at most jobs × this.
+pub const CHUNK_SIZE: usize = 8 << 20;
+
+/// What became of a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already in the repository.
+    Present,
+    /// Mounted from this repository.
+    Mounted(String),
+    Uploaded,
+}
+
+/// Whether the repository has the blob `digest`.
+pub fn exists(client: &Client, digest: &str, what: &str) -> Result<bool> {
+    let what = format!("{what} {digest}: HEAD");
+    let r = client.send(Request::new("HEAD", client.url(&format!("blobs/{digest}"))), &what)?;
+    match r.status {
+        200 => Ok(true),
+        404 => Ok(false),
+        401 | 403 => Err(client.unauthorized(&what, &r)),
+        _ => Err(client.error(&what, &r, "")),
+    }
+}
+
+/// Mounts `digest` from `from`: `Ok(None)` when mounted, else the
+/// location of the upload the registry started instead (202).
+pub fn mount(client: &Client, digest: &str, from: &str, what: &str) -> Result<Option<String>> {
+    let what = format!("{what} {digest}: mount from {from}");
+    let url = client.url(&format!("blobs/uploads/?mount={}&from={}", query_value(digest), query_value(from)));
+    let r = client.send(Request::new("POST", url).header("content-length", "0"), &what)?;
+    match r.status {
+        201 => Ok(None),
+        202 => Ok(Some(location(client, &r, &what)?)),
+        401 | 403 => Err(client.unauthorized(&what, &r)),
+        _ => Err(client.error(&what, &r, "")),
+    }
+}
+
+fn location(client: &Client, r: &Response, what: &str) -> Result<String> {
+    match &r.location {
+        Some(l) => Ok(client.absolute(l)),
+        None => Err(client.error(what, r, "no Location header in the answer")),
+    }
+}
+
+/// Starts an upload: its location.
+fn start(client: &Client, what: &str) -> Result<String> {
+    let what = format!("{what}: starting the upload");
+    let r = client.send(Request::new("POST", client.url("blobs/uploads/")).header("content-length", "0"), &what)?;
+    match r.status {
+        202 => location(client, &r, &what),
+        401 | 403 => Err(client.unauthorized(&what, &r)),
+        _ => Err(client.error(&what, &r, "")),
+    }
+}
+
+/// `location` with `?digest=` (or `&digest=`).
+fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={}", query_value(digest))
+}
+
+/// Ends an upload at `location` with `rest`, naming it `digest`.
+fn finish(client: &Client, location: &str, rest: &[u8], digest: &str, what: &str) -> Result<()> {
+    let what = format!("{what} {digest}: PUT");
+    let request = Request::new("PUT", with_digest(location, digest))
+        .header("content-type", "application/octet-stream")
+        .body(rest);
+    let r = client.send(request, &what)?;
+    match r.status {
+        201 | 204 => Ok(()),
+        401 | 403 => Err(client.unauthorized(&what, &r)),
+        _ => Err(client.error(&what, &r, "")),
+    }
+}
+
+/// Puts `bytes` (whose digest is `digest`) into the repository unless it
+/// is there: present, mounted (from `mount_from`, when given and the
+/// registry agrees), or uploaded in one `PUT`.
+pub fn put_whole(client: &Client, bytes: &[u8], digest: &str, mount_from: Option<&str>, what: &str) -> Result<Outcome> {
+    if exists(client, digest, what)? {
+        return Ok(Outcome::Present);
+    }
+    let location = match mount_from {
+        Some(from) => match mount(client, digest, from, what)? {
+            None => return Ok(Outcome::Mounted(from.to_string())),
+            Some(location) => location,
+        },
+        None => start(client, what)?,
+    };
+    finish(client, &location, bytes, digest, what)?;
+    Ok(Outcome::Uploaded)
+}
+
+/// Where a streamed upload's result goes: the blob's digest, size and
+/// outcome, or the error that stopped it (the stream's own error is only
+/// an `io::Error`).
+#[derive(Default)]
+pub struct UploadResult(pub Mutex<Option<Result<(String, u64, Outcome)>>>);
+
+/// A layer's compressed stream going to the registry as it is made.
+pub struct Upload {
+    client: Arc<Client>,
+    /// `layer N`, in errors.
+    what: String,
+    index: usize,
+    chunk: Vec<u8>,
+    /// Bytes the registry has acknowledged.
+    sent: u64,
+    location: Option<String>,
+    hasher: Sha256,
+    /// Blobs of other repositories: digest, repository.
+    mount_hints: Arc<Vec<(String, String)>>,
+    progress: Arc<Progress>,
+    result: Arc<UploadResult>,
+    /// The push's first failure, shared by its uploads.
+    failure: Arc<Mutex<Option<Error>>>,
+    /// Released when the upload ends, whatever happens (the `--jobs` bound).
+    _permit: super::Permit,
+}
+
+impl Upload {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Arc<Client>,
+        index: usize,
+        mount_hints: Arc<Vec<(String, String)>>,
+        progress: Arc<Progress>,
+        result: Arc<UploadResult>,
+        failure: Arc<Mutex<Option<Error>>>,
+        permit: super::Permit,
+    ) -> Upload {
+        Upload {
+            client,
+            what: format!("layer {}", index + 1),
+            index,
+            chunk: Vec::with_capacity(CHUNK_SIZE),
+            sent: 0,
+            location: None,
+            hasher: Sha256::new(),
+            mount_hints,
+            progress,
+            result,
+            failure,
+            _permit: permit,
+        }
+    }
+
+    /// Keeps `e` as the upload's result and gives the stream an error.
+    fn fail(&self, e: Error) -> io::Error {
+        let message = e.message.clone();
+        self.failure.lock().unwrap().get_or_insert_with(|| e.clone());
+        let mut slot = self.result.0.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(Err(e));
+        }
+        io::Error::other(message)
+    }
+
+    /// Sends the chunk in memory with a `PATCH`, resuming after a failure
+    /// where the registry says it stands.
+    fn send_chunk(&mut self) -> Result<()> {
+        let client = Arc::clone(&self.client);
+        if self.location.is_none() {
+            self.location = Some(start(&client, &self.what)?);
+            self.progress.set(self.index, LayerState::Uploading { sent: 0 });
+        }
+        let mut from = 0usize;
+        let mut resumes = 0;
+        loop {
+            let location = self.location.clone().expect("started");
+            let first = self.sent + from as u64;
+            let last = self.sent + self.chunk.len() as u64 - 1;
+            let what = format!("{}: PATCH bytes {first}-{last}", self.what);
+            let request = Request::new("PATCH", location)
+                .header("content-type", "application/octet-stream")
+                .header("content-range", format!("{first}-{last}"))
+                .body(&self.chunk[from..]);
+            match client.send(request, &what) {
+                Ok(r) if r.status == 202 => {
+                    self.location = Some(location_of(&client, &r, &what)?);
+                    self.sent = last + 1;
+                    self.chunk.clear();
+                    self.progress.set(self.index, LayerState::Uploading { sent: self.sent });
+                    return Ok(());
+                }
+                Ok(r) if r.status == 401 || r.status == 403 => return Err(client.unauthorized(&what, &r)),
+                Ok(r) if r.status != 416 => return Err(client.error(&what, &r, "")),
+                // 416: the registry holds another length; or no answer
+                // after the tries: ask it where it stands.
+                result => {
+                    resumes += 1;
+                    if resumes > 3 {
+                        return Err(match result {
+                            Ok(r) => client.error(&what, &r, "the upload could not be resumed"),
+                            Err(e) => e,
+                        });
+                    }
+                    let held = self.held()?;
+                    if held < self.sent || held > last + 1 {
+                        return Err(Error::new(
+                            ErrorKind::Output,
+                            format!(
+                                "registry {}, repository {}: {}: the upload broke off and the registry holds {held} bytes \
+                                 of it where {}-{} were being sent; it cannot be resumed (push again)",
+                                client.registry, client.repository, self.what, self.sent, last
+                            ),
+                        ));
+                    }
+                    from = (held - self.sent) as usize;
+                    if held == last + 1 {
+                        self.sent = held;
+                        self.chunk.clear();
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many bytes the registry holds of this upload (`GET LOCATION`).
+    fn held(&mut self) -> Result<u64> {
+        let client = Arc::clone(&self.client);
+        let what = format!("{}: upload status", self.what);
+        let location = self.location.clone().expect("started");
+        let r = client.send(Request::new("GET", location), &what)?;
+        if r.status != 204 && r.status != 200 {
+            return Err(client.error(&what, &r, "the upload could not be resumed"));
+        }
+        if let Some(l) = &r.location {
+            self.location = Some(client.absolute(l));
+        }
+        // `Range: 0-LAST`; none, or `0-0` with nothing, is an empty upload.
+        let held = r
+            .range
+            .as_deref()
+            .and_then(|range| range.trim().strip_prefix("bytes=").or(Some(range.trim())).and_then(|r| r.split_once('-')))
+            .and_then(|(_, last)| last.parse::<u64>().ok())
+            .map(|last| last + 1)
+            .unwrap_or(0);
+        Ok(if held == 1 && self.sent == 0 { 0 } else { held })
+    }
+
+    fn complete(&mut self) -> Result<(String, u64, Outcome)> {
+        let digest = format!("sha256:{}", hex::encode(std::mem::take(&mut self.hasher).finalize()));
+        let size = self.sent + self.chunk.len() as u64;
+        let client = Arc::clone(&self.client);
+        match self.location.clone() {
+            // Whole in memory: its digest came before any byte was sent.
+            None => {
+                let hint = self.mount_hints.iter().find(|(d, _)| *d == digest).map(|(_, r)| r.as_str());
+                let outcome = put_whole(&client, &self.chunk, &digest, hint, &self.what)?;
+                Ok((digest, size, outcome))
+            }
+            Some(location) => {
+                finish(&client, &location, &self.chunk, &digest, &self.what)?;
+                Ok((digest, size, Outcome::Uploaded))
+            }
+        }
+    }
+}
+
+fn location_of(client: &Client, r: &Response, what: &str) -> Result<String> {
+    location(client, r, what)
+}
+
+impl Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let take = buf.len().min(CHUNK_SIZE - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..take]);
+        self.hasher.update(&buf[..take]);
+        if self.chunk.len() == CHUNK_SIZE {
+            self.send_chunk().map_err(|e| self.fail(e))?;
+        }
+        Ok(take)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for Upload {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        match self.complete() {
+            Ok(done) => {
+                *self.result.0.lock().unwrap() = Some(Ok(done));
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Pushing an image to a registry (`docker://HOST[:PORT]/REPOSITORY[:TAG]`)
+//! over the OCI distribution protocol, straight from the store: each layer
+//! is produced once (read, hashed for its `diff_id`), compressed on its own
+//! and uploaded as it is made, never whole in memory and never in a
+//! temporary file; then the config; the manifest last, under each tag, so
+//! that a tag never names an image whose blobs are missing.
+//!
+//! What is skipped.  A blob is looked up (`HEAD`) when its digest is known
+//! before its bytes are sent: the config always, and a layer that ends
+//! within its first chunk ([`blobs::CHUNK_SIZE`], 8 MiB compressed), which
+//! is held in memory until its end.  A larger layer's digest is known only
+//! once it has been made, and its bytes have gone up by then: without a
+//! layer cache that remembers digests it is uploaded every time (the
+//! registry keeps one copy).  Blobs known to be in another repository of
+//! the registry ([`ImageOptions::add_mount_hint`], which a layer cache
+//! will feed) are mounted from there (`POST …?mount=…&from=…`), falling
+//! back to an upload when the registry declines (202).
+//!
+//! The parts: [`client`] (requests, authentication, retries, errors),
+//! [`blobs`] (lookups, mounts, uploads), [`tls`] (certificates),
+//! [`options`] (what a push can be told), [`credentials`] (where
+//! credentials come from; secrets that never show).
+
+pub mod blobs;
+pub mod client;
+pub(crate) mod credentials;
+pub mod options;
+pub mod tls;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Stream, Tail};
+use crate::archive::{self, Plan};
+use crate::config::{self, LayerInfo};
+use crate::destination::RegistryReference;
+use crate::error::{Error, ErrorKind, Result};
+use crate::oci::documents::{self, Descriptor};
+use crate::options::{Compression, ImageOptions};
+use blobs::{Outcome, Upload, UploadResult};
+use client::{Client, Request};
+pub use options::{LayerReport, LayerState, ManifestFormat, PushProgressFn, PushReport, RegistryOptions};
+use credentials::Credentials;
+
+/// Docker schema 2 media types.
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// Pushes the image of `plan` to `reference`; `main_name` is the main
+/// item's name without its hash.
+pub fn push(plan: &Plan, main_name: &str, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
+    let ro = &options.registry;
+    if ro.manifest_format == ManifestFormat::Docker && options.compression == Compression::Zstd {
+        return Err(Error::invalid_argument(
+            "manifest format docker: Docker's schema 2 has no zstd layers; give -C gzip (or none), or the OCI manifest format",
+        ));
+    }
+    let tags = tags_of(reference, &options.tags);
+    let tls = tls::config(ro.cert_dir.as_deref(), ro.tls_verify())?;
+    let (credentials, origin) = credentials_for(reference, ro)?;
+    let mut mount_sources: Vec<String> = Vec::new();
+    for (_, repository) in &ro.mount_hints {
+        if repository != &reference.repository && !mount_sources.contains(repository) {
+            mount_sources.push(repository.clone());
+        }
+    }
+    let hints: Vec<(String, String)> =
+        ro.mount_hints.iter().filter(|(_, r)| r != &reference.repository).cloned().collect();
+    let client = Arc::new(Client::connect(
+        reference,
+        credentials,
+        origin,
+        tls,
+        ro.tls_verify(),
+        mount_sources,
+        options.cancel.clone(),
+    )?);
+    let progress = Arc::new(Progress::new(client.shown(), plan.layers.len(), ro.push_progress.clone()));
+    let packaging = PushPackaging::new(plan, main_name, options, Arc::clone(&client), Arc::new(hints), Arc::clone(&progress));
+
+    // The engine's progress calls also report the push's.
+    let mut producing = options.clone();
+    let user_progress = options.progress.clone();
+    let reporting = Arc::clone(&progress);
+    producing.progress = Some(Arc::new(move |p| {
+        if let Some(user) = &user_progress {
+            user(p);
+        }
+        reporting.report();
+    }));
+    if let Err(e) = archive::produce(plan, &packaging, &producing) {
+        progress.report();
+        // The registry's own error, not the stream's echo of it.
+        return Err(packaging.failure.lock().unwrap().take().filter(|_| e.kind != ErrorKind::Cancelled).unwrap_or(e));
+    }
+    let (manifest, media_type) = packaging.manifest.lock().unwrap().take().expect("the tail made the manifest");
+    if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        return Err(Error::cancelled());
+    }
+    let digest = documents::digest_of(&manifest);
+    for tag in &tags {
+        put_manifest(&client, &manifest, media_type, tag)?;
+    }
+    progress.update(|r| r.manifest = Some((digest.clone(), tags.clone())));
+    progress.report();
+    Ok(())
+}
+
+/// The tags pushed: the destination's, then each `-t`'s tag part, once
+/// each; `latest` when there is none.
+pub fn tags_of(reference: &RegistryReference, tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = reference.tag.iter().cloned().collect();
+    for tag in tags {
+        let (_, t) = crate::reference::split_tag(tag);
+        let t = t.unwrap_or("latest").to_string();
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    if out.is_empty() {
+        out.push("latest".into());
+    }
+    out
+}
+
+/// The credentials for `reference`, and where they came from or where
+/// they were looked for (said in a 401's error): those given
+/// (`--creds`), else those the auth files and credential helpers hold
+/// ([`credentials::lookup`]).
+fn credentials_for(reference: &RegistryReference, ro: &RegistryOptions) -> Result<(Option<Credentials>, String)> {
+    if let Some(c) = &ro.credentials {
+        return Ok((Some(c.clone()), "(given with --creds)".into()));
+    }
+    let found = credentials::lookup(&reference.registry, None)?;
+    let origin = match &found.found_in {
+        Some(place) => format!("(from {place})"),
+        None if found.credentials.is_some() => format!("(found in {})", found.searched_places()),
+        None => found.no_credentials_message(&reference.registry),
+    };
+    Ok((found.credentials, origin))
+}
+
+fn put_manifest(client: &Client, manifest: &[u8], media_type: &str, tag: &str) -> Result<()> {
+    let what = format!("manifest {tag}: PUT");
+    let request = Request::new("PUT", client.url(&format!("manifests/{tag}"))).header("content-type", media_type).body(manifest);
+    let r = client.send(request, &what)?;
+    match r.status {
+        200..=299 => Ok(()),
+        401 | 403 => Err(client.unauthorized(&what, &r)),
+        _ => Err(client.error(&what, &r, "")),
+    }
+}
+
+/// A push's report, shared by its uploads, and the callback that hears of it.
+pub struct Progress {
+    report: Mutex<PushReport>,
+    callback: Option<PushProgressFn>,
+}
+
+impl Progress {
+    fn new(repository: String, layers: usize, callback: Option<PushProgressFn>) -> Progress {
+        let layer = LayerReport { state: LayerState::Waiting, digest: None, size: None };
+        let report = PushReport { repository, layers: vec![layer; layers], config_present: None, manifest: None };
+        Progress { report: Mutex::new(report), callback }
+    }
+
+    /// Layer `index` is now `state`.
+    pub fn set(&self, index: usize, state: LayerState) {
+        self.update(|r| r.layers[index].state = state);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PushReport)) {
+        f(&mut self.report.lock().unwrap());
+    }
+
+    /// Tells the callback (on the calling thread of the build).
+    fn report(&self) {
+        if let Some(callback) = &self.callback {
+            let snapshot = self.report.lock().unwrap().clone();
+            callback(&snapshot);
+        }
+    }
+}
+
+/// Layers uploading at once, at most `--jobs`.
+struct Jobs {
+    running: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+/// A place among the uploads running; freed when dropped.
+pub struct Permit(Arc<Jobs>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap() -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// The push as a [`Packaging`]: each layer to its own stream, compressed
+/// into an [`Upload`]; the config and the manifest made in the tail.
+struct PushPackaging<'p> {
+    plan: &'p Plan,
+    main_name: &'p str,
+    options: &'p ImageOptions,
+    client: Arc<Client>,
+    hints: Arc<Vec<(String, String)>>,
+    progress: Arc<Progress>,
+    compressor: crate::oci::blob::Compressor,
+    jobs: Arc<Jobs>,
+    results: Vec<Arc<UploadResult>>,
+    blobs: Mutex<Vec<Option<Descriptor>>>,
+    failure: Arc<Mutex<Option<Error>>>,
+    /// The manifest and its media type, made by the tail.
+    manifest: Mutex<Option<(Vec<u8>, &'static str)>>,
+}
+
+impl<'p> PushPackaging<'p> {
+    fn new(
+        plan: &'p Plan,
+        main_name: &'p str,
+        options: &'p ImageOptions,
+        client: Arc<Client>,
+        hints: Arc<Vec<(String, String)>>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        let n = plan.layers.len();
+        let jobs = options.registry.jobs();
+        let producers = options.worker_threads().min(n).min(jobs).max(1);
+        PushPackaging {
+            plan,
+            main_name,
+            options,
+            client,
+            hints,
+            progress,
+            compressor: crate::oci::compressor(options, producers),
+            jobs: Arc::new(Jobs { running: Mutex::new(0), freed: Condvar::new(), max: jobs }),
+            results: (0..n).map(|_| Arc::default()).collect(),
+            blobs: Mutex::new(vec![None; n]),
+            failure: Arc::default(),
+            manifest: Mutex::new(None),
+        }
+    }
+
+    /// Waits for a place among the uploads.
+    fn permit(&self) -> Result<Permit> {
+        let mut running = self.jobs.running.lock().unwrap();
+        while *running >= self.jobs.max {
+            if self.options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::cancelled());
+            }
+            if self.failure.lock().unwrap().is_some() {
+                return Err(Error::knock_on(ErrorKind::Cancelled, "stopped: another upload failed"));
+            }
+            running = self.jobs.freed.wait_timeout(running, Duration::from_millis(100)).unwrap().0;
+        }
+        *running += 1;
+        Ok(Permit(Arc::clone(&self.jobs)))
+    }
+
+    fn layer_media_type(&self) -> &'static str {
+        match (self.options.registry.manifest_format, self.options.compression) {
+            (ManifestFormat::Docker, Compression::Gzip) => DOCKER_LAYER_GZIP,
+            (ManifestFormat::Docker, _) => DOCKER_LAYER_TAR,
+            (ManifestFormat::Oci, c) => crate::oci::blob::layer_media_type(c),
+        }
+    }
+}
+
+impl Packaging for PushPackaging<'_> {
+    fn schedule(&self) -> Result<Schedule> {
+        Ok(Schedule::Parallel)
+    }
+
+    fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
+        let permit = self.permit()?;
+        self.progress.set(index, LayerState::Uploading { sent: 0 });
+        let upload = Upload::new(
+            Arc::clone(&self.client),
+            index,
+            Arc::clone(&self.hints),
+            Arc::clone(&self.progress),
+            Arc::clone(&self.results[index]),
+            Arc::clone(&self.failure),
+            permit,
+        );
+        let c = self.compressor;
+        let name = std::path::PathBuf::from(self.client.shown());
+        let sink = crate::compress::compressor(c.kind, c.level, c.threads, Box::new(upload))
+            .map_err(|e| Error::new(ErrorKind::Output, format!("{}: {e}", name.display())))?;
+        Ok(LayerTarget::Own(Stream { sink, name }))
+    }
+
+    fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {
+        let result = self.results[index].0.lock().unwrap().take().expect("a finished upload has its result");
+        let (digest, size, outcome) = result?;
+        let state = match outcome {
+            Outcome::Present => LayerState::Skipped,
+            Outcome::Mounted(from) => LayerState::Mounted { from },
+            Outcome::Uploaded => LayerState::Uploaded,
+        };
+        self.progress.update(|r| {
+            let layer = &mut r.layers[index];
+            layer.state = state;
+            layer.digest = Some(digest.clone());
+            layer.size = Some(size);
+        });
+        self.blobs.lock().unwrap()[index] = Some(Descriptor { media_type: self.layer_media_type().into(), digest, size });
+        Ok(())
+    }
+
+    fn total_len(&self) -> u64 {
+        self.plan.layers.iter().map(|l| l.len).sum()
+    }
+
+    fn write_tail<'a>(&'a self, layers: &[ProducedLayer], _tail: &Tail<'_, 'a>) -> Result<()> {
+        let blobs: Vec<Descriptor> = self.blobs.lock().unwrap().iter().map(|b| b.clone().expect("every layer is up")).collect();
+        let infos: Vec<LayerInfo> = layers
+            .iter()
+            .zip(&self.plan.layers)
+            .map(|(p, layer)| LayerInfo {
+                file: String::new(),
+                diff_id: format!("sha256:{}", hex::encode(p.diff_id)),
+                comment: layer.comment.clone(),
+            })
+            .collect();
+        let image = &self.plan.image;
+        let config = config::image_config(self.options, &image.entry_point, image.created, &infos);
+        let docker = self.options.registry.manifest_format == ManifestFormat::Docker;
+        let config_type = if docker { DOCKER_CONFIG_MEDIA_TYPE } else { documents::CONFIG_MEDIA_TYPE };
+        let config_descriptor = Descriptor::of(config_type, &config);
+        let hint = self.hints.iter().find(|(d, _)| *d == config_descriptor.digest).map(|(_, r)| r.as_str());
+        let outcome = blobs::put_whole(&self.client, &config, &config_descriptor.digest, hint, "the config")?;
+        self.progress.update(|r| r.config_present = Some(outcome != Outcome::Uploaded));
+        let manifest = if docker {
+            let descriptor = |d: &Descriptor| json!({ "mediaType": d.media_type, "digest": d.digest, "size": d.size });
+            let value = json!({
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST_MEDIA_TYPE,
+                "config": descriptor(&config_descriptor),
+                "layers": blobs.iter().map(descriptor).collect::<Vec<_>>(),
+            });
+            (serde_json::to_vec(&value).expect("JSON of strings"), DOCKER_MANIFEST_MEDIA_TYPE)
+        } else {
+            (documents::manifest(&config_descriptor, &blobs, image.created, self.main_name), documents::MANIFEST_MEDIA_TYPE)
+        };
+        *self.manifest.lock().unwrap() = Some(manifest);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(tag: Option<&str>) -> RegistryReference {
+        RegistryReference { registry: "localhost:5000".into(), repository: "app".into(), tag: tag.map(String::from) }
+    }
+
+    #[test]
+    fn tags_pushed() {
+        assert_eq!(tags_of(&reference(None), &[]), ["latest"]);
+        assert_eq!(tags_of(&reference(Some("1")), &[]), ["1"]);
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(tags_of(&reference(Some("1")), &t(&["x:2", "y:1", "localhost:5000/z:3"])), ["1", "2", "3"]);
+        assert_eq!(tags_of(&reference(None), &t(&["x:latest"])), ["latest"]);
+    }
+}

@@ -1,0 +1,417 @@
+//! Pushes to real registries (Debian's `docker-registry`, started by the
+//! tests on loopback), checked with the tools users check them with:
+//! `skopeo inspect`, `skopeo copy docker://… oci:…` and `umoci unpack`.
+
+mod registry_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use guix_docker_native::{build_image, Destination, ImageOptions, LayerState, PushReport};
+use registry_support::{have, tree, CuttingProxy, Registry, SampleStore};
+use serde_json::Value;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_guix-docker-native");
+
+fn tools() -> bool {
+    have("docker-registry") && have("skopeo") && have("umoci") && have("openssl") && have("htpasswd")
+}
+
+/// Runs the program on the sample store's profile with `args`, no auth
+/// file of the machine's in sight.
+fn push(store: &SampleStore, args: &[&str]) -> Output {
+    push_with(store, args, &[])
+}
+
+/// [`push`] with environment variables `env`.
+fn push_with(store: &SampleStore, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let nowhere = store.dir.path().join("no-auth-files");
+    let mut command = Command::new(PROGRAM);
+    command
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("XDG_CONFIG_HOME", &nowhere)
+        .env("DOCKER_CONFIG", &nowhere);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+        .arg("--store-dir")
+        .arg(&store.store)
+        .arg("--database")
+        .arg(&store.database)
+        .args(["--entry-point", "bin/hello"])
+        .args(args)
+        .arg(&store.profile)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+fn skopeo(args: &[&str]) -> Output {
+    Command::new("skopeo").args(args).output().unwrap()
+}
+
+/// `skopeo inspect [--raw] docker://…` as JSON.
+fn inspect(registry: &Registry, reference: &str, raw: bool) -> Option<Value> {
+    let mut args = vec!["inspect".to_string()];
+    if raw {
+        args.push("--raw".into());
+    }
+    args.extend(registry.skopeo_options(""));
+    args.push(format!("docker://{}/{reference}", registry.host));
+    let out = Command::new("skopeo").args(&args).output().unwrap();
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The image `reference` copied out with skopeo and unpacked by umoci:
+/// its root's store equals the sample store's, item for item, file for file.
+fn check_unpacks_to_the_store(registry: &Registry, reference: &str, store: &SampleStore) {
+    let work = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:img", work.path().join("layout").display());
+    let mut args = vec!["copy".to_string()];
+    args.extend(registry.skopeo_options("src-"));
+    args.push(format!("docker://{}/{reference}", registry.host));
+    args.push(layout);
+    let out = Command::new("skopeo").args(&args).output().unwrap();
+    assert!(out.status.success(), "skopeo copy: {}", text(&out));
+    let bundle = work.path().join("bundle");
+    let out = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:img", work.path().join("layout").display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", text(&out));
+    let unpacked_store = bundle.join("rootfs").join(store.store.strip_prefix("/").unwrap());
+    let items: Vec<_> = std::fs::read_dir(&unpacked_store).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(items.len() >= 3, "{items:?}");
+    for item in items {
+        assert_eq!(tree(&unpacked_store.join(&item)), tree(&store.store.join(&item)), "{item:?}");
+    }
+    assert!(bundle.join("rootfs/tmp").is_dir());
+}
+
+fn dest(registry: &Registry, repository: &str) -> String {
+    format!("docker://{}/{repository}", registry.host)
+}
+
+#[test]
+fn push_to_a_plain_registry_then_again_uploads_nothing() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    let d = dest(&registry, "guix/hello");
+    let out = ok(push(&store, &["-C", "gzip", "--max-layers", "3", "-t", "hello:2.12", "-t", "hello:latest", "--tls-verify=false", "-o", &d]));
+    // The references pushed, one a line.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{d}:2.12\n{d}:latest\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 uploaded, 0 already there") || stderr.contains("uploaded, 0 already there"), "{stderr}");
+
+    let info = inspect(&registry, "guix/hello:2.12", false).expect("skopeo inspects the image");
+    let mut tags: Vec<&str> = info["RepoTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    tags.sort();
+    assert_eq!(tags, ["2.12", "latest"]);
+    let raw = inspect(&registry, "guix/hello:latest", true).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(raw["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+    let layers = raw["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    for layer in layers {
+        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    }
+    assert_eq!(raw["annotations"]["org.opencontainers.image.title"], "profile");
+    check_unpacks_to_the_store(&registry, "guix/hello:2.12", &store);
+
+    // Again: every blob is found, none is sent.
+    let uploads = registry.requests("POST", "/blobs/uploads/");
+    let out = ok(push(&store, &["-C", "gzip", "--max-layers", "3", "-t", "hello:2.12", "--tls-verify=false", "-o", &d]));
+    assert_eq!(registry.requests("POST", "/blobs/uploads/"), uploads, "{}", registry.log());
+    assert_eq!(registry.requests("PATCH", "/blobs/uploads/"), 0, "small layers go up in one PUT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(3 layers: 0 uploaded, 3 already there, 0 mounted; config already there)"), "{stderr}");
+    // The same image: the same manifest.
+    assert_eq!(inspect(&registry, "guix/hello:2.12", true).unwrap(), raw);
+}
+
+/// A file of `mib` MiB that does not compress, for a layer sent in chunks.
+fn big_file(dir: &Path, mib: usize) -> std::path::PathBuf {
+    use sha2::Digest;
+    let path = dir.join("big.bin");
+    let mut data = Vec::with_capacity(mib << 20);
+    let mut block = sha2::Sha256::digest(b"seed").to_vec();
+    while data.len() < mib << 20 {
+        block = sha2::Sha256::digest(&block).to_vec();
+        data.extend_from_slice(&block);
+    }
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+/// A layer larger than a chunk goes up in PATCHes as it is made; with no
+/// digest known before, a second push sends it again (the small ones not).
+#[test]
+fn a_large_layer_goes_up_in_chunks() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    let big = big_file(store.dir.path(), 20);
+    let file = format!("/data/big.bin={}", big.display());
+    let d = format!("{}:1", dest(&registry, "big"));
+    let args = ["-C", "gzip", "--max-layers", "3", "--file", &file, "--tls-verify=false", "-o", &d];
+    ok(push(&store, &args));
+    // 20 MiB in 8 MiB chunks: two PATCHes, the rest with the PUT.
+    assert_eq!(registry.requests("PATCH", "big/blobs/uploads/"), 2, "{}", registry.log());
+    let raw = inspect(&registry, "big:1", true).unwrap();
+    let sizes: Vec<u64> = raw["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).collect();
+    assert!(sizes.iter().any(|&s| s > 20 << 20), "{sizes:?}");
+    check_unpacks_to_the_store(&registry, "big:1", &store);
+
+    let out = ok(push(&store, &args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(3 layers: 1 uploaded, 2 already there, 0 mounted; config already there)"), "{stderr}");
+    assert_eq!(registry.requests("PATCH", "big/blobs/uploads/"), 4);
+    assert_eq!(inspect(&registry, "big:1", true).unwrap(), raw);
+}
+
+#[test]
+fn docker_schema_2_manifests_and_zstd_refused_with_them() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    let d = format!("{}:v2", dest(&registry, "app"));
+    ok(push(&store, &["-C", "gzip", "--manifest-format", "docker", "--tls-verify=false", "-o", &d]));
+    let raw = inspect(&registry, "app:v2", true).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(raw["config"]["mediaType"], "application/vnd.docker.container.image.v1+json");
+    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    check_unpacks_to_the_store(&registry, "app:v2", &store);
+
+    let out = push(&store, &["-C", "zstd", "--manifest-format", "docker", "--tls-verify=false", "-o", &format!("{}:z", dest(&registry, "app"))]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no zstd layers"), "{}", text(&out));
+    assert!(inspect(&registry, "app:z", true).is_none(), "nothing pushed");
+
+    // zstd in an OCI manifest.
+    ok(push(&store, &["-C", "zstd", "--tls-verify=false", "-o", &format!("{}:zstd", dest(&registry, "app"))]));
+    let raw = inspect(&registry, "app:zstd", true).unwrap();
+    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+}
+
+#[test]
+fn tls_with_a_private_ca_and_basic_authentication() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::tls_htpasswd();
+    let store = SampleStore::new();
+    let (user, password) = registry.user.clone().unwrap();
+    let cert_dir = registry.cert_dir.clone().unwrap();
+    let cert_dir = cert_dir.to_str().unwrap();
+    let d = format!("{}:1", dest(&registry, "secure/app"));
+    let creds = format!("{user}:{password}");
+    let mut outputs = Vec::new();
+
+    // Without the CA: the certificate is not trusted.
+    let out = push(&store, &["--creds", &creds, "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains(&format!("registry {}, repository secure/app", registry.host)), "{message}");
+    assert!(message.to_lowercase().contains("certificate") || message.contains("UnknownIssuer"), "{message}");
+    outputs.push(out);
+
+    // No credentials: a 401 that says where they were looked for.
+    let out = push(&store, &["--cert-dir", cert_dir, "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains("HTTP 401") && message.contains("no credentials for 127.0.0.1:"), "{message}");
+    assert!(message.contains("--creds (not given)") && message.contains("~/.docker/config.json") || message.contains("$DOCKER_CONFIG"), "{message}");
+    outputs.push(out);
+
+    // The right ones.
+    let out = ok(push(&store, &["--cert-dir", cert_dir, "--creds", &creds, "-C", "gzip", "-o", &d]));
+    outputs.push(out);
+    let before = inspect(&registry, "secure/app:1", true).expect("pushed");
+    check_unpacks_to_the_store(&registry, "secure/app:1", &store);
+
+    // A wrong password: refused, naming the user and where it came from;
+    // the tag does not move (another image would have other layers).
+    let out = push(&store, &["--cert-dir", cert_dir, "--creds", &format!("{user}:wrong-{password}"), "--max-layers", "2", "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains("HTTP 401") && message.contains(&format!("user '{user}'")), "{message}");
+    assert!(message.contains(&format!("registry {}, repository secure/app", registry.host)), "{message}");
+    outputs.push(out);
+    assert_eq!(inspect(&registry, "secure/app:1", true).unwrap(), before);
+
+    // Credentials from an auth file, as podman and skopeo read them.
+    let auth = store.dir.path().join("auth.json");
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    std::fs::write(&auth, format!(r#"{{"auths":{{"{}":{{"auth":"{encoded}"}}}}}}"#, registry.host)).unwrap();
+    let out = ok(push_with(&store, &["--cert-dir", cert_dir, "-t", "x:2", "-o", &dest(&registry, "secure/app")], &[("REGISTRY_AUTH_FILE", &auth)]));
+    assert!(inspect(&registry, "secure/app:2", true).is_some());
+    outputs.push(out);
+
+    // Secrets appear nowhere.
+    for out in &outputs {
+        assert!(!text(out).contains(&password), "{}", text(out));
+    }
+}
+
+#[test]
+fn errors_name_the_registry_and_the_repository() {
+    if !tools() {
+        return;
+    }
+    let store = SampleStore::new();
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = push(&store, &["--tls-verify=false", "-o", &format!("docker://127.0.0.1:{port}/app:1")]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains(&format!("registry 127.0.0.1:{port}, repository app: cannot reach the registry")), "{message}");
+
+    // Names the registry would refuse are refused before anything is made.
+    for (bad, why) in [
+        ("docker://127.0.0.1:5000/App", "component 'App'"),
+        ("docker://127.0.0.1:5000/app:-1", "tag '-1'"),
+        ("docker://127.0.0.1:5000/", "no repository"),
+    ] {
+        let out = push(&store, &["-o", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(text(&out).contains(why) && text(&out).contains(&format!("output '{bad}'")), "{bad}: {}", text(&out));
+    }
+}
+
+#[test]
+fn connections_cut_on_the_way_are_retried() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let proxy = CuttingProxy::new(&registry.host, 2);
+    let store = SampleStore::new();
+    let big = big_file(store.dir.path(), 20);
+    let file = format!("/data/big.bin={}", big.display());
+    let d = format!("docker://{}/flaky:1", proxy.host);
+    ok(push(&store, &["-C", "gzip", "--max-layers", "4", "--jobs", "2", "--file", &file, "--tls-verify=false", "-o", &d]));
+    assert!(proxy.cut.load(std::sync::atomic::Ordering::Relaxed) > 0, "the proxy cut connections");
+    check_unpacks_to_the_store(&registry, "flaky:1", &store);
+    assert!(registry.requests("PATCH", "flaky/blobs/uploads/") >= 2);
+}
+
+/// The bearer-token flow against a registry with `auth: token`, whose
+/// tokens come from the test issuer (tests/lib/registry.sh).
+#[test]
+fn bearer_tokens_from_the_realm() {
+    if !tools() || !have("python3") || !have("curl") {
+        return;
+    }
+    let registry = registry_support::ScriptRegistry::start("token");
+    let store = SampleStore::new();
+    let d = format!("docker://{}/tok/app:1", registry.addr);
+    let cert_dir = registry.dir.join("certs");
+    let cert_dir = cert_dir.to_str().unwrap();
+    let creds = format!("{}:{}", registry.user, registry.password);
+    let out = ok(push(&store, &["--cert-dir", cert_dir, "--creds", &creds, "-C", "gzip", "--max-layers", "2", "-o", &d]));
+    assert!(!text(&out).contains(&registry.password));
+    let mut args = vec!["inspect".to_string(), "--raw".into(), format!("--cert-dir={cert_dir}"), format!("--creds={creds}")];
+    args.push(format!("docker://{}/tok/app:1", registry.addr));
+    let out = Command::new("skopeo").args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(raw["layers"].as_array().unwrap().len(), 2);
+
+    // A wrong password: the realm refuses it, and says so.
+    let out = push(&store, &["--cert-dir", cert_dir, "--creds", &format!("{}:nope", registry.user), "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains("token from the realm") && message.contains(&format!("user '{}'", registry.user)), "{message}");
+    assert!(!message.contains(&registry.password));
+}
+
+/// A registry that goes away in the middle of a push: the push retries,
+/// then fails naming the registry and the repository, and the tag still
+/// names the image it named.
+#[test]
+fn a_push_that_fails_midway_moves_no_tag() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    ok(push(&store, &["-C", "gzip", "--tls-verify=false", "-o", &format!("{}:t", dest(&registry, "app"))]));
+    let before = inspect(&registry, "app:t", true).unwrap();
+    // Another image (another layer), through a proxy that lets the first
+    // three connections through and cuts the rest.
+    let proxy = CuttingProxy::dying(&registry.host, 3);
+    let big = big_file(store.dir.path(), 20);
+    let file = format!("/data/big.bin={}", big.display());
+    let d = format!("docker://{}/app:t", proxy.host);
+    let out = push(&store, &["-C", "gzip", "--max-layers", "2", "--jobs", "1", "--file", &file, "--tls-verify=false", "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains(&format!("registry {}, repository app: ", proxy.host)) && message.contains("tries"), "{message}");
+    assert_eq!(inspect(&registry, "app:t", true).unwrap(), before, "the tag did not move");
+}
+
+/// A blob known to be in another repository is mounted from it, through
+/// the library's hint (what a layer cache will give).
+#[test]
+fn blobs_known_elsewhere_are_mounted() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    ok(push(&store, &["-C", "gzip", "--max-layers", "2", "--tls-verify=false", "-o", &format!("{}:1", dest(&registry, "first"))]));
+    let raw = inspect(&registry, "first:1", true).unwrap();
+
+    let mut options = ImageOptions::new();
+    options.set_store_dir(&store.store).unwrap();
+    options.set_database(&store.database).unwrap();
+    options.set_entry_point("bin/hello").unwrap();
+    options.add_directory("/tmp", 0, 0, 0o1777).unwrap();
+    options.set_compression(guix_docker_native::Compression::Gzip, None).unwrap();
+    options.set_max_layers(2).unwrap();
+    options.set_tls_verify(false);
+    let mut digests = vec![raw["config"]["digest"].as_str().unwrap().to_string()];
+    digests.extend(raw["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()));
+    for digest in &digests {
+        options.add_mount_hint(digest, "first").unwrap();
+    }
+    let last = Arc::new(Mutex::new(PushReport::default()));
+    let seen = Arc::clone(&last);
+    options.set_push_progress(Some(Arc::new(move |r: &PushReport| *seen.lock().unwrap() = r.clone())));
+    let destination = guix_docker_native::parse_destination(format!("{}:1", dest(&registry, "second")).as_ref()).unwrap();
+    assert!(matches!(destination, Destination::Registry(_)));
+    build_image(&[store.profile.clone()], None, &destination, &options).unwrap();
+    let report = last.lock().unwrap().clone();
+    for layer in &report.layers {
+        assert_eq!(layer.state, LayerState::Mounted { from: "first".into() }, "{report:?}");
+    }
+    assert_eq!(report.config_present, Some(true));
+    // The config and the two layers, each mounted, none uploaded.
+    assert_eq!(registry.requests("POST", "second/blobs/uploads/?mount="), 3, "{}", registry.log());
+    assert_eq!(registry.requests("PUT", "second/blobs/uploads/"), 0, "nothing uploaded");
+    assert_eq!(inspect(&registry, "second:1", true).unwrap(), raw);
+    check_unpacks_to_the_store(&registry, "second:1", &store);
+}
