@@ -311,7 +311,7 @@ mod tests {
             Destination::OciArchive { file: "x.tar".into(), reference: Some("latest".into()) }
         );
         assert_eq!(parse("oci-archive:x.tar").unwrap().reference(), None);
-        assert_eq!(parse("oci-archive:-").unwrap().output(), Output::Stdout);
+        assert_eq!(parse("oci-archive:-").unwrap().output(), Some(Output::Stdout));
         assert_eq!(parse("oci-archive:-:hello:1").unwrap().reference(), Some("hello:1"));
     }
 
