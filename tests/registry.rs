@@ -360,9 +360,10 @@ fn a_push_that_fails_midway_moves_no_tag() {
     let store = SampleStore::new();
     ok(push(&store, &["-C", "gzip", "--tls-verify=false", "-o", &format!("{}:t", dest(&registry, "app"))]));
     let before = inspect(&registry, "app:t", true).unwrap();
-    // Another image (another layer), through a proxy that lets the first
-    // three connections through and cuts the rest.
-    let proxy = CuttingProxy::dying(&registry.host, 3);
+    // Another image (another layer), through a proxy that lets 12 MiB of
+    // requests through, in the middle of the 20 MiB layer, then cuts
+    // every connection.
+    let proxy = CuttingProxy::dying(&registry.host, 12 << 20);
     let big = big_file(store.dir.path(), 20);
     let file = format!("/data/big.bin={}", big.display());
     let d = format!("docker://{}/app:t", proxy.host);
@@ -370,6 +371,7 @@ fn a_push_that_fails_midway_moves_no_tag() {
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let message = text(&out);
     assert!(message.contains(&format!("registry {}, repository app: ", proxy.host)) && message.contains("tries"), "{message}");
+    eprintln!("{message}");
     assert_eq!(inspect(&registry, "app:t", true).unwrap(), before, "the tag did not move");
 }
 

@@ -225,7 +225,15 @@ impl Upload {
                             Err(e) => e,
                         });
                     }
-                    let held = self.held()?;
+                    let held = self.held().map_err(|e| {
+                        // Say the PATCH's own failure too.
+                        let prefix = format!("{}: ", client.where_());
+                        let first = match &result {
+                            Ok(r) => format!("{what}: HTTP {}", r.status),
+                            Err(first) => first.message.strip_prefix(&prefix).unwrap_or(&first.message).to_string(),
+                        };
+                        Error::new(e.kind, format!("{}; before that, {first}", e.message))
+                    })?;
                     if held < self.sent || held > last + 1 {
                         return Err(Error::new(
                             ErrorKind::Output,

@@ -272,7 +272,7 @@ snapshot() { (cd "$1" && find . -printf '%y %p %s\n' | LC_ALL=C sort && find . -
 bad_destinations() {
     local d=$WORK/bad before
     rm -rf "$d" && mkdir -p "$d"
-    expect_refusal 2 "unknown transport 'docker'" gdn -o docker://gdn-oci:x "$MAIN" || return 1
+    expect_refusal 2 "unknown transport 'docker'" gdn -o docker:gdn-oci:x "$MAIN" || return 1
     expect_refusal 2 "unknown transport 'dir'" gdn -o "dir:$d/x" "$MAIN" || return 1
     echo data >"$d/file"
     expect_refusal 7 "'$d/file' is not a directory" gdn -o "oci:$d/file" "$MAIN" || return 1
