@@ -16,6 +16,9 @@
 #   consumers tests/consumers/run.sh: docker, podman, skopeo and umoci
 #   consumers-oci tests/consumers/oci.sh: the oci: and oci-archive:
 #             destinations with skopeo, docker, podman, containerd's ctr, umoci
+#   consumers-registry tests/consumers/registry.sh: pushes to docker-registry
+#             (plain HTTP, TLS + Basic, TLS + bearer tokens), pulled back by
+#             docker, podman, skopeo and umoci; credentials from every source
 # Each stage prints `ok - STAGE` or `FAIL - STAGE`; the last line is
 # "N passed, N failed" and the exit status is non-zero when a stage failed.
 
@@ -148,12 +151,14 @@ if stage build cargo build --release; then
     if [ "$setup_ok" = yes ]; then
         script_stage consumers tests/consumers/run.sh
         script_stage consumers-oci tests/consumers/oci.sh
+        script_stage consumers-registry tests/consumers/registry.sh
     else
         skipped consumers "no packages or no dockerd"
         skipped consumers-oci "no packages or no dockerd"
+        skipped consumers-registry "no packages or no dockerd"
     fi
 else
-    for s in rust c guile install consumers consumers-oci; do
+    for s in rust c guile install consumers consumers-oci consumers-registry; do
         skipped "$s" "the build failed"
     done
 fi

@@ -29,24 +29,11 @@ BIN=$ROOT/target/release/guix-docker-native
 SAMPLE_STORE=$ROOT/target/release/gdn-sample-store
 
 WORK=
-OWN_DOCKERD=no
 MOUNTS=()
 
 cleanup() {
-    local m
-    for m in "${MOUNTS[@]}"; do
-        umount "$m" 2>/dev/null || true
-    done
-    if [ "$OWN_DOCKERD" = yes ]; then
-        gdn_dockerd_stop
-    elif [ -n "${WORK:-}" ]; then
-        local images
-        images=$(gdn_docker images --format '{{.Repository}}:{{.Tag}}' | grep '^gdn-oci')
-        [ -z "$images" ] || gdn_docker rmi --force $images >/dev/null 2>&1 || true
-    fi
     gdn_containerd_stop
-    gdn_podman_cleanup
-    [ -z "${WORK:-}" ] || rm -rf "$WORK"
+    gdn_consumer_cleanup '^gdn-oci'
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -71,12 +58,7 @@ EXPECTED=$(env -i GREETING=bonjour "$MAIN/bin/hello" one "two words")
 gdn() { "$BIN" --store-dir "$STORE" --database "$DB" "$@"; }
 IMAGE_ARGS=(--entry-point bin/hello -A one -A "two words" -E GREETING=bonjour)
 
-if gdn_docker version >/dev/null 2>&1; then
-    echo "# using the dockerd at ${DOCKER_HOST:-the default socket}"
-else
-    gdn_dockerd_start "$(mktemp -d /tmp/gdn-od.XXXXXX)" || die "could not start dockerd"
-    OWN_DOCKERD=yes
-fi
+gdn_consumer_docker gdn-od || die "could not start dockerd"
 gdn_podman_setup "$WORK/podman"
 gdn_containerd_start "$(mktemp -d /tmp/gdn-oc.XXXXXX)" || die "could not start containerd"
 podman_cmd() { timeout 120 "${GDN_PODMAN[@]}" "$@"; }

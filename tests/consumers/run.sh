@@ -25,28 +25,11 @@ SAMPLE_STORE=$ROOT/target/release/gdn-sample-store
 NOBODY=65534
 
 WORK=
-OWN_DOCKERD=no
 MOUNTS=()
 
-cleanup() {
-    local m
-    for m in "${MOUNTS[@]}"; do
-        umount "$m" 2>/dev/null || true
-    done
-    if [ "$OWN_DOCKERD" = yes ]; then
-        gdn_dockerd_stop
-    elif [ -n "${WORK:-}" ]; then
-        remove_docker_images
-    fi
-    gdn_podman_cleanup
-    [ -z "${WORK:-}" ] || rm -rf "$WORK"
-}
+cleanup() { gdn_consumer_cleanup '^gdn-sample:'; }
 # Removes the images these tests loaded into docker.
-remove_docker_images() {
-    local images
-    images=$(gdn_docker images --format '{{.Repository}}:{{.Tag}}' | grep '^gdn-sample:')
-    [ -z "$images" ] || gdn_docker rmi --force $images >/dev/null 2>&1 || true
-}
+remove_docker_images() { gdn_docker_remove_images '^gdn-sample:'; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -78,12 +61,7 @@ gdn() { "$BIN" --store-dir "$STORE" --database "$DB" "$@"; }
 IMAGE_ARGS=(--entry-point bin/hello -A one -A "two words" -E GREETING=bonjour)
 A=$WORK/a.tar
 
-if gdn_docker version >/dev/null 2>&1; then
-    echo "# using the dockerd at ${DOCKER_HOST:-the default socket}"
-else
-    gdn_dockerd_start "$(mktemp -d /tmp/gdn-cd.XXXXXX)" || die "could not start dockerd"
-    OWN_DOCKERD=yes
-fi
+gdn_consumer_docker gdn-cd || die "could not start dockerd"
 gdn_podman_setup "$WORK/podman"
 
 # ---------------------------------------------------------------- checks

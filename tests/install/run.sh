@@ -39,19 +39,22 @@ else
     phase=build
 fi
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
+# check DESCRIPTION COMMAND... and the PASSED and FAILED counts: the
+# consumer scripts' tests/lib/checks.sh (its log in $WORK), from the
+# checkout, or, in the namespace that hides it, the copy beside this one.
+if [ "$phase" = installed ]; then
+    # shellcheck source=../lib/checks.sh
+    source "$(dirname "$0")/checks.sh"
+else
+    # shellcheck source=../lib/checks.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
+fi
+# ok and fail: a result this script judged itself.
+ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }
 finish() {
-    echo "${summary_prefix:-}$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
+    echo "${summary_prefix:-}$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
     exit
 }
 
@@ -62,6 +65,7 @@ PREFIX=/usr
 # ---------------------------------------------------------------------------
 if [ "$phase" = installed ]; then
     stage=$1 tmp=$2 version=$3 hidden=$4
+    WORK=$tmp
     summary_prefix="without the checkout: "
     p=$stage$PREFIX
     lib=$p/lib
@@ -268,10 +272,11 @@ target=${CARGO_TARGET_DIR:-$root/target}
 for tool in make cc pkg-config readelf objdump man guile unshare; do
     command -v "$tool" >/dev/null || fail "$tool is not installed"
 done
-[ "$failed" -eq 0 ] || finish
+[ "$FAILED" -eq 0 ] || finish
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gdn-install-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+WORK=$tmp
 stage=$tmp/stage
 mkdir -p "$stage$PREFIX/lib" "$stage/etc"
 # Someone else's files: uninstall must leave them alone.
@@ -294,7 +299,7 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 
 # What the checks use, copied out of the checkout: the C test program, the
 # library's version script, and a sample store (made by the build tree's generator).
-cp tests/c/test_abi.c "$tmp/" && cp "$0" "$tmp/run.sh"
+cp tests/c/test_abi.c "$tmp/" && cp "$0" "$tmp/run.sh" && cp tests/lib/checks.sh "$tmp/checks.sh"
 cp "$target/install-files/files/guix_docker_native.map" "$tmp/"
 mkdir "$tmp/sample"
 cargo build --release --quiet --bin gdn-sample-store || { fail "cargo build --bin gdn-sample-store"; finish; }
@@ -323,8 +328,8 @@ fi
 cat "$tmp/installed.log"
 counts=$(tail -n 1 "$tmp/installed.log")
 if [[ $counts =~ ^without\ the\ checkout:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-    passed=$((passed + BASH_REMATCH[1]))
-    failed=$((failed + BASH_REMATCH[2]))
+    PASSED=$((PASSED + BASH_REMATCH[1]))
+    FAILED=$((FAILED + BASH_REMATCH[2]))
 else
     fail "the checks in a mount namespace without the checkout ran (${namespace[*]}: see above)"
 fi

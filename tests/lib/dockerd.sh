@@ -1,10 +1,22 @@
 # Private container engines for the tests: a dockerd of its own and a podman
 # whose storage lives in a directory of its own.  Source this file (bash).
 #
-#   gdn_dockerd_start DIR   start dockerd with its data, state and socket in
+#   gdn_dockerd_start DIR [DOCKERD OPTION...]
+#                           start dockerd with its data, state and socket in
 #                           DIR (created; keep the path short: the socket's
-#                           path must fit in 108 bytes); exports DOCKER_HOST
+#                           path must fit in 108 bytes), and the options
+#                           given (--insecure-registry HOST:PORT, ...);
+#                           exports DOCKER_HOST
 #   gdn_dockerd_stop        stop it, unmount what it left, remove DIR
+#   gdn_consumer_docker PREFIX [DOCKERD OPTION...]
+#                           the consumer scripts' daemon: the dockerd at
+#                           $DOCKER_HOST when it answers, else one of their
+#                           own in a new /tmp/PREFIX.XXXXXX
+#   gdn_consumer_cleanup PATTERN
+#                           the consumer scripts' exit: unmount MOUNTS, stop
+#                           their own dockerd or remove from the shared one
+#                           the images whose REPOSITORY:TAG matches PATTERN,
+#                           clean podman up, remove $WORK
 #   gdn_podman_setup DIR    configure podman to keep everything in DIR;
 #                           then call podman through `gdn_podman ARGS...`
 #   gdn_podman_cleanup      remove podman's images and DIR
@@ -70,11 +82,12 @@ gdn__unmount_under() {
 
 gdn_dockerd_start() {
     local base=$1
+    shift
     GDN_DOCKERD_DIR=$base
     mkdir -p "$base/data" "$base/exec"
     dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
         --data-root "$base/data" --exec-root "$base/exec" --pidfile "$base/dockerd.pid" \
-        --host "unix://$base/docker.sock" >"$base/dockerd.log" 2>&1 &
+        --host "unix://$base/docker.sock" "$@" >"$base/dockerd.log" 2>&1 &
     GDN_DOCKERD_PID=$!
     export DOCKER_HOST=unix://$base/docker.sock
     gdn__wait_for_daemon dockerd "$GDN_DOCKERD_PID" "$base/dockerd.log" gdn_docker version
@@ -86,6 +99,41 @@ gdn_dockerd_stop() {
     gdn__unmount_under "$GDN_DOCKERD_DIR"
     rm -rf "$GDN_DOCKERD_DIR"
     unset DOCKER_HOST GDN_DOCKERD_DIR GDN_DOCKERD_PID
+}
+
+gdn_consumer_docker() {
+    local prefix=$1
+    shift
+    if gdn_docker version >/dev/null 2>&1; then
+        echo "# using the dockerd at ${DOCKER_HOST:-the default socket}"
+        GDN_OWN_DOCKERD=no
+    else
+        gdn_dockerd_start "$(mktemp -d "/tmp/$prefix.XXXXXX")" "$@" || return 1
+        GDN_OWN_DOCKERD=yes
+    fi
+}
+
+# gdn_docker_remove_images PATTERN: removes the images whose
+# REPOSITORY:TAG matches the grep pattern PATTERN.
+gdn_docker_remove_images() {
+    local images
+    images=$(gdn_docker images --format '{{.Repository}}:{{.Tag}}' | grep -- "$1")
+    # shellcheck disable=SC2086 # one image a word
+    [ -z "$images" ] || gdn_docker rmi --force $images >/dev/null 2>&1 || true
+}
+
+gdn_consumer_cleanup() {
+    local pattern=$1 m
+    for m in ${MOUNTS[@]+"${MOUNTS[@]}"}; do
+        umount "$m" 2>/dev/null || true
+    done
+    if [ "${GDN_OWN_DOCKERD:-no}" = yes ]; then
+        gdn_dockerd_stop
+    elif [ -n "${WORK:-}" ]; then
+        gdn_docker_remove_images "$pattern"
+    fi
+    gdn_podman_cleanup
+    [ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 
 gdn_podman_setup() {
