@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use guix_docker_native::closure::read_closure_file_cancellable;
 use guix_docker_native::{
-    build_image, default_output_name, descriptor_of, is_standard_output, refuse_inputs, Destination, Error, ErrorKind,
+    build_image, build_platform_images, default_output_name, descriptor_of, is_standard_output, refuse_inputs, Destination, Error, ErrorKind,
     Input, Output, Result, StoreDir,
 };
 
@@ -66,7 +66,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     options.set_cancel(Some(Arc::clone(&interrupts.cancel)));
     let (destination, name) = match cli.output_choice()? {
         OutputChoice::Default => {
-            let item = StoreDir::new(options.store_dir())?.parse_item(&cli.items[0])?;
+            let item = StoreDir::new(options.store_dir())?.parse_item(&cli.main_item()?)?;
             let name = PathBuf::from(default_output_name(&item, &options));
             (Destination::DockerArchive(Output::Path(name.clone())), Some(name))
         }
@@ -106,7 +106,11 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
         let bar = Arc::clone(bar);
         options.set_progress(Some(Arc::new(move |progress| bar.update(progress))));
     }
-    let result = build_image(&cli.items, closure.as_deref(), &destination, &options);
+    let result = if cli.platforms.is_empty() {
+        build_image(&cli.items, closure.as_deref(), &destination, &options)
+    } else {
+        build_platform_images(&cli.platform_items()?, &destination, &options)
+    };
     if let Some(bar) = &bar {
         bar.finish(result.is_ok());
     }
