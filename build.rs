@@ -59,10 +59,13 @@ fn main() {
 /// functions gets the next N), and every function not listed here is one
 /// of the first release's, `GDN_1`.  A new ABI (a new SONAME) starts at
 /// `GDN_2`.
-const LATER_VERSIONS: &[(&str, &[&str])] = &[(
-    "GDN_1.1",
-    &["gdn_result_name", "gdn_store_item_name", "gdn_default_output_name", "gdn_tag_from_name", "gdn_string_free"],
-)];
+const LATER_VERSIONS: &[(&str, &[&str])] = &[
+    (
+        "GDN_1.1",
+        &["gdn_result_name", "gdn_store_item_name", "gdn_default_output_name", "gdn_tag_from_name", "gdn_string_free"],
+    ),
+    ("GDN_1.2", &["gdn_build_image", "gdn_build_platform_image"]),
+];
 
 /// `GDN_ABI_VERSION` from the header.
 fn abi_version(header: &str) -> u32 {

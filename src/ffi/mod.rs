@@ -15,6 +15,7 @@ pub mod options;
 pub mod cancel;
 pub mod names;
 pub mod build;
+pub mod image;
 
 use std::ffi::{c_char, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
