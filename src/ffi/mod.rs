@@ -15,6 +15,7 @@ pub mod options;
 pub mod cancel;
 pub mod names;
 pub mod build;
+pub mod image;
 pub mod registry;
 
 use std::ffi::{c_char, CStr, OsStr};

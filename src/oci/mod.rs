@@ -33,31 +33,86 @@ use crate::archive::{self, Plan};
 use crate::config::{self, LayerInfo};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::options::ImageOptions;
+use crate::options::{ImageOptions, Platform};
 use blob::{Compressor, Seen};
 use documents::Descriptor;
+
+/// One image to write: its plan, the main item's name without its hash
+/// (`hello-2.12`), and the options it is built with (its platform).
+#[derive(Clone, Copy)]
+pub struct Image<'a> {
+    pub plan: &'a Plan,
+    pub main_name: &'a str,
+    pub options: &'a ImageOptions,
+}
+
+/// What the index entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The one image's manifest, with its platform.
+    Manifest,
+    /// An image index (a blob) of the images' manifests, each with its
+    /// platform: a multi-platform image.
+    PlatformIndex,
+}
 
 /// Writes the image of `plan` to `destination`, an OCI one; `main_name`
 /// is the main item's name without its hash (`hello-2.12`).
 pub fn write_image(plan: &Plan, main_name: &str, destination: &Destination, options: &ImageOptions) -> Result<()> {
+    write_images(&[Image { plan, main_name, options }], Shape::Manifest, destination)
+}
+
+/// Writes `images` to `destination`, an OCI one, under one index entry
+/// (its ref and names from the first image's): for [`Shape::Manifest`],
+/// the one image's manifest; for [`Shape::PlatformIndex`], an image index
+/// of them all.  A blob the images share is stored once.
+pub fn write_images(images: &[Image], shape: Shape, destination: &Destination) -> Result<()> {
+    assert!(!images.is_empty() && (shape == Shape::PlatformIndex || images.len() == 1), "one image per manifest entry");
+    let first = images[0];
+    let cancelled = || first.options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
     match destination {
         Destination::OciLayout { dir, reference } => {
             let shown = format!("oci:{}", dir.display());
-            let layout = layout::Layout::open(dir, &shown, options.cancel.as_deref())?;
-            let reference = reference_of(plan, reference.as_deref());
-            let packaging = LayoutPackaging::new(plan, main_name, reference, options, &layout, dir);
-            archive::produce(plan, &packaging, options)?;
-            let entry = packaging.entry.lock().unwrap().take().expect("the tail names the image");
-            if options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            let layout = layout::Layout::open(dir, &shown, first.options.cancel.as_deref())?;
+            let reference = reference_of(first.plan, reference.as_deref());
+            let mut manifests = Vec::with_capacity(images.len());
+            for image in images {
+                let packaging = LayoutPackaging::new(image.plan, image.main_name, image.options, &layout, dir);
+                archive::produce(image.plan, &packaging, image.options)?;
+                let manifest = packaging.manifest.lock().unwrap().take().expect("the tail writes the manifest");
+                manifests.push((manifest, image.options.platform()));
+            }
+            if cancelled() {
                 return Err(Error::cancelled());
             }
+            let entry = named_entry(first.plan, &manifests, shape, reference, |bytes| {
+                layout.write_blob(documents::INDEX_MEDIA_TYPE, bytes)
+            })?;
             layout.commit(entry, reference)
         }
-        Destination::OciArchive { file, reference } => tarball::write(plan, main_name, file, reference.as_deref(), options),
-        Destination::DockerArchive(_) | Destination::Registry(_) => {
-            Err(Error::invalid_argument("not an OCI layout or archive destination"))
-        }
+        Destination::OciArchive { file, reference } => tarball::write(images, shape, file, reference.as_deref()),
+        Destination::DockerArchive(_) | Destination::Registry(_) => Err(Error::invalid_argument("not an OCI layout or archive destination")),
     }
+}
+
+/// The index entry naming the image `reference`: the manifest of
+/// `manifests` (one) with its platform, or, for a platform index, the
+/// index of them all, a blob given to `put_blob`.
+pub(crate) fn named_entry(
+    plan: &Plan,
+    manifests: &[(Descriptor, &'static Platform)],
+    shape: Shape,
+    reference: &str,
+    mut put_blob: impl FnMut(&[u8]) -> Result<Descriptor>,
+) -> Result<serde_json::Value> {
+    let full = documents::full_name(&plan.image.tags[0]);
+    Ok(match shape {
+        Shape::Manifest => documents::index_entry(&manifests[0].0, Some(manifests[0].1), reference, &full),
+        Shape::PlatformIndex => {
+            let index = put_blob(&documents::platform_index(manifests))?;
+            documents::index_entry(&index, None, reference, &full)
+        }
+    })
 }
 
 /// The ref name in the index: the one asked for, else the first tag.
@@ -65,7 +120,7 @@ pub(crate) fn reference_of<'a>(plan: &'a Plan, asked: Option<&'a str>) -> &'a st
     asked.unwrap_or(&plan.image.tags[0])
 }
 
-/// The config, the manifest and the index entry of `plan`'s image, whose
+/// The config and the manifest of `plan`'s image, whose
 /// layers turned out as `layers` (blobs) and `produced` (diff_ids).
 pub struct ImageDocuments {
     pub config: Vec<u8>,
@@ -89,12 +144,6 @@ impl ImageDocuments {
         let manifest = documents::manifest(&config_descriptor, layers, image.created, main_name);
         ImageDocuments { config, manifest }
     }
-
-    /// The index entry naming the image `reference`.
-    pub fn entry(&self, plan: &Plan, options: &ImageOptions, reference: &str) -> serde_json::Value {
-        let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &self.manifest);
-        documents::index_entry(&manifest, &options.architecture, reference, &documents::full_name(&plan.image.tags[0]))
-    }
 }
 
 /// How layers are compressed, each on its own, with `producers` layers
@@ -113,8 +162,6 @@ pub(crate) fn compressor(options: &ImageOptions, producers: usize) -> Compressor
 struct LayoutPackaging<'p> {
     plan: &'p Plan,
     main_name: &'p str,
-    /// The ref name of the image in the index.
-    reference: &'p str,
     options: &'p ImageOptions,
     layout: &'p layout::Layout,
     dir: &'p Path,
@@ -123,15 +170,14 @@ struct LayoutPackaging<'p> {
     pending: Mutex<Vec<Option<(layout::TempBlob, Seen)>>>,
     /// Each layer's blob, once whole.
     blobs: Mutex<Vec<Option<Descriptor>>>,
-    /// The index entry, made by the tail.
-    entry: Mutex<Option<serde_json::Value>>,
+    /// The manifest's descriptor, once the tail has written it.
+    manifest: Mutex<Option<Descriptor>>,
 }
 
 impl<'p> LayoutPackaging<'p> {
     fn new(
         plan: &'p Plan,
         main_name: &'p str,
-        reference: &'p str,
         options: &'p ImageOptions,
         layout: &'p layout::Layout,
         dir: &'p Path,
@@ -142,14 +188,13 @@ impl<'p> LayoutPackaging<'p> {
         LayoutPackaging {
             plan,
             main_name,
-            reference,
             options,
             layout,
             dir,
             compressor: compressor(options, producers),
             pending: Mutex::new((0..n).map(|_| None).collect()),
             blobs: Mutex::new(vec![None; n]),
-            entry: Mutex::new(None),
+            manifest: Mutex::new(None),
         }
     }
 }
@@ -186,8 +231,8 @@ impl Packaging for LayoutPackaging<'_> {
             self.blobs.lock().unwrap().iter().map(|b| b.clone().expect("every layer is whole")).collect();
         let docs = ImageDocuments::new(self.plan, self.main_name, self.options, &blobs, layers);
         self.layout.write_blob(documents::CONFIG_MEDIA_TYPE, &docs.config)?;
-        self.layout.write_blob(documents::MANIFEST_MEDIA_TYPE, &docs.manifest)?;
-        *self.entry.lock().unwrap() = Some(docs.entry(self.plan, self.options, self.reference));
+        let manifest = self.layout.write_blob(documents::MANIFEST_MEDIA_TYPE, &docs.manifest)?;
+        *self.manifest.lock().unwrap() = Some(manifest);
         Ok(())
     }
 }
