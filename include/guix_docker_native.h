@@ -748,12 +748,16 @@ gdn_result build_docker_image(const char *item,
  * - "oci-archive:FILE[:REF]": that layout as one tar file (a regular
  *   file);
  * - "docker-archive:FILE", a plain "FILE", or "-" (standard output): the
- *   docker-archive, as `build_docker_image` writes it.
+ *   docker-archive, as `build_docker_image` writes it;
+ * - "docker://HOST[:PORT]/REPOSITORY[:TAG]": pushed to a registry, under
+ *   TAG and each tag's tag part (the options' registry setters, `GDN_1.2`,
+ *   say how; a registry's failure is `GDN_ERR_OUTPUT`, naming the registry
+ *   and the repository).
  *
  * REF, the image's name in the layout's index, defaults to the first tag.
  * DIR and FILE end at the first ':' after the transport; a file whose
  * name starts with a transport and ':' is given as "./NAME".  An unknown
- * transport ("dir:", "docker://...") or a bad REF is
+ * transport ("dir:", "docker:NAME") or a bad REF is
  * `GDN_ERR_INVALID_ARGUMENT`, before anything is read or written.
  *
  * `item`, `closure`, `closure_len` and `options` are as for
