@@ -259,6 +259,12 @@ fn tls_with_a_private_ca_and_basic_authentication() {
     outputs.push(out);
     assert_eq!(inspect(&registry, "secure/app:1", true).unwrap(), before);
 
+    // The system's roots, as OpenSSL finds them: here SSL_CERT_FILE names the CA.
+    let ca = registry.cert_dir.clone().unwrap().join("ca.crt");
+    let out = ok(push_with(&store, &["--creds", &creds, "-o", &format!("{}:3", dest(&registry, "secure/app"))], &[("SSL_CERT_FILE", &ca)]));
+    assert!(inspect(&registry, "secure/app:3", true).is_some());
+    outputs.push(out);
+
     // Credentials from an auth file, as podman and skopeo read them.
     let auth = store.dir.path().join("auth.json");
     let encoded = {
