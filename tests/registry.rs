@@ -57,10 +57,6 @@ fn ok(out: Output) -> Output {
     out
 }
 
-fn skopeo(args: &[&str]) -> Output {
-    Command::new("skopeo").args(args).output().unwrap()
-}
-
 /// `skopeo inspect [--raw] docker://…` as JSON.
 fn inspect(registry: &Registry, reference: &str, raw: bool) -> Option<Value> {
     let mut args = vec!["inspect".to_string()];
