@@ -75,6 +75,8 @@ const LATER_VERSIONS: &[(&str, &[&str])] = &[
             "gdn_options_set_tls_verify",
             "gdn_options_set_manifest_format",
             "gdn_options_set_push_jobs",
+            "gdn_build_image",
+            "gdn_build_platform_image",
         ],
     ),
 ];

@@ -10,7 +10,8 @@
  * Exports
  * - Every function whose name starts with gdn_ or is build_docker_image is
  *   exported with C linkage; nothing else is.  The installed library gives
- *   each the symbol version of the release that added it (GDN_1, GDN_1.1, GDN_1.2).
+ *   each the symbol version of the release that added it (GDN_1, GDN_1.1,
+ *   GDN_1.2).
  *
  * Result codes and errors
  * - Fallible functions return a gdn_result: GDN_OK (0) on success, else one
@@ -29,7 +30,14 @@
  *   GDN_ERR_PANIC with a message.
  * - A failed build_docker_image leaves nothing at the output path (a file;
  *   a device, FIFO or descriptor is written in place) and no temporary file
- *   beside it.
+ *   beside it; a failed gdn_build_image or gdn_build_platform_image leaves
+ *   nothing at its destination (an OCI layout as it was).
+ *
+ * Destinations
+ * - gdn_build_image and gdn_build_platform_image take the destination as
+ *   the command line's -o does: "oci:DIR[:REF]", "oci-archive:FILE[:REF]",
+ *   "docker-archive:FILE", a plain file name or "-"; one parser, in the
+ *   library, for the command line, the C ABI and Guile.
  *
  * Strings
  * - Strings are NUL-terminated UTF-8, except names of host files (the
@@ -54,9 +62,9 @@
  *   it must stay valid while a build may use the handle.
  *
  * Thread safety
- * - build_docker_image may run in several threads at once, with distinct
- *   options handles or with one shared handle.  Give concurrent builds
- *   distinct outputs.
+ * - build_docker_image, gdn_build_image and gdn_build_platform_image may
+ *   run in several threads at once, with distinct options handles or with
+ *   one shared handle.  Give concurrent builds distinct outputs.
  * - Every function taking an options handle may be called from any thread.
  *   While a build uses a handle, its setters fail with GDN_ERR_BUSY and
  *   change nothing, so a build's options never change under it
@@ -779,6 +787,91 @@ gdn_result gdn_options_set_sbom_output(gdn_options *options, const char *file);
 gdn_result gdn_options_add_sbom_license(gdn_options *options,
                                         const char *item,
                                         const char *expression);
+
+/**
+ * Builds the image of the store item `item` and its closure, and writes
+ * it to `destination`, given as the command line's `-o` takes it (its
+ * name is taken as bytes):
+ *
+ * - "oci:DIR[:REF]": an OCI image layout directory, created or added to
+ *   (an entry of the ref REF is replaced, the others stay; `index.json`
+ *   is replaced atomically);
+ * - "oci-archive:FILE[:REF]": that layout as one tar file (a regular
+ *   file);
+ * - "docker-archive:FILE", a plain "FILE", or "-" (standard output): the
+ *   docker-archive, as `build_docker_image` writes it;
+ * - "docker://HOST[:PORT]/REPOSITORY[:TAG]": pushed to a registry, under
+ *   TAG and each tag's tag part (the options' registry setters, `GDN_1.2`,
+ *   say how; a registry's failure is `GDN_ERR_OUTPUT`, naming the registry
+ *   and the repository).
+ *
+ * REF, the image's name in the layout's index, defaults to the first tag.
+ * DIR and FILE end at the first ':' after the transport; a file whose
+ * name starts with a transport and ':' is given as "./NAME".  An unknown
+ * transport ("dir:", "docker:NAME") or a bad REF is
+ * `GDN_ERR_INVALID_ARGUMENT`, before anything is read or written.
+ *
+ * `item`, `closure`, `closure_len` and `options` are as for
+ * `build_docker_image`.  After a failure nothing this call wrote is left:
+ * no file, and a layout as it was before.
+ *
+ * Returns `GDN_OK`, or a result code whose message
+ * `gdn_last_error_message` returns.
+ *
+ * Ownership: the library reads the arguments only during the call.
+ *
+ * Thread-safety: as `build_docker_image` (builds into one layout are
+ * serialized by a lock on its directory).
+ *
+ * # Safety
+ * Each pointer is NULL or valid as described above; `closure` points to
+ * `closure_len` pointers.
+ */
+gdn_result gdn_build_image(const char *destination,
+                           const char *item,
+                           const char *const *closure,
+                           size_t closure_len,
+                           const gdn_options *options);
+
+/**
+ * Builds a multi-platform image: for each `i` below `count`, the image of
+ * the store item `items[i]`, built for the Guix system `systems[i]`
+ * ("x86_64-linux", "aarch64-linux", "armhf-linux", "i686-linux",
+ * "riscv64-linux", "powerpc64le-linux", "mips64el-linux", or a GNU
+ * triplet), for that system's platform (linux/amd64, linux/arm64 variant
+ * v8, linux/arm variant v7, linux/386, ...), all under one OCI image
+ * index at `destination` (as for `gdn_build_image`; REF defaults to the
+ * first tag).  Each item's closure is computed (from the options'
+ * database when one is set, else by scanning the store); each item is
+ * its image's main item (a relative entry point or symlink target is
+ * relative to it); every option applies to each image, but the options'
+ * system, which `systems` replaces.  A blob the images share (a layer of
+ * the same bytes) is stored once.
+ *
+ * `destination` must be "oci:..." or "oci-archive:..." when `count` is
+ * more than 1 (a docker-archive has no index: `GDN_ERR_INVALID_ARGUMENT`);
+ * one platform may go to any destination.  `count` 0, an unknown system,
+ * or two items for one platform is `GDN_ERR_INVALID_ARGUMENT`.  Every
+ * image is planned before the destination is touched; after a failure
+ * nothing this call wrote is left.
+ *
+ * Returns `GDN_OK`, or a result code whose message
+ * `gdn_last_error_message` returns.
+ *
+ * Ownership: the library reads the arguments only during the call.
+ *
+ * Thread-safety: as `build_docker_image`.
+ *
+ * # Safety
+ * `destination` is NULL or a NUL-terminated string; `systems` and `items`
+ * are NULL or point to `count` pointers each; `options` is NULL or a live
+ * handle.
+ */
+gdn_result gdn_build_platform_image(const char *destination,
+                                    const char *const *systems,
+                                    const char *const *items,
+                                    size_t count,
+                                    const gdn_options *options);
 
 /**
  * Sets the credentials for the registry pushed to, as the command line's

@@ -68,14 +68,18 @@ pub fn image_config(options: &ImageOptions, entry_point: &[String], created: i64
         .iter()
         .map(|l| json!({ "created": created, "created_by": "guix-docker-native", "comment": l.comment }))
         .collect();
-    let value = json!({
-        "architecture": options.architecture,
+    let mut value = json!({
+        "architecture": options.platform.architecture,
         "os": "linux",
         "created": created,
         "config": Value::Object(config),
         "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() },
         "history": history,
     });
+    // As `docker save` and the OCI config have it (arm64 is v8, arm v7).
+    if let Some(variant) = options.platform.variant {
+        value["variant"] = json!(variant);
+    }
     serde_json::to_vec(&value).expect("JSON of strings")
 }
 

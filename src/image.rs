@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::archive::{self, ImageMeta, Layer, Plan};
 use crate::closure::{self, Closure};
@@ -18,7 +19,7 @@ use crate::destination::Destination as ImageDestination;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{self, archive_name, Unit};
 use crate::localstate::{self, ImageDatabase};
-use crate::options::ImageOptions;
+use crate::options::{platform_of_system, ImageOptions, Progress};
 use crate::output::{Output, OutputFile};
 use crate::reference::repository_from_name;
 use crate::sbom;
@@ -55,6 +56,169 @@ pub fn build_image(
     if let Some(output) = &output {
         crate::output::refuse_build_inputs(output, options)?;
     }
+    let prepared = prepare(&store, items, closure, options)?;
+    let plan = &prepared.plan;
+    if let ImageDestination::Registry(reference) = destination {
+        refuse_sboms(options, &format!("a push to docker://{reference}"))?;
+        return crate::registry::push(plan, prepared.main().name(), reference, options);
+    }
+    let sbom = sbom::Job::new(&prepared.roots, &prepared.closure, &plan.image.tags[0], plan.image.created, options, destination)?;
+    if destination.is_oci() {
+        return crate::oci::write_image(plan, prepared.main().name(), destination, options, sbom.as_ref());
+    }
+    let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
+    let image_id = archive::write_docker_archive(plan, &out, options)?;
+    // The SBOM files are named just before the image, and removed if it fails.
+    let mut sbom_files = sbom::PreparedFiles::write(sbom.as_ref(), &image_id)?;
+    sbom_files.commit()?;
+    out.commit()?;
+    sbom_files.keep();
+    Ok(())
+}
+
+/// Refuses SBOMs (`--sbom`, `--sbom-output`) for `what`, where they are
+/// not written yet.
+fn refuse_sboms(options: &ImageOptions, what: &str) -> Result<()> {
+    if options.sbom.formats.is_empty() && options.sbom.output.is_none() {
+        return Ok(());
+    }
+    Err(Error::invalid_argument(format!(
+        "sbom: SBOMs are written beside a one-platform image or into its OCI layout or archive; \
+         for {what} they are not written yet"
+    )))
+}
+
+/// One image of a multi-platform image: a store item built for a Guix
+/// system (`guix build --system=aarch64-linux`), with its closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformItem {
+    /// The Guix system (`aarch64-linux`) or GNU triplet the item is for.
+    pub system: String,
+    /// The store item; its image's main item.
+    pub item: PathBuf,
+    /// Its closure as the caller knows it (checked), or `None` to compute
+    /// it (from `options.database`, else by scanning the store).
+    pub closure: Option<Vec<PathBuf>>,
+}
+
+/// Builds a multi-platform image: one image per [`PlatformItem`], each of
+/// its item and closure, with `options` (the same for every platform, but
+/// for the system: `options`' own is not used), for its system's platform
+/// (its config's `architecture` and `variant`), all under one OCI image
+/// index named by the ref of `destination` (default: the first tag).  A
+/// blob the images share (a layer of the same bytes) is stored once.
+///
+/// `destination` is an OCI one; a docker-archive holds one platform only
+/// (it has no index), and is refused for more.  Two items for one
+/// platform are refused.  Every image is planned (and every check made)
+/// before the output is touched; on error nothing is left.
+pub fn build_platform_images(platforms: &[PlatformItem], destination: &ImageDestination, options: &ImageOptions) -> Result<()> {
+    if platforms.is_empty() {
+        return Err(Error::invalid_argument("no platform given: give each platform's store item as SYSTEM=ITEM"));
+    }
+    let mut per_platform: Vec<ImageOptions> = Vec::with_capacity(platforms.len());
+    for p in platforms {
+        let platform = platform_of_system(&p.system).map_err(|e| {
+            Error::invalid_argument(format!("platform '{}={}': {}", p.system, p.item.display(), e.message))
+        })?;
+        if let Some(j) = per_platform.iter().position(|o| o.platform() == platform) {
+            return Err(Error::invalid_argument(format!(
+                "platform '{}={}': {} is given twice (as '{}' already); give one item per platform",
+                p.system,
+                p.item.display(),
+                platform.name(),
+                platforms[j].system
+            )));
+        }
+        let mut o = options.clone();
+        o.platform = platform;
+        per_platform.push(o);
+    }
+    let is_index = destination.is_oci() || matches!(destination, ImageDestination::Registry(_));
+    if !is_index && platforms.len() > 1 {
+        let systems: Vec<&str> = platforms.iter().map(|p| p.system.as_str()).collect();
+        return Err(Error::invalid_argument(format!(
+            "output '{}': a docker-archive holds the image of one platform, and {} platforms were given ({}); \
+             a multi-platform image is an OCI image index: write it to oci:DIR[:REF] or oci-archive:FILE[:REF]",
+            match destination.output() {
+                Some(Output::Path(path)) => path.display().to_string(),
+                _ => "-".to_string(),
+            },
+            platforms.len(),
+            systems.join(", ")
+        )));
+    }
+    refuse_sboms(options, "a multi-platform image")?;
+    let store = StoreDir::new(&options.store_dir)?;
+    let output = destination.output();
+    if let Some(output) = &output {
+        crate::output::refuse_build_inputs(output, options)?;
+    }
+    let mut prepared = Vec::with_capacity(platforms.len());
+    for (p, o) in platforms.iter().zip(&per_platform) {
+        prepared.push(prepare(&store, std::slice::from_ref(&p.item), p.closure.as_deref(), o)?);
+    }
+    // One progress report for the whole: each image's counts after those
+    // of the images before it.
+    if let Some(progress) = &options.progress {
+        let bytes_total: u64 = prepared.iter().map(|p| p.plan.layers.iter().map(|l| l.len).sum::<u64>()).sum();
+        let items_total: u64 = prepared.iter().map(|p| p.plan.items_total).sum();
+        let (mut bytes_before, mut items_before) = (0, 0);
+        for (p, o) in prepared.iter().zip(per_platform.iter_mut()) {
+            let (progress, b, i) = (Arc::clone(progress), bytes_before, items_before);
+            o.progress = Some(Arc::new(move |r: Progress| {
+                progress(Progress {
+                    bytes_done: b + r.bytes_done,
+                    bytes_total,
+                    items_done: i + r.items_done,
+                    items_total,
+                })
+            }));
+            bytes_before += p.plan.layers.iter().map(|l| l.len).sum::<u64>();
+            items_before += p.plan.items_total;
+        }
+    }
+    if let ImageDestination::Registry(reference) = destination {
+        let images: Vec<crate::registry::PlatformImage> = prepared
+            .iter()
+            .zip(&per_platform)
+            .map(|(p, o)| crate::registry::PlatformImage { plan: &p.plan, main_name: p.main().name(), options: o })
+            .collect();
+        return crate::registry::push_index(&images, reference, options);
+    }
+    if !destination.is_oci() {
+        let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
+        archive::write_docker_archive(&prepared[0].plan, &out, &per_platform[0])?;
+        return out.commit();
+    }
+    let images: Vec<crate::oci::Image> = prepared
+        .iter()
+        .zip(&per_platform)
+        .map(|(p, o)| crate::oci::Image { plan: &p.plan, main_name: p.main().name(), options: o })
+        .collect();
+    crate::oci::write_images(&images, crate::oci::Shape::PlatformIndex, destination, None)
+}
+
+/// An image ready to write: its items, closure and plan, and the store
+/// database it carries (a temporary file, removed when this is dropped).
+struct Prepared {
+    /// The items asked for; the first is the main item.
+    roots: Vec<StoreItem>,
+    closure: Closure,
+    plan: Plan,
+    _database: Option<ImageDatabase>,
+}
+
+impl Prepared {
+    /// The main item.
+    fn main(&self) -> &StoreItem {
+        &self.roots[0]
+    }
+}
+
+/// Checks `items`, gets their closure (`closure`, checked, or computed)
+/// and plans their image: every check that can fail, before any output.
+fn prepare(store: &StoreDir, items: &[PathBuf], closure: Option<&[PathBuf]>, options: &ImageOptions) -> Result<Prepared> {
     let mut roots = Vec::new();
     for path in items {
         let item = store.parse_item(path)?;
@@ -70,37 +234,16 @@ pub fn build_image(
         ));
     }
     let closure = match closure {
-        Some(list) => closure::check_closure(&store, &roots, list, options.database.as_deref())?,
-        None => closure::compute_closure(&store, &roots, options.database.as_deref())?,
+        Some(list) => closure::check_closure(store, &roots, list, options.database.as_deref())?,
+        None => closure::compute_closure(store, &roots, options.database.as_deref())?,
     };
-    // Removed when dropped, at the end of the build whatever happens.
     let database = match (&options.database, options.localstatedir) {
         (Some(source), true) => Some(ImageDatabase::build(&closure, source)?),
         _ => None,
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
     let plan = plan(&roots[0], &closure, &extras, options)?;
-    if let ImageDestination::Registry(reference) = destination {
-        if !options.sbom.formats.is_empty() || options.sbom.output.is_some() {
-            return Err(Error::invalid_argument(format!(
-                "sbom: SBOMs are written beside an image or into an OCI layout or archive; pushing them to a \
-                 registry (docker://{reference}) is not done yet"
-            )));
-        }
-        return crate::registry::push(&plan, roots[0].name(), reference, options);
-    }
-    let sbom = sbom::Job::new(&roots, &closure, &plan.image.tags[0], plan.image.created, options, destination)?;
-    if destination.is_oci() {
-        return crate::oci::write_image(&plan, roots[0].name(), destination, options, sbom.as_ref());
-    }
-    let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
-    let image_id = archive::write_docker_archive(&plan, &out, options)?;
-    // The SBOM files are named just before the image, and removed if it fails.
-    let mut sbom_files = sbom::PreparedFiles::write(sbom.as_ref(), &image_id)?;
-    sbom_files.commit()?;
-    out.commit()?;
-    sbom_files.keep();
-    Ok(())
+    Ok(Prepared { roots, closure, plan, _database: database })
 }
 
 /// The file name the CLI writes when no `-o` is given:

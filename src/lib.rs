@@ -62,12 +62,12 @@ pub use closure::Closure;
 pub use error::{Error, ErrorKind, Result};
 pub use destination::{parse_destination, Destination, RegistryReference};
 pub use registry::{LayerReport, LayerState, ManifestFormat, PushProgressFn, PushReport};
-pub use image::{build_docker_image, build_image, default_output_name};
+pub use image::{build_docker_image, build_image, build_platform_images, default_output_name, PlatformItem};
 pub use output::Output;
 pub use sbom::SbomFormat;
 pub use options::{
     default_store_dir, store_dir_from_environment, Compression, ExtraDirectory, ExtraFile, ExtraSymlink,
-    ImageOptions, Progress, ProgressFn, CREATION_TIME_RANGE, DEFAULT_CREATION_TIME, MAX_LAYERS_LIMIT, MAX_THREADS,
+    platform_of_system, ImageOptions, Platform, Progress, ProgressFn, CREATION_TIME_RANGE, PLATFORMS, DEFAULT_CREATION_TIME, MAX_LAYERS_LIMIT, MAX_THREADS,
 };
 pub use output::{descriptor_of, is_standard_output, refuse_inputs, Input};
 pub use store::{StoreDir, StoreItem};

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use guix_docker_native::closure::read_closure_file_cancellable;
 use guix_docker_native::{
-    build_image, default_output_name, descriptor_of, is_standard_output, refuse_inputs, Destination, Error, ErrorKind,
-    Input, LayerState, Output, PushReport, Result, StoreDir,
+    build_image, build_platform_images, default_output_name, descriptor_of, is_standard_output, refuse_inputs, Destination,
+    Error, ErrorKind, Input, LayerState, Output, PushReport, Result, StoreDir,
 };
 
 use cli::args::{Cli, OutputChoice};
@@ -70,7 +70,7 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
     options.set_cancel(Some(Arc::clone(&interrupts.cancel)));
     let (destination, name) = match choice {
         OutputChoice::Default => {
-            let item = StoreDir::new(options.store_dir())?.parse_item(&cli.items[0])?;
+            let item = StoreDir::new(options.store_dir())?.parse_item(&cli.main_item()?)?;
             let name = PathBuf::from(default_output_name(&item, &options));
             (Destination::DockerArchive(Output::Path(name.clone())), Some(name))
         }
@@ -111,7 +111,11 @@ fn build(cli: &Cli, interrupts: &Interrupts) -> Result<Option<PathBuf>> {
         let bar = Arc::clone(bar);
         options.set_progress(Some(Arc::new(move |progress| bar.update(progress))));
     }
-    let result = build_image(&cli.items, closure.as_deref(), &destination, &options);
+    let result = if cli.platforms.is_empty() {
+        build_image(&cli.items, closure.as_deref(), &destination, &options)
+    } else {
+        build_platform_images(&cli.platform_items()?, &destination, &options)
+    };
     if let Some(bar) = &bar {
         bar.finish(result.is_ok());
     }
@@ -152,7 +156,12 @@ fn push(
         let bars = Arc::clone(bars);
         options.set_progress(Some(Arc::new(move |progress| bars.update(progress))));
     }
-    let result = build_image(&cli.items, closure.as_deref(), &Destination::Registry(reference.clone()), &options);
+    let destination = Destination::Registry(reference.clone());
+    let result = if cli.platforms.is_empty() {
+        build_image(&cli.items, closure.as_deref(), &destination, &options)
+    } else {
+        build_platform_images(&cli.platform_items()?, &destination, &options)
+    };
     if let Some(bars) = &bars {
         bars.finish(result.is_ok());
     }

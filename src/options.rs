@@ -147,8 +147,8 @@ pub struct ImageOptions {
     pub(crate) transformations: Vec<(String, String)>,
     /// `None`: one layer.  `Some(n)`: at most n layers.
     pub(crate) max_layers: Option<u32>,
-    /// Docker's architecture name (`amd64`, `arm64`, ...).
-    pub(crate) architecture: String,
+    /// The platform the image is for (its architecture and variant).
+    pub(crate) platform: &'static Platform,
     /// Seconds since the epoch; `None`: `SOURCE_DATE_EPOCH`, else 1.
     pub(crate) creation_time: Option<i64>,
     pub(crate) compression: Compression,
@@ -185,7 +185,7 @@ impl Default for ImageOptions {
             localstatedir: false,
             transformations: Vec::new(),
             max_layers: None,
-            architecture: host_architecture().to_string(),
+            platform: host_platform(),
             creation_time: None,
             compression: Compression::None,
             compression_level: None,
@@ -248,20 +248,71 @@ fn source_date_epoch(value: &str) -> Result<i64> {
     }
 }
 
-fn host_architecture() -> &'static str {
-    architecture_of_cpu(std::env::consts::ARCH).unwrap_or("amd64")
+fn host_platform() -> &'static Platform {
+    // std names the CPU without its byte order where Guix's names have it.
+    let cpu = match std::env::consts::ARCH {
+        "powerpc64" if cfg!(target_endian = "little") => "powerpc64le",
+        "mips64" if cfg!(target_endian = "little") => "mips64el",
+        cpu => cpu,
+    };
+    platform_of_cpu(cpu).unwrap_or(&PLATFORMS[0])
 }
 
-/// Guix's mapping from a CPU name to Docker's architecture name.
-fn architecture_of_cpu(cpu: &str) -> Option<&'static str> {
-    Some(match cpu {
-        "x86_64" => "amd64",
-        "i686" | "i586" | "i486" | "i386" | "x86" => "386",
-        "aarch64" => "arm64",
-        "mips64el" | "mips64" => "mips64le",
-        "riscv64" => "riscv64",
-        _ if cpu.starts_with("arm") => "arm",
-        _ => return None,
+/// The platform an image for a Guix system runs on, as the OCI image spec
+/// and Docker name it (`linux/arm64/v8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Platform {
+    /// Guix's name of the system (`aarch64-linux`).
+    pub system: &'static str,
+    /// The CPU names (of GNU triplets) that mean this system; a name that
+    /// ends in `*` is a prefix.
+    cpus: &'static [&'static str],
+    /// Docker's architecture name (`arm64`).
+    pub architecture: &'static str,
+    /// The architecture's variant (`v8`), when it has one.
+    pub variant: Option<&'static str>,
+}
+
+impl Platform {
+    /// `os/architecture[/variant]`, as `docker --platform` takes it.
+    pub fn name(&self) -> String {
+        match self.variant {
+            Some(v) => format!("linux/{}/{v}", self.architecture),
+            None => format!("linux/{}", self.architecture),
+        }
+    }
+}
+
+/// Guix's systems and their platforms: the one table the image config
+/// (`architecture`, `variant`) and the OCI index's `platform` come from.
+/// The first is the default on an unknown host.
+pub const PLATFORMS: &[Platform] = &[
+    Platform { system: "x86_64-linux", cpus: &["x86_64"], architecture: "amd64", variant: None },
+    Platform { system: "i686-linux", cpus: &["i686", "i586", "i486", "i386", "x86"], architecture: "386", variant: None },
+    Platform { system: "aarch64-linux", cpus: &["aarch64"], architecture: "arm64", variant: Some("v8") },
+    Platform { system: "armhf-linux", cpus: &["arm*"], architecture: "arm", variant: Some("v7") },
+    Platform { system: "powerpc64le-linux", cpus: &["powerpc64le", "ppc64le"], architecture: "ppc64le", variant: None },
+    Platform { system: "riscv64-linux", cpus: &["riscv64"], architecture: "riscv64", variant: None },
+    Platform { system: "mips64el-linux", cpus: &["mips64el", "mips64"], architecture: "mips64le", variant: None },
+];
+
+/// The platform of a CPU name (`aarch64`, `armv7l`).
+fn platform_of_cpu(cpu: &str) -> Option<&'static Platform> {
+    PLATFORMS.iter().find(|p| {
+        p.cpus.iter().any(|c| match c.strip_suffix('*') {
+            Some(prefix) => cpu.starts_with(prefix),
+            None => cpu == *c,
+        })
+    })
+}
+
+/// The platform of a Guix system or GNU triplet (`x86_64-linux`,
+/// `aarch64-linux-gnu`), or an error naming it.
+pub fn platform_of_system(system: &str) -> Result<&'static Platform> {
+    let cpu = system.split('-').next().unwrap_or("");
+    platform_of_cpu(cpu).ok_or_else(|| {
+        let known: Vec<&str> = PLATFORMS.iter().map(|p| p.system).collect();
+        Error::invalid_argument(format!("system '{system}': unsupported; expected one of {}", known.join(", ")))
     })
 }
 
@@ -342,16 +393,8 @@ impl ImageOptions {
     /// Sets the architecture from a GNU triplet or Guix system
     /// (`x86_64-linux`, `aarch64-linux-gnu`, ...).
     pub fn set_system(&mut self, system: &str) -> Result<()> {
-        let cpu = system.split('-').next().unwrap_or("");
-        match architecture_of_cpu(cpu) {
-            Some(arch) => {
-                self.architecture = arch.to_string();
-                Ok(())
-            }
-            None => Err(Error::invalid_argument(format!(
-                "system '{system}': unsupported; expected x86_64, i686, arm, aarch64, mips64el or riscv64"
-            ))),
-        }
+        self.platform = platform_of_system(system)?;
+        Ok(())
     }
 
     /// Sets the entry point's program (its arguments follow with
@@ -686,7 +729,12 @@ impl ImageOptions {
 
     /// Docker's name of the image's architecture (`amd64`, `arm64`, ...).
     pub fn architecture(&self) -> &str {
-        &self.architecture
+        self.platform.architecture
+    }
+
+    /// The platform of the image (architecture and variant).
+    pub fn platform(&self) -> &'static Platform {
+        self.platform
     }
 
     /// The creation time set, in seconds since the epoch; `None`: see
@@ -727,7 +775,7 @@ mod tests {
             ("riscv64-linux", "riscv64"),
         ] {
             o.set_system(system).unwrap();
-            assert_eq!(o.architecture, arch, "{system}");
+            assert_eq!(o.architecture(), arch, "{system}");
         }
         let err = o.set_system("sparc-linux").unwrap_err();
         assert!(err.message.contains("sparc-linux"));

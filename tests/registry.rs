@@ -57,10 +57,6 @@ fn ok(out: Output) -> Output {
     out
 }
 
-fn skopeo(args: &[&str]) -> Output {
-    Command::new("skopeo").args(args).output().unwrap()
-}
-
 /// `skopeo inspect [--raw] docker://…` as JSON.
 fn inspect(registry: &Registry, reference: &str, raw: bool) -> Option<Value> {
     let mut args = vec!["inspect".to_string()];
@@ -259,6 +255,12 @@ fn tls_with_a_private_ca_and_basic_authentication() {
     outputs.push(out);
     assert_eq!(inspect(&registry, "secure/app:1", true).unwrap(), before);
 
+    // The system's roots, as OpenSSL finds them: here SSL_CERT_FILE names the CA.
+    let ca = registry.cert_dir.clone().unwrap().join("ca.crt");
+    let out = ok(push_with(&store, &["--creds", &creds, "-o", &format!("{}:3", dest(&registry, "secure/app"))], &[("SSL_CERT_FILE", &ca)]));
+    assert!(inspect(&registry, "secure/app:3", true).is_some());
+    outputs.push(out);
+
     // Credentials from an auth file, as podman and skopeo read them.
     let auth = store.dir.path().join("auth.json");
     let encoded = {
@@ -360,9 +362,10 @@ fn a_push_that_fails_midway_moves_no_tag() {
     let store = SampleStore::new();
     ok(push(&store, &["-C", "gzip", "--tls-verify=false", "-o", &format!("{}:t", dest(&registry, "app"))]));
     let before = inspect(&registry, "app:t", true).unwrap();
-    // Another image (another layer), through a proxy that lets the first
-    // three connections through and cuts the rest.
-    let proxy = CuttingProxy::dying(&registry.host, 3);
+    // Another image (another layer), through a proxy that lets 12 MiB of
+    // requests through, in the middle of the 20 MiB layer, then cuts
+    // every connection.
+    let proxy = CuttingProxy::dying(&registry.host, 12 << 20);
     let big = big_file(store.dir.path(), 20);
     let file = format!("/data/big.bin={}", big.display());
     let d = format!("docker://{}/app:t", proxy.host);
@@ -370,7 +373,72 @@ fn a_push_that_fails_midway_moves_no_tag() {
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let message = text(&out);
     assert!(message.contains(&format!("registry {}, repository app: ", proxy.host)) && message.contains("tries"), "{message}");
+    eprintln!("{message}");
     assert_eq!(inspect(&registry, "app:t", true).unwrap(), before, "the tag did not move");
+}
+
+/// A multi-platform image: each platform's blobs and manifest, then the
+/// index naming them, under the tag; a layer both platforms share goes up
+/// once.
+#[test]
+fn a_multi_platform_image_is_pushed_as_an_index() {
+    use std::os::unix::fs::PermissionsExt;
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("gnu/store");
+    let data = store.join("0a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r-greeting-1.0");
+    std::fs::create_dir_all(data.join("share")).unwrap();
+    std::fs::write(data.join("share/message.txt"), vec![b'g'; 200_000]).unwrap();
+    let hello = |hash: &str, program: &str| {
+        let item = store.join(format!("{hash}-hello-1.0"));
+        std::fs::create_dir_all(item.join("bin")).unwrap();
+        let file = item.join("bin/hello");
+        std::fs::write(&file, format!("{program}\n{}/share/message.txt\n", data.display())).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        item
+    };
+    let (x86, arm) = (hello("1zyxwvsrqpnmlkjihgfdcba987654321", "x86"), hello("2abcdfghijklmnpqrsvwxyz012345678", "arm"));
+    let mut options = ImageOptions::new();
+    options.set_store_dir(&store).unwrap();
+    options.set_entry_point("bin/hello").unwrap();
+    options.set_max_layers(10).unwrap();
+    options.set_compression(guix_docker_native::Compression::Gzip, None).unwrap();
+    options.set_tls_verify(false);
+    let last = Arc::new(Mutex::new(PushReport::default()));
+    let seen = Arc::clone(&last);
+    options.set_push_progress(Some(Arc::new(move |r: &PushReport| *seen.lock().unwrap() = r.clone())));
+    let platforms = [
+        guix_docker_native::PlatformItem { system: "x86_64-linux".into(), item: x86, closure: None },
+        guix_docker_native::PlatformItem { system: "aarch64-linux".into(), item: arm, closure: None },
+    ];
+    let destination = guix_docker_native::parse_destination(format!("{}:1", dest(&registry, "multi")).as_ref()).unwrap();
+    guix_docker_native::build_platform_images(&platforms, &destination, &options).unwrap();
+
+    let index = inspect(&registry, "multi:1", true).unwrap();
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2);
+    assert_eq!(manifests[0]["platform"]["architecture"], "amd64");
+    assert_eq!(manifests[1]["platform"], serde_json::json!({"architecture": "arm64", "os": "linux", "variant": "v8"}));
+    let mut args = vec!["--override-arch".to_string(), "arm64".into(), "--override-variant".into(), "v8".into(), "inspect".into()];
+    args.extend(registry.skopeo_options(""));
+    args.push(format!("docker://{}/multi:1", registry.host));
+    let out = Command::new("skopeo").args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let arm_info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(arm_info["Architecture"], "arm64");
+    // The greeting's layer, the same bytes in both images, went up once.
+    let report = last.lock().unwrap().clone();
+    let skipped = report.layers.iter().filter(|l| l.state == LayerState::Skipped).count();
+    assert!(skipped >= 1, "{report:?}");
+    let digests: Vec<&Value> = manifests.iter().map(|m| &m["digest"]).collect();
+    for digest in digests {
+        let d = digest.as_str().unwrap();
+        assert!(inspect(&registry, &format!("multi@{d}"), true).is_some(), "{d} is there by its digest");
+    }
 }
 
 /// A blob known to be in another repository is mounted from it, through

@@ -22,6 +22,9 @@
 #   consumers-registry tests/consumers/registry.sh: pushes to docker-registry
 #             (plain HTTP, TLS + Basic, TLS + bearer tokens), pulled back by
 #             docker, podman, skopeo and umoci; credentials from every source
+#   consumers-platforms tests/consumers/platforms.sh: a multi-platform
+#             image (x86_64 and a real aarch64 busybox) with skopeo, docker,
+#             ctr and umoci
 # Each stage prints `ok - STAGE` or `FAIL - STAGE`; the last line is
 # "N passed, N failed" and the exit status is non-zero when a stage failed.
 
@@ -112,6 +115,11 @@ skipped() {
 
 install_packages() {
     local missing=() p
+    # tests/consumers/platforms.sh downloads busybox-static:arm64 (a real
+    # aarch64 program; not installed): apt needs the architecture's lists.
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        dpkg --add-architecture arm64 && apt-get update -q || return 1
+    fi
     for p in "${PACKAGES[@]}"; do
         if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
             missing+=("$p")
@@ -173,10 +181,12 @@ if stage build cargo build --release; then
         script_stage consumers tests/consumers/run.sh
         script_stage consumers-oci tests/consumers/oci.sh
         script_stage consumers-registry tests/consumers/registry.sh
+        script_stage consumers-platforms tests/consumers/platforms.sh
     else
         skipped consumers "no packages or no dockerd"
         skipped consumers-oci "no packages or no dockerd"
         skipped consumers-registry "no packages or no dockerd"
+        skipped consumers-platforms "no packages or no dockerd"
     fi
     if [ "$sbom_ok" = yes ]; then
         script_stage consumers-sbom tests/consumers/sbom.sh
@@ -184,7 +194,7 @@ if stage build cargo build --release; then
         skipped consumers-sbom "the SBOM validators could not be installed"
     fi
 else
-    for s in rust c guile install consumers consumers-oci consumers-registry consumers-sbom; do
+    for s in rust c guile install consumers consumers-oci consumers-registry consumers-platforms consumers-sbom; do
         skipped "$s" "the build failed"
     done
 fi

@@ -13,7 +13,7 @@ use clap::Parser;
 use guix_docker_native::reference::default_repository;
 use guix_docker_native::{
     parse_destination, store_dir_from_environment, Compression, Destination, Error, ErrorKind, ImageOptions, ManifestFormat,
-    Output, RegistryReference, Result, SbomFormat, StoreDir,
+    Output, PlatformItem, RegistryReference, Result, SbomFormat, StoreDir,
 };
 
 use super::time::parse_creation_time;
@@ -126,9 +126,29 @@ fn after_long_help() -> String {
 )]
 pub struct Cli {
     /// Store items to put in the image; the first is the main one (entry
-    /// point and symlink targets are relative to it)
-    #[arg(value_name = "ITEM", required = true)]
+    /// point and symlink targets are relative to it).  Not with --platform,
+    /// whose items are each platform's
+    #[arg(value_name = "ITEM", required_unless_present = "platforms", conflicts_with = "platforms")]
     pub items: Vec<PathBuf>,
+
+    /// A multi-platform image (repeatable): the store item ITEM, built for
+    /// the Guix system SYSTEM (guix build --system=SYSTEM), is the image of
+    /// that system's platform (x86_64-linux: linux/amd64, aarch64-linux:
+    /// linux/arm64/v8, armhf-linux: linux/arm/v7, i686-linux: linux/386,
+    /// riscv64-linux, powerpc64le-linux, mips64el-linux).  Each item is its
+    /// image's main item, its closure from --database or scanning; every
+    /// other option applies to each image.  The images go under one OCI
+    /// image index (REF: the first tag), so -o is oci:DIR[:REF] or
+    /// oci-archive:FILE[:REF] (a docker-archive holds one platform); layers
+    /// the platforms share are stored once.  No ITEM, --system or
+    /// --closure-file with it
+    #[arg(
+        long = "platform",
+        value_name = "SYSTEM=ITEM",
+        help_heading = "Image",
+        conflicts_with_all = ["system", "closure_file"]
+    )]
+    pub platforms: Vec<String>,
 
     /// Where the image goes, in skopeo's words: FILE, docker-archive:FILE
     /// or '-' (standard output): a docker-archive; oci:DIR[:REF]: an OCI
@@ -323,6 +343,30 @@ pub enum OutputChoice {
 }
 
 impl Cli {
+    /// The `--platform` items, in the order given: each `SYSTEM=ITEM`
+    /// split at its first `=` (the system is checked by the build).
+    pub fn platform_items(&self) -> Result<Vec<PlatformItem>> {
+        let mut items = Vec::with_capacity(self.platforms.len());
+        for spec in &self.platforms {
+            let (system, item) = split_pair(spec, "platform", "SYSTEM=ITEM, e.g. aarch64-linux=/gnu/store/...-hello-2.12")?;
+            if system.is_empty() || item.is_empty() {
+                return Err(Error::invalid_argument(format!(
+                    "platform '{spec}': expected SYSTEM=ITEM, e.g. aarch64-linux=/gnu/store/...-hello-2.12"
+                )));
+            }
+            items.push(PlatformItem { system: system.to_string(), item: PathBuf::from(item), closure: None });
+        }
+        Ok(items)
+    }
+
+    /// The main item: the first ITEM, or the first platform's.
+    pub fn main_item(&self) -> Result<PathBuf> {
+        match self.items.first() {
+            Some(item) => Ok(item.clone()),
+            None => Ok(self.platform_items()?.swap_remove(0).item),
+        }
+    }
+
     /// What `-o` says, parsed as [`parse_destination`] does.
     pub fn output_choice(&self) -> Result<OutputChoice> {
         Ok(match &self.output {
@@ -473,7 +517,8 @@ impl Cli {
         if !o.tags().is_empty() {
             return Ok(());
         }
-        if let Ok(item) = StoreDir::new(o.store_dir()).and_then(|store| store.parse_item(&self.items[0])) {
+        let Ok(main) = self.main_item() else { return Ok(()) };
+        if let Ok(item) = StoreDir::new(o.store_dir()).and_then(|store| store.parse_item(&main)) {
             o.add_tag(&default_repository(&item))?;
         }
         Ok(())
@@ -769,5 +814,31 @@ mod tests {
         assert_eq!(tagged(&["--store-dir", store, "-t", "mine", profile]), ["mine:latest"]);
         // Not a store item: no tag now; the build reports the item.
         assert!(tagged(&["--store-dir", store, "/elsewhere/x"]).is_empty());
+    }
+
+    #[test]
+    fn platforms_are_system_item_pairs_in_place_of_items() {
+        let store = "/gnu/store";
+        let x = "/gnu/store/00000000000000000000000000000000-hello-1";
+        let a = "/gnu/store/11111111111111111111111111111111-hello-1";
+        let c = cli(&["--store-dir", store, "--platform", &format!("x86_64-linux={x}"), "--platform", &format!("aarch64-linux={a}")]);
+        assert!(c.items.is_empty());
+        let items = c.platform_items().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!((items[1].system.as_str(), items[1].item.to_str().unwrap()), ("aarch64-linux", a));
+        assert_eq!(c.main_item().unwrap(), PathBuf::from(x));
+        let mut o = c.image_options().unwrap();
+        c.add_default_tag(&mut o).unwrap();
+        assert_eq!(o.tags(), ["hello-1:latest"]);
+        for bad in ["x86_64-linux", "=/gnu/store/x", "x86_64-linux="] {
+            let e = cli(&["--platform", bad]).platform_items().unwrap_err();
+            assert!(e.message.contains(&format!("platform '{bad}'")) && e.message.contains("SYSTEM=ITEM"), "{}", e.message);
+        }
+        // No ITEM, --system or --closure-file beside it; and one of ITEM or --platform.
+        let refused = |args: &[&str]| parse(std::iter::once("guix-docker-native").chain(args.iter().copied())).unwrap_err();
+        refused(&["--platform", "x86_64-linux=/a", "/gnu/store/x"]);
+        refused(&["--platform", "x86_64-linux=/a", "--system", "x86_64-linux"]);
+        refused(&["--platform", "x86_64-linux=/a", "--closure-file", "c.txt"]);
+        refused(&[]);
     }
 }

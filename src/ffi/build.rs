@@ -61,7 +61,7 @@ pub unsafe extern "C" fn build_docker_image(
     const F: &str = "build_docker_image";
     call(F, || {
         let item = store_path(F, "item", arg_bytes(F, "item", item)?)?;
-        let closure = closure_paths(closure, closure_len)?;
+        let closure = closure_paths(F, closure, closure_len)?;
         let output = output_of(arg_path(F, "output", output)?)?;
         // Held to the end of the build: the handle can neither change nor
         // be released meanwhile.
@@ -80,33 +80,33 @@ pub unsafe extern "C" fn build_docker_image(
 
 /// A store path argument: store names are ASCII, so a path that is not
 /// UTF-8 can never name a store item; say so here, naming the argument.
-fn store_path(function: &str, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+pub(super) fn store_path(function: &str, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     Ok(PathBuf::from(utf8(function, name, bytes)?))
 }
 
-/// The closure array, or `None` when the library is to compute it.
+/// The closure array of `function`'s call, or `None` when the library is
+/// to compute it.
 ///
 /// # Safety
 /// As `build_docker_image`'s `closure` and `closure_len`.
-unsafe fn closure_paths(closure: *const *const c_char, len: usize) -> Result<Option<Vec<PathBuf>>> {
-    const F: &str = "build_docker_image";
+pub(super) unsafe fn closure_paths(function: &str, closure: *const *const c_char, len: usize) -> Result<Option<Vec<PathBuf>>> {
     if closure.is_null() {
         if len == 0 {
             return Ok(None);
         }
         return Err(Error::new(
             ErrorKind::NullArgument,
-            format!("{F}: argument 'closure' is NULL but 'closure_len' is {len}; pass NULL and 0 to compute the closure"),
+            format!("{function}: argument 'closure' is NULL but 'closure_len' is {len}; pass NULL and 0 to compute the closure"),
         ));
     }
     if len > isize::MAX as usize / std::mem::size_of::<*const c_char>() {
-        return Err(Error::invalid_argument(format!("{F}: argument 'closure_len' ({len}) is too large")));
+        return Err(Error::invalid_argument(format!("{function}: argument 'closure_len' ({len}) is too large")));
     }
     let entries = std::slice::from_raw_parts(closure, len);
     let mut paths = Vec::with_capacity(len);
     for (i, &entry) in entries.iter().enumerate() {
         let name = format!("closure[{i}]");
-        paths.push(store_path(F, &name, arg_bytes(F, &name, entry)?)?);
+        paths.push(store_path(function, &name, arg_bytes(function, &name, entry)?)?);
     }
     Ok(Some(paths))
 }

@@ -16,6 +16,7 @@ pub mod cancel;
 pub mod names;
 pub mod build;
 pub mod sbom;
+pub mod image;
 pub mod registry;
 
 use std::ffi::{c_char, CStr, OsStr};

@@ -165,4 +165,29 @@ mod tests {
             gdn_options_free(o);
         }
     }
+
+    /// `gdn_build_image` takes a `docker://` destination to a push: an
+    /// unreachable registry is an output error naming it.
+    #[test]
+    fn gdn_build_image_pushes_to_docker_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("gnu/store");
+        let item = store.join("0123456789abcdfghijklmnpqrsvwxyz-tiny");
+        std::fs::create_dir_all(item.join("bin")).unwrap();
+        std::fs::write(item.join("bin/x"), "x").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let c = |s: String| CString::new(s).unwrap();
+        let (store_c, item_c) = (c(store.display().to_string()), c(item.display().to_string()));
+        let destination = c(format!("docker://127.0.0.1:{port}/tiny:1"));
+        unsafe {
+            let o = gdn_options_new();
+            crate::ffi::options::gdn_options_set_store_dir(o, store_c.as_ptr());
+            gdn_options_set_tls_verify(o, 0);
+            let r = crate::ffi::image::gdn_build_image(destination.as_ptr(), item_c.as_ptr(), std::ptr::null(), 0, o);
+            assert_eq!(r, crate::ffi::GDN_ERR_OUTPUT);
+            let message = last_error();
+            assert!(message.contains(&format!("registry 127.0.0.1:{port}, repository tiny: cannot reach")), "{message}");
+            gdn_options_free(o);
+        }
+    }
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::rfc3339;
+use crate::options::Platform;
 
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -85,20 +86,14 @@ pub fn title_and_version(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Docker's platform for an image of architecture `arch` (Docker's names):
-/// `arm64` is variant `v8` and `arm` `v7`, as Guix's systems are.
-pub fn platform(arch: &str) -> Value {
+/// The `platform` of an index entry: `os`, `architecture` and, when the
+/// platform has one, `variant` (see [`crate::options::PLATFORMS`]).
+pub fn platform(platform: &Platform) -> Value {
     let mut p = Map::new();
-    p.insert("architecture".into(), json!(arch));
+    p.insert("architecture".into(), json!(platform.architecture));
     p.insert("os".into(), json!("linux"));
-    match arch {
-        "arm64" => {
-            p.insert("variant".into(), json!("v8"));
-        }
-        "arm" => {
-            p.insert("variant".into(), json!("v7"));
-        }
-        _ => {}
+    if let Some(variant) = platform.variant {
+        p.insert("variant".into(), json!(variant));
     }
     Value::Object(p)
 }
@@ -118,12 +113,30 @@ pub fn full_name(tag: &str) -> String {
     }
 }
 
-/// The index entry of an image: its manifest, platform and names.
-pub fn index_entry(manifest: &Descriptor, arch: &str, reference: &str, full: &str) -> Value {
-    let mut entry = manifest.to_json();
-    entry["platform"] = platform(arch);
+/// The index entry of an image: its manifest and platform, or an image
+/// index (`platform` `None`: the index's manifests say theirs), and its
+/// names.
+pub fn index_entry(target: &Descriptor, platform: Option<&Platform>, reference: &str, full: &str) -> Value {
+    let mut entry = target.to_json();
+    if let Some(platform) = platform {
+        entry["platform"] = self::platform(platform);
+    }
     entry["annotations"] = json!({ REF_NAME: reference, CONTAINERD_NAME: full });
     entry
+}
+
+/// The image index of a multi-platform image: each platform's manifest,
+/// in the order given, with its platform.
+pub fn platform_index(manifests: &[(Descriptor, &Platform)]) -> Vec<u8> {
+    let entries: Vec<Value> = manifests
+        .iter()
+        .map(|(manifest, p)| {
+            let mut entry = manifest.to_json();
+            entry["platform"] = platform(p);
+            entry
+        })
+        .collect();
+    serde_json::to_vec(&new_index(entries)).expect("JSON of strings")
 }
 
 /// A new index holding `entries`.
@@ -210,17 +223,36 @@ mod tests {
     #[test]
     fn an_index_entry_is_replaced_by_ref_name_only() {
         let m = |s: &[u8]| Descriptor::of(MANIFEST_MEDIA_TYPE, s);
+        let amd64 = crate::options::platform_of_system("x86_64-linux").unwrap();
+        let arm64 = crate::options::platform_of_system("aarch64-linux").unwrap();
         let index = new_index(vec![
-            index_entry(&m(b"a"), "amd64", "a:1", "docker.io/library/a:1"),
-            index_entry(&m(b"b"), "amd64", "b:1", "docker.io/library/b:1"),
+            index_entry(&m(b"a"), Some(amd64), "a:1", "docker.io/library/a:1"),
+            index_entry(&m(b"b"), Some(amd64), "b:1", "docker.io/library/b:1"),
         ]);
-        let index = add_to_index(index, index_entry(&m(b"c"), "arm64", "a:1", "docker.io/library/a:1"), "a:1");
+        let index = add_to_index(index, index_entry(&m(b"c"), Some(arm64), "a:1", "docker.io/library/a:1"), "a:1");
         let entries = index["manifests"].as_array().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0]["annotations"][REF_NAME], "b:1");
         assert_eq!(entries[1]["digest"], m(b"c").digest);
         assert_eq!(entries[1]["platform"]["variant"], "v8");
         parse_index(&serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_platform_index_lists_each_manifest_with_its_platform() {
+        let m = |s: &[u8]| Descriptor::of(MANIFEST_MEDIA_TYPE, s);
+        let system = |s| crate::options::platform_of_system(s).unwrap();
+        let bytes = platform_index(&[(m(b"x"), system("x86_64-linux")), (m(b"a"), system("armhf-linux"))]);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["mediaType"], INDEX_MEDIA_TYPE);
+        assert_eq!(v["manifests"][0]["digest"], m(b"x").digest);
+        assert_eq!(v["manifests"][0]["mediaType"], MANIFEST_MEDIA_TYPE);
+        assert_eq!(v["manifests"][0]["platform"], json!({"architecture": "amd64", "os": "linux"}));
+        assert_eq!(v["manifests"][1]["platform"], json!({"architecture": "arm", "os": "linux", "variant": "v7"}));
+        let entry = index_entry(&Descriptor::of(INDEX_MEDIA_TYPE, &bytes), None, "a:1", "docker.io/library/a:1");
+        assert_eq!(entry["mediaType"], INDEX_MEDIA_TYPE);
+        assert!(entry.get("platform").is_none());
+        parse_index(&bytes).unwrap();
     }
 
     #[test]

@@ -33,9 +33,28 @@ use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule,
 use crate::archive::{self, Plan};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
-use crate::options::{Compression, ImageOptions};
+use crate::options::{Compression, ImageOptions, Platform};
 use blob::{Compressor, Seen};
 use documents::Descriptor;
+
+/// One image to write: its plan, the main item's name without its hash
+/// (`hello-2.12`), and the options it is built with (its platform).
+#[derive(Clone, Copy)]
+pub struct Image<'a> {
+    pub plan: &'a Plan,
+    pub main_name: &'a str,
+    pub options: &'a ImageOptions,
+}
+
+/// What the index entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The one image's manifest, with its platform.
+    Manifest,
+    /// An image index (a blob) of the images' manifests, each with its
+    /// platform: a multi-platform image.
+    PlatformIndex,
+}
 
 /// Writes the image of `plan` to `destination`, an OCI one; `main_name`
 /// is the main item's name without its hash (`hello-2.12`).
@@ -46,16 +65,35 @@ pub fn write_image(
     options: &ImageOptions,
     sbom: Option<&crate::sbom::Job>,
 ) -> Result<()> {
+    write_images(&[Image { plan, main_name, options }], Shape::Manifest, destination, sbom)
+}
+
+/// Writes `images` to `destination`, an OCI one, under one index entry
+/// (its ref and names from the first image's): for [`Shape::Manifest`],
+/// the one image's manifest; for [`Shape::PlatformIndex`], an image index
+/// of them all.  A blob the images share is stored once.  The SBOMs of
+/// `sbom` go in as artifacts whose subject is what the entry names.
+pub fn write_images(images: &[Image], shape: Shape, destination: &Destination, sbom: Option<&crate::sbom::Job>) -> Result<()> {
+    assert!(!images.is_empty() && (shape == Shape::PlatformIndex || images.len() == 1), "one image per manifest entry");
+    let first = images[0];
+    let cancelled = || first.options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
     match destination {
         Destination::OciLayout { dir, reference } => {
             let shown = format!("oci:{}", dir.display());
-            let mut layout = layout::Layout::open(dir, &shown, options.cancel.as_deref())?;
-            let reference = reference_of(plan, reference.as_deref());
-            let packaging = LayoutPackaging::new(plan, main_name, reference, options, &layout, dir);
-            archive::produce(plan, &packaging, options)?;
-            let entry = packaging.entry.lock().unwrap().take().expect("the tail names the image");
+            let mut layout = layout::Layout::open(dir, &shown, first.options.cancel.as_deref())?;
+            let reference = reference_of(first.plan, reference.as_deref());
+            let mut manifests = Vec::with_capacity(images.len());
+            for image in images {
+                let packaging = LayoutPackaging::new(image.plan, image.main_name, image.options, &layout, dir);
+                archive::produce(image.plan, &packaging, image.options)?;
+                let manifest = packaging.manifest.lock().unwrap().take().expect("the tail writes the manifest");
+                manifests.push((manifest, image.options.platform()));
+            }
+            let entry = named_entry(first.plan, &manifests, shape, reference, |bytes| {
+                layout.write_blob(documents::INDEX_MEDIA_TYPE, bytes)
+            })?;
             let mut sbom_files = artifact::attach_to_layout(&mut layout, &entry, reference, sbom)?;
-            if options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            if cancelled() {
                 return Err(Error::cancelled());
             }
             sbom_files.commit()?;
@@ -63,13 +101,37 @@ pub fn write_image(
             sbom_files.keep();
             Ok(())
         }
-        Destination::OciArchive { reference, .. } => {
-            tarball::write(plan, main_name, &destination.output().expect("an oci-archive has an output"), reference.as_deref(), options, sbom)
-        }
+        Destination::OciArchive { reference, .. } => tarball::write(
+            images,
+            shape,
+            &destination.output().expect("an oci-archive has an output"),
+            reference.as_deref(),
+            sbom,
+        ),
         Destination::DockerArchive(_) | Destination::Registry(_) => {
             Err(Error::invalid_argument("not an OCI layout or archive destination"))
         }
     }
+}
+
+/// The index entry naming the image `reference`: the manifest of
+/// `manifests` (one) with its platform, or, for a platform index, the
+/// index of them all, a blob given to `put_blob`.
+pub(crate) fn named_entry(
+    plan: &Plan,
+    manifests: &[(Descriptor, &'static Platform)],
+    shape: Shape,
+    reference: &str,
+    mut put_blob: impl FnMut(&[u8]) -> Result<Descriptor>,
+) -> Result<serde_json::Value> {
+    let full = documents::full_name(&plan.image.tags[0]);
+    Ok(match shape {
+        Shape::Manifest => documents::index_entry(&manifests[0].0, Some(manifests[0].1), reference, &full),
+        Shape::PlatformIndex => {
+            let index = put_blob(&documents::platform_index(manifests))?;
+            documents::index_entry(&index, None, reference, &full)
+        }
+    })
 }
 
 /// The ref name in the index: the one asked for, else the first tag.
@@ -77,7 +139,7 @@ pub(crate) fn reference_of<'a>(plan: &'a Plan, asked: Option<&'a str>) -> &'a st
     asked.unwrap_or(&plan.image.tags[0])
 }
 
-/// The config, the manifest and the index entry of `plan`'s image, whose
+/// The config and the manifest of `plan`'s image, whose
 /// layers turned out as `layers` (blobs) and `produced` (diff_ids).
 pub struct ImageDocuments {
     pub config: Vec<u8>,
@@ -90,12 +152,6 @@ impl ImageDocuments {
         let config_descriptor = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &config);
         let manifest = documents::manifest(&config_descriptor, layers, plan.image.created, main_name);
         ImageDocuments { config, manifest }
-    }
-
-    /// The index entry naming the image `reference`.
-    pub fn entry(&self, plan: &Plan, options: &ImageOptions, reference: &str) -> serde_json::Value {
-        let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &self.manifest);
-        documents::index_entry(&manifest, &options.architecture, reference, &documents::full_name(&plan.image.tags[0]))
     }
 }
 
@@ -115,8 +171,6 @@ pub(crate) fn compressor(options: &ImageOptions, producers: usize) -> Compressor
 struct LayoutPackaging<'p> {
     plan: &'p Plan,
     main_name: &'p str,
-    /// The ref name of the image in the index.
-    reference: &'p str,
     options: &'p ImageOptions,
     layout: &'p layout::Layout,
     dir: &'p Path,
@@ -128,15 +182,14 @@ struct LayoutPackaging<'p> {
     seen: Mutex<Vec<Option<Seen>>>,
     /// Each layer's blob, once whole.
     blobs: Mutex<Vec<Option<Descriptor>>>,
-    /// The index entry, made by the tail.
-    entry: Mutex<Option<serde_json::Value>>,
+    /// The manifest's descriptor, once the tail has written it.
+    manifest: Mutex<Option<Descriptor>>,
 }
 
 impl<'p> LayoutPackaging<'p> {
     fn new(
         plan: &'p Plan,
         main_name: &'p str,
-        reference: &'p str,
         options: &'p ImageOptions,
         layout: &'p layout::Layout,
         dir: &'p Path,
@@ -147,7 +200,6 @@ impl<'p> LayoutPackaging<'p> {
         LayoutPackaging {
             plan,
             main_name,
-            reference,
             options,
             layout,
             dir,
@@ -155,7 +207,7 @@ impl<'p> LayoutPackaging<'p> {
             temps: (0..n).map(|_| OnceLock::new()).collect(),
             seen: Mutex::new(vec![None; n]),
             blobs: Mutex::new(vec![None; n]),
-            entry: Mutex::new(None),
+            manifest: Mutex::new(None),
         }
     }
 }
@@ -202,8 +254,8 @@ impl Packaging for LayoutPackaging<'_> {
             self.blobs.lock().unwrap().iter().map(|b| b.clone().expect("every layer is whole")).collect();
         let docs = ImageDocuments::new(self.plan, self.main_name, self.options, &blobs, layers);
         self.layout.write_blob(documents::CONFIG_MEDIA_TYPE, &docs.config)?;
-        self.layout.write_blob(documents::MANIFEST_MEDIA_TYPE, &docs.manifest)?;
-        *self.entry.lock().unwrap() = Some(docs.entry(self.plan, self.options, self.reference));
+        let manifest = self.layout.write_blob(documents::MANIFEST_MEDIA_TYPE, &docs.manifest)?;
+        *self.manifest.lock().unwrap() = Some(manifest);
         Ok(())
     }
 }

@@ -17,10 +17,15 @@
 //!   whatever ends the build, then its header and the spooled bytes are
 //!   written out.  The spool holds one blob at a time.
 //!
+//! Several images (the platforms of a multi-platform image) go one after
+//! the other into the one file; a blob one of them wrote already (a layer
+//! the closures share) is not written again.
+//!
 //! Both give the same bytes.  A header is always one block, whatever the
 //! blob's size: above 8 GiB − 1 (11 octal digits) the size is in GNU tar's
 //! base-256 form ([`tarfmt::fixed_header_block`]).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -30,7 +35,7 @@ use std::sync::Mutex;
 
 use super::blob::{self, Compressor, Seen};
 use super::documents::{self, Descriptor};
-use super::{reference_of, ImageDocuments};
+use super::{named_entry, reference_of, Image, ImageDocuments, Shape};
 use crate::archive::packaging::{LayerTarget, Packaging, ProducedLayer, Schedule, Tail};
 use crate::archive::{self, Plan};
 use crate::error::{Error, ErrorKind, Result};
@@ -118,13 +123,8 @@ fn spool_name() -> PathBuf {
     std::env::temp_dir().join("(an unnamed file spooling a blob)")
 }
 
-/// The oci-archive packaging.
-struct ArchivePackaging<'p> {
-    plan: &'p Plan,
-    main_name: &'p str,
-    reference: &'p str,
-    options: &'p ImageOptions,
-    compressor: Compressor,
+/// The oci-archive being written, shared by the images that go into it.
+struct Archive<'p> {
     writer: Mutex<Writer<'p>>,
     /// The output's name, for messages.
     name: PathBuf,
@@ -134,30 +134,52 @@ struct ArchivePackaging<'p> {
     spool: Option<File>,
     /// The spool's name in messages.
     spool_name: PathBuf,
+    /// The hex digests of the blobs written.
+    written: Mutex<BTreeSet<String>>,
+}
+
+impl Archive<'_> {
+    /// Writes the blob `data` unless it is there; returns its descriptor.
+    fn put_blob(&self, media_type: &str, data: &[u8]) -> Result<Descriptor> {
+        let d = Descriptor::of(media_type, data);
+        if self.written.lock().unwrap().insert(d.hex().to_string()) {
+            self.writer.lock().unwrap().put(&entry_bytes(&header(&blob_name(d.hex()), Kind::File, d.size), data))?;
+        }
+        Ok(d)
+    }
+}
+
+/// The oci-archive packaging of one image.
+struct ArchivePackaging<'p, 'a> {
+    plan: &'p Plan,
+    main_name: &'p str,
+    options: &'p ImageOptions,
+    archive: &'p Archive<'a>,
+    compressor: Compressor,
     /// The layer being written: where its header goes, and, compressed,
     /// its stream's digest and size (uncompressed, they are the layer's).
     pending: Mutex<Option<(u64, Option<Seen>)>>,
     blobs: Mutex<Vec<Descriptor>>,
-    /// The SBOMs: artifacts in the archive, files beside it (written by the tail).
-    sbom: Option<&'p crate::sbom::Job>,
-    sbom_files: Mutex<Option<crate::sbom::PreparedFiles>>,
+    /// The manifest's descriptor, once the tail has written it.
+    manifest: Mutex<Option<Descriptor>>,
 }
 
-impl Packaging for ArchivePackaging<'_> {
+impl Packaging for ArchivePackaging<'_, '_> {
     /// In order: a layer starts where the last one ended.
     fn schedule(&self) -> Result<Schedule> {
         Ok(Schedule::InOrder)
     }
 
     fn layer_target(&self, _index: usize) -> Result<LayerTarget<'_>> {
-        let header_at = self.writer.lock().unwrap().offset;
+        let archive = self.archive;
+        let header_at = archive.writer.lock().unwrap().offset;
         // The blob goes after the block left for its header, or into the
         // spool, which the last blob has left.
-        let (file, name, offset) = match (self.file, &self.spool) {
-            (Some(file), _) => (file, &self.name, header_at + tarfmt::BLOCK),
+        let (file, name, offset) = match (archive.file, &archive.spool) {
+            (Some(file), _) => (file, &archive.name, header_at + tarfmt::BLOCK),
             (None, Some(spool)) => {
-                spool.set_len(0).map_err(|e| Error::output(&self.spool_name, &e))?;
-                (spool, &self.spool_name, 0)
+                spool.set_len(0).map_err(|e| Error::output(&archive.spool_name, &e))?;
+                (spool, &archive.spool_name, 0)
             }
             (None, None) => unreachable!("a stream has a spool"),
         };
@@ -180,23 +202,28 @@ impl Packaging for ArchivePackaging<'_> {
             None => (layer.diff_id, layer.len),
         };
         let hex = hex::encode(digest);
-        let name = blob_name(&hex);
-        let h = tarfmt::fixed_header_block(&header(&name, Kind::File, size));
-        let padding = vec![0u8; (tarfmt::padded(size) - size) as usize];
-        let mut writer = self.writer.lock().unwrap();
-        debug_assert_eq!(writer.offset, header_at);
-        match (self.file, &self.spool) {
-            (Some(file), _) => {
-                // The blob is in place after the block left for its header.
-                write_all_at(file, &h, header_at).map_err(|e| writer.output_error(e))?;
-                writer.offset += tarfmt::BLOCK + size;
+        let archive = self.archive;
+        // A blob written already (by another platform's image) is not
+        // written again: the next entry takes this one's place.
+        if archive.written.lock().unwrap().insert(hex.clone()) {
+            let name = blob_name(&hex);
+            let h = tarfmt::fixed_header_block(&header(&name, Kind::File, size));
+            let padding = vec![0u8; (tarfmt::padded(size) - size) as usize];
+            let mut writer = archive.writer.lock().unwrap();
+            debug_assert_eq!(writer.offset, header_at);
+            match (archive.file, &archive.spool) {
+                (Some(file), _) => {
+                    // The blob is in place after the block left for its header.
+                    write_all_at(file, &h, header_at).map_err(|e| writer.output_error(e))?;
+                    writer.offset += tarfmt::BLOCK + size;
+                }
+                (None, spool) => {
+                    writer.put(&h)?;
+                    writer.put_spooled(spool.as_ref().expect("a stream has a spool"), size)?;
+                }
             }
-            (None, spool) => {
-                writer.put(&h)?;
-                writer.put_spooled(spool.as_ref().expect("a stream has a spool"), size)?;
-            }
+            writer.put(&padding)?;
         }
-        writer.put(&padding)?;
         let media_type = blob::layer_media_type(self.options.compression).to_string();
         self.blobs.lock().unwrap().push(Descriptor { media_type, digest: format!("sha256:{hex}"), size });
         Ok(())
@@ -209,41 +236,24 @@ impl Packaging for ArchivePackaging<'_> {
     fn write_tail<'a>(&'a self, layers: &[ProducedLayer], _tail: &Tail<'_, 'a>) -> Result<()> {
         let blobs = self.blobs.lock().unwrap().clone();
         let docs = ImageDocuments::new(self.plan, self.main_name, self.options, &blobs, layers);
-        let config = Descriptor::of(documents::CONFIG_MEDIA_TYPE, &docs.config);
-        let manifest = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &docs.manifest);
-        let mut entries = vec![docs.entry(self.plan, self.options, self.reference)];
-        let mut files = vec![(blob_name(config.hex()), docs.config.clone()), (blob_name(manifest.hex()), docs.manifest.clone())];
-        if let Some(job) = self.sbom {
-            let artifacts = super::artifact::Artifacts::new(job, &manifest, self.reference);
-            files.extend(artifacts.blobs.into_iter().map(|(d, bytes)| (blob_name(d.hex()), bytes)));
-            entries.extend(artifacts.entries);
-            *self.sbom_files.lock().unwrap() = Some(crate::sbom::PreparedFiles::write(Some(job), &manifest.digest)?);
-        }
-        let index = serde_json::to_vec(&documents::new_index(entries)).expect("JSON");
-        files.push((b"index.json".to_vec(), index));
-        let mut writer = self.writer.lock().unwrap();
-        for (entry_name, data) in &files {
-            writer.put(&entry_bytes(&header(entry_name, Kind::File, data.len() as u64), data))?;
-        }
-        writer.put(&tarfmt::END_OF_ARCHIVE)?;
-        let flushed = match &mut writer.sink {
-            Sink::Stream(out) => out.flush(),
-            Sink::File(_) => Ok(()),
-        };
-        flushed.map_err(|e| writer.output_error(e))
+        self.archive.put_blob(documents::CONFIG_MEDIA_TYPE, &docs.config)?;
+        let manifest = self.archive.put_blob(documents::MANIFEST_MEDIA_TYPE, &docs.manifest)?;
+        *self.manifest.lock().unwrap() = Some(manifest);
+        Ok(())
     }
 }
 
-/// Writes `plan`'s image as an oci-archive to `output` (a file, or
-/// standard output).
+/// Writes `images` as an oci-archive to `output` (a file, or standard
+/// output) under one index entry (see [`super::write_images`]), with the
+/// SBOMs of `sbom` (one image only) as artifacts naming it.
 pub fn write(
-    plan: &Plan,
-    main_name: &str,
+    images: &[Image],
+    shape: Shape,
     output: &Output,
     reference: Option<&str>,
-    options: &ImageOptions,
     sbom: Option<&crate::sbom::Job>,
 ) -> Result<()> {
+    let first = images[0];
     let out = OutputFile::open(output)?;
     let name = out.display_path();
     let (sink, spool) = if out.is_seekable() {
@@ -261,7 +271,7 @@ pub fn write(
             )
         })?;
         let handle = out.file.try_clone().map_err(|e| Error::output(&name, &e))?;
-        let stream: Box<dyn Write + Send> = match PipeWriter::for_pipe(handle, options.cancel.clone()) {
+        let stream: Box<dyn Write + Send> = match PipeWriter::for_pipe(handle, first.options.cancel.clone()) {
             Ok(pipe) => Box::new(pipe),
             Err(handle) => Box::new(handle),
         };
@@ -272,29 +282,66 @@ pub fn write(
     writer.put(&entry_bytes(&header(b"oci-layout", Kind::File, layout_file.len() as u64), layout_file))?;
     writer.put(&entry_bytes(&header(b"blobs/", Kind::Dir, 0), b""))?;
     writer.put(&entry_bytes(&header(b"blobs/sha256/", Kind::Dir, 0), b""))?;
-    let packaging = ArchivePackaging {
-        plan,
-        main_name,
-        reference: reference_of(plan, reference),
-        options,
-        // One layer at a time, on all cores.
-        compressor: super::compressor(options, 1),
+    let archive = Archive {
         writer: Mutex::new(writer),
         name,
         file: out.is_seekable().then_some(&out.file),
         spool,
         spool_name: spool_name(),
-        pending: Mutex::new(None),
-        blobs: Mutex::new(Vec::new()),
-        sbom,
-        sbom_files: Mutex::new(None),
+        written: Mutex::new(BTreeSet::new()),
     };
-    archive::produce(plan, &packaging, options)?;
-    if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+    let mut manifests = Vec::with_capacity(images.len());
+    for image in images {
+        let packaging = ArchivePackaging {
+            plan: image.plan,
+            main_name: image.main_name,
+            options: image.options,
+            archive: &archive,
+            // One layer at a time, on all cores.
+            compressor: super::compressor(image.options, 1),
+            pending: Mutex::new(None),
+            blobs: Mutex::new(Vec::new()),
+            manifest: Mutex::new(None),
+        };
+        archive::produce(image.plan, &packaging, image.options)?;
+        let manifest = packaging.manifest.lock().unwrap().take().expect("the tail writes the manifest");
+        manifests.push((manifest, image.options.platform()));
+    }
+    if first.options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
         return Err(Error::cancelled());
     }
-    let mut sbom_files = packaging.sbom_files.lock().unwrap().take().unwrap_or_default();
-    drop(packaging);
+    let reference = reference_of(first.plan, reference);
+    let entry = named_entry(first.plan, &manifests, shape, reference, |bytes| {
+        archive.put_blob(documents::INDEX_MEDIA_TYPE, bytes)
+    })?;
+    let mut entries = vec![entry];
+    let mut sbom_files = crate::sbom::PreparedFiles::default();
+    if let Some(job) = sbom {
+        let subject = super::artifact::manifest_of(&entries[0]);
+        let artifacts = super::artifact::Artifacts::new(job, &subject, reference);
+        for (d, bytes) in &artifacts.blobs {
+            archive.put_blob(&d.media_type, bytes)?;
+        }
+        entries.extend(artifacts.entries);
+        sbom_files = crate::sbom::PreparedFiles::write(Some(job), &subject.digest)?;
+    }
+    let index = serde_json::to_vec(&documents::new_index(entries)).expect("JSON");
+    let mut writer = archive.writer.lock().unwrap();
+    writer.put(&entry_bytes(&header(b"index.json", Kind::File, index.len() as u64), &index))?;
+    writer.put(&tarfmt::END_OF_ARCHIVE)?;
+    let end = writer.offset;
+    let flushed = match &mut writer.sink {
+        Sink::Stream(out) => out.flush(),
+        Sink::File(_) => Ok(()),
+    };
+    flushed.map_err(|e| writer.output_error(e))?;
+    drop(writer);
+    let name = archive.name.clone();
+    drop(archive);
+    if out.is_seekable() {
+        // A blob not written twice may leave bytes past the end.
+        out.file.set_len(end).map_err(|e| Error::output(&name, &e))?;
+    }
     sbom_files.commit()?;
     out.commit()?;
     sbom_files.keep();

@@ -132,6 +132,7 @@ pub struct Upload {
     client: Arc<Client>,
     /// `layer N`, in errors.
     what: String,
+    /// Its line in the push's report.
     index: usize,
     chunk: Vec<u8>,
     /// Bytes the registry has acknowledged.
@@ -153,6 +154,7 @@ impl Upload {
     pub fn new(
         client: Arc<Client>,
         index: usize,
+        what: String,
         mount_hints: Arc<Vec<(String, String)>>,
         progress: Arc<Progress>,
         result: Arc<UploadResult>,
@@ -161,7 +163,7 @@ impl Upload {
     ) -> Upload {
         Upload {
             client,
-            what: format!("layer {}", index + 1),
+            what,
             index,
             chunk: Vec::with_capacity(CHUNK_SIZE),
             sent: 0,
@@ -225,7 +227,15 @@ impl Upload {
                             Err(e) => e,
                         });
                     }
-                    let held = self.held()?;
+                    let held = self.held().map_err(|e| {
+                        // Say the PATCH's own failure too.
+                        let prefix = format!("{}: ", client.where_());
+                        let first = match &result {
+                            Ok(r) => format!("{what}: HTTP {}", r.status),
+                            Err(first) => first.message.strip_prefix(&prefix).unwrap_or(&first.message).to_string(),
+                        };
+                        Error::new(e.kind, format!("{}; before that, {first}", e.message))
+                    })?;
                     if held < self.sent || held > last + 1 {
                         return Err(Error::new(
                             ErrorKind::Output,

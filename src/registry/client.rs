@@ -297,7 +297,7 @@ impl Client {
     }
 
     /// `registry HOST, repository NAME`.
-    fn where_(&self) -> String {
+    pub fn where_(&self) -> String {
         format!("registry {}, repository {}", self.registry, self.repository)
     }
 

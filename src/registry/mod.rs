@@ -50,10 +50,30 @@ pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distributio
 pub const DOCKER_CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub const DOCKER_LIST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// One platform's image of a multi-platform push.
+pub struct PlatformImage<'a> {
+    pub plan: &'a Plan,
+    pub main_name: &'a str,
+    /// Its options (its platform's architecture among them).
+    pub options: &'a ImageOptions,
+}
 
 /// Pushes the image of `plan` to `reference`; `main_name` is the main
 /// item's name without its hash.
 pub fn push(plan: &Plan, main_name: &str, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
+    push_images(&[PlatformImage { plan, main_name, options }], false, reference, options)
+}
+
+/// Pushes a multi-platform image: each platform's image (its blobs, then
+/// its manifest, by digest), then the image index naming them, under the
+/// tags.
+pub fn push_index(images: &[PlatformImage], reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
+    push_images(images, true, reference, options)
+}
+
+fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
     let ro = &options.registry;
     if ro.manifest_format == ManifestFormat::Docker && options.compression == Compression::Zstd {
         return Err(Error::invalid_argument(
@@ -69,8 +89,8 @@ pub fn push(plan: &Plan, main_name: &str, reference: &RegistryReference, options
             mount_sources.push(repository.clone());
         }
     }
-    let hints: Vec<(String, String)> =
-        ro.mount_hints.iter().filter(|(_, r)| r != &reference.repository).cloned().collect();
+    let hints: Arc<Vec<(String, String)>> =
+        Arc::new(ro.mount_hints.iter().filter(|(_, r)| r != &reference.repository).cloned().collect());
     let client = Arc::new(Client::connect(
         reference,
         credentials,
@@ -80,31 +100,80 @@ pub fn push(plan: &Plan, main_name: &str, reference: &RegistryReference, options
         mount_sources,
         options.cancel.clone(),
     )?);
-    let progress = Arc::new(Progress::new(client.shown(), plan.layers.len(), ro.push_progress.clone()));
-    let packaging = PushPackaging::new(plan, main_name, options, Arc::clone(&client), Arc::new(hints), Arc::clone(&progress));
-
-    // The engine's progress calls also report the push's.
-    let mut producing = options.clone();
-    let user_progress = options.progress.clone();
-    let reporting = Arc::clone(&progress);
-    producing.progress = Some(Arc::new(move |p| {
-        if let Some(user) = &user_progress {
-            user(p);
+    let layers: usize = images.iter().map(|i| i.plan.layers.len()).sum();
+    let progress = Arc::new(Progress::new(client.shown(), layers, ro.push_progress.clone()));
+    let mut manifests = Vec::with_capacity(images.len());
+    let mut offset = 0;
+    for image in images {
+        let label = if index {
+            let p = image.options.platform();
+            let name = match p.variant {
+                Some(v) => format!("linux/{}/{v}", p.architecture),
+                None => format!("linux/{}", p.architecture),
+            };
+            format!("{name} ")
+        } else {
+            String::new()
+        };
+        let packaging = PushPackaging::new(
+            image.plan,
+            image.main_name,
+            image.options,
+            Arc::clone(&client),
+            Arc::clone(&hints),
+            Arc::clone(&progress),
+            offset,
+            label,
+        );
+        offset += image.plan.layers.len();
+        // The engine's progress calls also report the push's.
+        let mut producing = image.options.clone();
+        let user_progress = image.options.progress.clone();
+        let reporting = Arc::clone(&progress);
+        producing.progress = Some(Arc::new(move |p| {
+            if let Some(user) = &user_progress {
+                user(p);
+            }
+            reporting.report();
+        }));
+        if let Err(e) = archive::produce(image.plan, &packaging, &producing) {
+            progress.report();
+            // The registry's own error, not the stream's echo of it.
+            return Err(packaging.failure.lock().unwrap().take().filter(|_| e.kind != ErrorKind::Cancelled).unwrap_or(e));
         }
-        reporting.report();
-    }));
-    if let Err(e) = archive::produce(plan, &packaging, &producing) {
-        progress.report();
-        // The registry's own error, not the stream's echo of it.
-        return Err(packaging.failure.lock().unwrap().take().filter(|_| e.kind != ErrorKind::Cancelled).unwrap_or(e));
+        let (manifest, media_type) = packaging.manifest.lock().unwrap().take().expect("the tail made the manifest");
+        manifests.push((manifest, media_type, image.options.platform()));
     }
-    let (manifest, media_type) = packaging.manifest.lock().unwrap().take().expect("the tail made the manifest");
     if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
         return Err(Error::cancelled());
     }
-    let digest = documents::digest_of(&manifest);
+    let (document, media_type) = if index {
+        // Each manifest by its digest first: the index names them.
+        let mut entries = Vec::with_capacity(manifests.len());
+        for (manifest, media_type, platform) in &manifests {
+            let descriptor = Descriptor::of(media_type, manifest);
+            put_manifest(&client, manifest, media_type, &descriptor.digest)?;
+            entries.push((descriptor, *platform));
+        }
+        if ro.manifest_format == ManifestFormat::Docker {
+            let list: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|(d, p)| {
+                    json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size, "platform": documents::platform(p)})
+                })
+                .collect();
+            let value = json!({ "schemaVersion": 2, "mediaType": DOCKER_LIST_MEDIA_TYPE, "manifests": list });
+            (serde_json::to_vec(&value).expect("JSON of strings"), DOCKER_LIST_MEDIA_TYPE)
+        } else {
+            (documents::platform_index(&entries), documents::INDEX_MEDIA_TYPE)
+        }
+    } else {
+        let (manifest, media_type, _) = manifests.pop().expect("one image");
+        (manifest, media_type)
+    };
+    let digest = documents::digest_of(&document);
     for tag in &tags {
-        put_manifest(&client, &manifest, media_type, tag)?;
+        put_manifest(&client, &document, media_type, tag)?;
     }
     progress.update(|r| r.manifest = Some((digest.clone(), tags.clone())));
     progress.report();
@@ -145,6 +214,7 @@ fn credentials_for(reference: &RegistryReference, ro: &RegistryOptions) -> Resul
     Ok((found.credentials, origin))
 }
 
+/// PUTs a manifest (or an index) under `tag`, or a digest.
 fn put_manifest(client: &Client, manifest: &[u8], media_type: &str, tag: &str) -> Result<()> {
     let what = format!("manifest {tag}: PUT");
     let request = Request::new("PUT", client.url(&format!("manifests/{tag}"))).header("content-type", media_type).body(manifest);
@@ -220,6 +290,11 @@ struct PushPackaging<'p> {
     failure: Arc<Mutex<Option<Error>>>,
     /// The manifest and its media type, made by the tail.
     manifest: Mutex<Option<(Vec<u8>, &'static str)>>,
+    /// This image's first layer's line in the report (a multi-platform
+    /// push reports every image's layers).
+    offset: usize,
+    /// `linux/arm64/v8 ` in a multi-platform push, for messages.
+    label: String,
 }
 
 impl<'p> PushPackaging<'p> {
@@ -230,6 +305,8 @@ impl<'p> PushPackaging<'p> {
         client: Arc<Client>,
         hints: Arc<Vec<(String, String)>>,
         progress: Arc<Progress>,
+        offset: usize,
+        label: String,
     ) -> Self {
         let n = plan.layers.len();
         let jobs = options.registry.jobs();
@@ -247,6 +324,8 @@ impl<'p> PushPackaging<'p> {
             blobs: Mutex::new(vec![None; n]),
             failure: Arc::default(),
             manifest: Mutex::new(None),
+            offset,
+            label,
         }
     }
 
@@ -282,10 +361,11 @@ impl Packaging for PushPackaging<'_> {
 
     fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
         let permit = self.permit()?;
-        self.progress.set(index, LayerState::Uploading { sent: 0 });
+        self.progress.set(self.offset + index, LayerState::Uploading { sent: 0 });
         let upload = Upload::new(
             Arc::clone(&self.client),
-            index,
+            self.offset + index,
+            format!("{}layer {}", self.label, index + 1),
             Arc::clone(&self.hints),
             Arc::clone(&self.progress),
             Arc::clone(&self.results[index]),
@@ -308,7 +388,7 @@ impl Packaging for PushPackaging<'_> {
             Outcome::Uploaded => LayerState::Uploaded,
         };
         self.progress.update(|r| {
-            let layer = &mut r.layers[index];
+            let layer = &mut r.layers[self.offset + index];
             layer.state = state;
             layer.digest = Some(digest.clone());
             layer.size = Some(size);
@@ -338,7 +418,8 @@ impl Packaging for PushPackaging<'_> {
         let config_type = if docker { DOCKER_CONFIG_MEDIA_TYPE } else { documents::CONFIG_MEDIA_TYPE };
         let config_descriptor = Descriptor::of(config_type, &config);
         let hint = self.hints.iter().find(|(d, _)| *d == config_descriptor.digest).map(|(_, r)| r.as_str());
-        let outcome = blobs::put_whole(&self.client, &config, &config_descriptor.digest, hint, "the config")?;
+        let what = format!("{}the config", self.label);
+        let outcome = blobs::put_whole(&self.client, &config, &config_descriptor.digest, hint, &what)?;
         self.progress.update(|r| r.config_present = Some(outcome != Outcome::Uploaded));
         let manifest = if docker {
             let descriptor = |d: &Descriptor| json!({ "mediaType": d.media_type, "digest": d.digest, "size": d.size });

@@ -12,7 +12,9 @@
  * Builds real images through the ABI (several options, an explicit closure,
  * a closure computed from the database, compressed, to standard output, in
  * two threads at once), asks it the names it gives (result codes, store
- * items, default output files, tags) and drives every error path.  Prints one line per
+ * items, default output files, tags), writes OCI layouts, oci-archives and a
+ * multi-platform index through the destination strings (read back by skopeo
+ * and umoci) and drives every error path.  Prints one line per
  * check and "N passed, N failed"; exits 1 on any failure.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -1035,6 +1037,176 @@ static void test_sbom(const char *store, const char *item, const char *database,
   free(base);
   free(out);
   gdn_options_free(o);
+/* ---- destinations (GDN_1.2) ---- */
+
+/* Runs the shell command `command` (a real consumer: skopeo, umoci) and
+ * returns its standard output (empty on failure), its status in *status. */
+static char *run_command(const char *command, int *status) {
+  FILE *p = popen(command, "r");
+  size_t n = 0, cap = 4096;
+  char *out = malloc(cap);
+  if (!out) abort();
+  if (p) {
+    size_t got;
+    while ((got = fread(out + n, 1, cap - n - 1, p)) > 0) {
+      n += got;
+      if (cap - n < 2) {
+        cap *= 2;
+        out = realloc(out, cap);
+        if (!out) abort();
+      }
+    }
+    *status = pclose(p);
+  } else {
+    *status = -1;
+  }
+  out[n] = '\0';
+  return out;
+}
+
+/* `command` (formatted) succeeds and its output holds every needle. */
+static void expect_command(const char *what, const char *const *needles, const char *fmt, ...) {
+  char command[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(command, sizeof command, fmt, ap);
+  va_end(ap);
+  int status;
+  char *out = run_command(command, &status);
+  expect(status == 0, "%s: `%s` succeeds (status %d)", what, command, status);
+  for (const char *const *n = needles; n && *n; n++)
+    expect(strstr(out, *n) != NULL, "%s: its output has %s", what, *n);
+  free(out);
+}
+
+/* The store item of `store` whose name (after the hash) is `name`. */
+static char *item_named(const char *store, const char *name) {
+  size_t n;
+  char **items = store_items(store, &n);
+  char *found = NULL;
+  for (size_t i = 0; i < n && !found; i++)
+    if (strcmp(base_name(items[i]) + 33, name) == 0) found = strdup(items[i]);
+  free_strings(items, n);
+  return found;
+}
+
+static void test_destinations(const char *store, const char *item, const char *work,
+                              const char *entry_point) {
+  char *dir = join(work, "destinations");
+  if (mkdir(dir, 0755) != 0) {
+    perror(dir);
+    exit(2);
+  }
+  gdn_options *o = gdn_options_new();
+  if (!o || gdn_options_set_store_dir(o, store) != GDN_OK || gdn_options_add_tag(o, "hello:c") != GDN_OK ||
+      gdn_options_set_max_layers(o, 10) != GDN_OK ||
+      (entry_point && gdn_options_set_entry_point(o, entry_point) != GDN_OK)) {
+    expect(0, "options for the destinations: %s", last_error());
+    return;
+  }
+  char *layout = join(dir, "layout");
+  char destination[4096];
+  gdn_result r;
+
+  /* An OCI layout, through the one parser; read by skopeo and umoci. */
+  snprintf(destination, sizeof destination, "oci:%s:c-single", layout);
+  r = gdn_build_image(destination, item, NULL, 0, o);
+  expect(r == GDN_OK, "gdn_build_image(\"oci:DIR:c-single\"): %d %s", r, last_error());
+  char *index = join(layout, "index.json");
+  expect(exists(index), "the layout has index.json");
+  const char *single[] = {"\"Architecture\": \"amd64\"", "\"Os\": \"linux\"", NULL};
+  expect_command("skopeo inspect oci:DIR:c-single", single, "skopeo inspect oci:%s:c-single", layout);
+  char *bundle = join(dir, "bundle");
+  char *rooted = join(bundle, "rootfs");
+  char *in_image = join(rooted, item + 1);
+  expect_command("umoci unpack of the layout", NULL, "umoci unpack --rootless --image %s:c-single %s >/dev/null 2>&1",
+                 layout, bundle);
+  expect(exists(in_image), "umoci's root file system holds the item %s", base_name(item));
+
+  /* An oci-archive, then a docker-archive, through the same function. */
+  char *oci_archive = join(dir, "image-oci.tar");
+  snprintf(destination, sizeof destination, "oci-archive:%s", oci_archive);
+  r = gdn_build_image(destination, item, NULL, 0, o);
+  expect(r == GDN_OK, "gdn_build_image(\"oci-archive:FILE\"): %d %s", r, last_error());
+  const char *archived[] = {"\"Architecture\": \"amd64\"", NULL};
+  expect_command("skopeo inspect oci-archive:FILE", archived, "skopeo inspect oci-archive:%s", oci_archive);
+  char *docker_archive = join(dir, "image-docker.tar");
+  snprintf(destination, sizeof destination, "docker-archive:%s", docker_archive);
+  r = gdn_build_image(destination, item, NULL, 0, o);
+  expect(r == GDN_OK, "gdn_build_image(\"docker-archive:FILE\"): %d %s", r, last_error());
+  expect_image("gdn_build_image(\"docker-archive:FILE\")", docker_archive, "hello:c");
+
+  /* Bad destinations: a clear error, nothing left. */
+  char *elsewhere = join(dir, "x");
+  snprintf(destination, sizeof destination, "dir:%s", elsewhere);
+  expect_build_failure("gdn_build_image(\"dir:...\")", gdn_build_image(destination, item, NULL, 0, o),
+                       GDN_ERR_INVALID_ARGUMENT, "unknown transport 'dir'", elsewhere, NULL);
+  snprintf(destination, sizeof destination, "oci:%s:Bad Ref", elsewhere);
+  expect_build_failure("gdn_build_image(\"oci:DIR:Bad Ref\")", gdn_build_image(destination, item, NULL, 0, o),
+                       GDN_ERR_INVALID_ARGUMENT, "reference 'Bad Ref'", elsewhere, NULL);
+  snprintf(destination, sizeof destination, "oci:%s", oci_archive);
+  expect_build_failure("gdn_build_image(\"oci:\") onto a file", gdn_build_image(destination, item, NULL, 0, o),
+                       GDN_ERR_OUTPUT, "is not a directory", NULL, NULL);
+  char *deep = join(elsewhere, "sub");
+  snprintf(destination, sizeof destination, "oci:%s", deep);
+  expect_build_failure("gdn_build_image(\"oci:\") in a missing directory",
+                       gdn_build_image(destination, item, NULL, 0, o), GDN_ERR_OUTPUT, "cannot create", elsewhere,
+                       NULL);
+  expect_build_failure("gdn_build_image(NULL destination)", gdn_build_image(NULL, item, NULL, 0, o),
+                       GDN_ERR_NULL_ARGUMENT, "'destination'", NULL, NULL);
+
+  /* A multi-platform image: the profile for x86_64, hello for aarch64
+   * (the same store: glibc-sample and greeting-data are in both closures,
+   * their layers stored once). */
+  char *hello = item_named(store, "hello-2.12.1");
+  expect(hello != NULL, "the sample store has hello-2.12.1");
+  if (hello) {
+    const char *systems[] = {"x86_64-linux", "aarch64-linux"};
+    const char *items[] = {item, hello};
+    char *multi = join(dir, "multi");
+    snprintf(destination, sizeof destination, "oci:%s:multi", multi);
+    r = gdn_build_platform_image(destination, systems, items, 2, o);
+    expect(r == GDN_OK, "gdn_build_platform_image(\"oci:DIR:multi\"): %d %s", r, last_error());
+    const char *raw[] = {"application/vnd.oci.image.index.v1+json", "\"architecture\":\"amd64\"",
+                         "\"architecture\":\"arm64\"", "\"variant\":\"v8\"", NULL};
+    expect_command("skopeo inspect --raw of the platforms' index", raw, "skopeo inspect --raw oci:%s:multi", multi);
+    const char *arm[] = {"\"Architecture\": \"arm64\"", NULL};
+    expect_command("skopeo inspect --override-arch arm64", arm,
+                   "skopeo inspect --override-arch arm64 oci:%s:multi", multi);
+    /* The profile's 4 items, hello's 3 (the same layers), 2 configs, 2
+     * manifests, the index. */
+    char *blobs = join(multi, "blobs/sha256");
+    int n = entries_in(blobs);
+    expect(n == 9, "the shared layers are stored once: %d blobs (want 9)", n);
+
+    char *one_file = join(dir, "multi.tar");
+    expect_build_failure("gdn_build_platform_image to a docker-archive",
+                         gdn_build_platform_image(one_file, systems, items, 2, o), GDN_ERR_INVALID_ARGUMENT,
+                         "a docker-archive holds the image of one platform", one_file, NULL);
+    const char *bad_systems[] = {"x86_64-linux", "sparc-linux"};
+    char *never = join(dir, "never");
+    snprintf(destination, sizeof destination, "oci:%s", never);
+    expect_build_failure("gdn_build_platform_image with an unknown system",
+                         gdn_build_platform_image(destination, bad_systems, items, 2, o),
+                         GDN_ERR_INVALID_ARGUMENT, "sparc-linux", never, NULL);
+    free(never);
+    free(one_file);
+    free(blobs);
+    free(multi);
+    free(hello);
+  }
+
+  gdn_options_free(o);
+  free(deep);
+  free(elsewhere);
+  free(docker_archive);
+  free(oci_archive);
+  free(in_image);
+  free(rooted);
+  free(bundle);
+  free(index);
+  free(layout);
+  free(dir);
 }
 
 int main(int argc, char **argv) {
@@ -1054,6 +1226,7 @@ int main(int argc, char **argv) {
   test_reentry(store, item, work);
   test_builds(store, item, database, work, entry_point);
   test_sbom(store, item, database, work);
+  test_destinations(store, item, work, entry_point);
 
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

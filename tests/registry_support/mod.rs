@@ -145,9 +145,10 @@ impl Drop for Registry {
     }
 }
 
-/// A TCP proxy to `upstream` that cuts every `nth` connection, and every
-/// one after the first `until` (a registry gone), after reading a little
-/// of its first request, forwarding nothing of it.
+/// A TCP proxy to `upstream` that cuts every `nth` connection after
+/// reading a little of its first request, forwarding nothing of it; or,
+/// once `budget` bytes of requests have gone through, cuts every
+/// connection, open or new (a registry gone).
 pub struct CuttingProxy {
     pub host: String,
     pub cut: Arc<AtomicUsize>,
@@ -159,24 +160,25 @@ impl CuttingProxy {
         Self::cutting(upstream, nth, usize::MAX)
     }
 
-    /// Cuts every connection after the first `until`.
-    pub fn dying(upstream: &str, until: usize) -> CuttingProxy {
-        Self::cutting(upstream, usize::MAX, until)
+    /// Gone once `budget` bytes of requests went through.
+    pub fn dying(upstream: &str, budget: usize) -> CuttingProxy {
+        Self::cutting(upstream, usize::MAX, budget)
     }
 
-    fn cutting(upstream: &str, nth: usize, until: usize) -> CuttingProxy {
+    fn cutting(upstream: &str, nth: usize, budget: usize) -> CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let (cut, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
         let upstream = upstream.to_string();
         let (cut2, stop2) = (Arc::clone(&cut), Arc::clone(&stop));
+        let sent = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
             for (i, conn) in listener.incoming().enumerate() {
                 if stop2.load(Ordering::Relaxed) {
                     return;
                 }
                 let Ok(mut client) = conn else { continue };
-                if (i + 1) % nth == 0 || i >= until {
+                if (i + 1) % nth == 0 || sent.load(Ordering::Relaxed) >= budget {
                     let mut buf = [0u8; 64];
                     let _ = client.read(&mut buf);
                     let _ = client.shutdown(Shutdown::Both);
@@ -186,9 +188,21 @@ impl CuttingProxy {
                 let Ok(server) = TcpStream::connect(&upstream) else { continue };
                 let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let mut server = server;
+                let sent = Arc::clone(&sent);
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut s2);
-                    let _ = s2.shutdown(Shutdown::Write);
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match c2.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if sent.fetch_add(n, Ordering::Relaxed) + n > budget || s2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    // Both ways closed: the registry is gone for this connection.
+                    let _ = s2.shutdown(Shutdown::Both);
+                    let _ = c2.shutdown(Shutdown::Both);
                 });
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut server, &mut client);
