@@ -54,6 +54,7 @@
             %set-system %set-creation-time %set-compression %set-threads
             %set-localstatedir %set-progress-callback %set-cancel
             %clone-options %free-options %cancel-request %build-docker-image
+            %build-image %build-platform-image
             %store-item-name %default-output-name %tag-from-name))
 
 ;;; Commentary:
@@ -566,6 +567,12 @@ before writing anything."
 
 (define %build-docker-image
   (library-procedure "build_docker_image" 'result (list '* '* size_t '* '*)))
+;; To a destination string: (DESTINATION ITEM CLOSURE LENGTH OPTIONS), and
+;; (DESTINATION SYSTEMS ITEMS COUNT OPTIONS) for several platforms.
+(define %build-image
+  (library-procedure "gdn_build_image" 'result (list '* '* '* size_t '*)))
+(define %build-platform-image
+  (library-procedure "gdn_build_platform_image" 'result (list '* '* '* size_t '*)))
 
 ;; The names the library gives: (ITEM OPTIONS) and (NAME) to a string.
 (define %store-item-name (library-procedure "gdn_store_item_name" 'string '(* *)))
