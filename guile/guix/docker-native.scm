@@ -28,6 +28,9 @@
   #:export (build-docker-image
             build-docker-image/item
             build-docker-image/options
+            build-image/options
+            build-platform-image
+            build-platform-image/options
             make-image-options
 
             cancel-build!
@@ -478,6 +481,111 @@ current build; return the thread."
      (and (<= required 2) (or rest? (>= (+ required optional) 2))))
     (#f #t)))                           ;unknown: let the call tell
 
+(define (run-build what options progress cancel kept output call)
+  "Run CALL, a procedure of an options pointer (a private copy of OPTIONS)
+making one library build call, as `build-docker-image/options' describes;
+WHAT names the build in messages, KEPT lists the pointer objects the call
+reads, and OUTPUT is the file to remove when the call is left after the
+build wrote it (#f: none).  Return #t, or raise the build's error."
+  (unless (image-options? options)
+    (invalid-argument "options ~s: expected a handle from make-image-options"
+                      options))
+  (unless (or (not progress)
+              (and (procedure? progress) (accepts-two-arguments? progress)))
+    (invalid-argument "progress ~s: expected a procedure of two arguments, \
+BYTES-DONE and BYTES-TOTAL" progress))
+  (unless (or (not cancel) (cancel-flag? cancel))
+    (invalid-argument "cancel ~s: expected a flag from make-cancel-flag"
+                      cancel))
+  ;; One rule, as the library's for its callbacks (which refuses a build
+  ;; with the running build's options): no build from a progress procedure.
+  (when (fluid-ref %in-progress-procedure)
+    (invalid-argument "build of ~s: cannot start a build from a progress \
+procedure" what))
+  (let* ((flag (if cancel
+                   (cancel-flag->pointer cancel)
+                   (new-cancel-flag-pointer)))
+         ;; The build record lives until `finish!' is done, and with it
+         ;; what the library reads: the pointer objects of the strings and
+         ;; the closure table, and that of OPTIONS, whose finalizer
+         ;; (gdn_options_free) must not run while gdn_options_clone reads
+         ;; it.  A foreign call's arguments alone do not keep them alive.
+         (build (make-build (make-mutex) (make-condition-variable) #f #f #f #f
+                            (cons* (image-options->pointer options)
+                                   flag kept)))
+         (copy #f)
+         (thread #f)
+         (entered? #f)
+         (completed? #f))               ;left through the loop's end
+    (define (start!)
+      (set! copy (private-options options))
+      (%set-cancel copy flag)
+      (when progress
+        (%set-progress-callback copy (force %progress-callback)
+                                %null-pointer))
+      (set! thread
+        (start-build-thread
+         build
+         (lambda ()
+           (call copy)))))
+
+    (define (finish!)
+      ;; Runs with asyncs blocked (see below): nothing may interrupt the
+      ;; wait for the library, or the exit would outrun the build again.
+      (unless completed?
+        (%cancel-request flag)
+        (abandon-build! build))
+      (when thread
+        (join-thread thread))
+      (when copy
+        (%free-options copy)
+        (set! copy #f))
+      ;; The library is done with them: release them (and, this being a
+      ;; use of the record, nothing is collected before this point).
+      (set-build-kept! build #f)
+      ;; The build had written OUTPUT when the call was left at its last
+      ;; report: undo it, the caller never got OUTPUT back.
+      (when (and output
+                 (not completed?)
+                 (build-finished? build)
+                 (eq? #t (build-outcome build))
+                 (not (string=? output "-")))
+        (false-if-exception (delete-file output))))
+
+    ;; Asyncs (signal handlers, `cancel-thread', ...) are blocked from here
+    ;; on and run only where this thread waits for the build or calls
+    ;; PROGRESS: an async's exit then always finds the build thread known
+    ;; and reaches `finish!' with asyncs blocked again, with no window for a
+    ;; second async to cut the wait short.
+    (let ((outcome
+           (call-with-blocked-asyncs
+            (lambda ()
+              (dynamic-wind
+                (lambda ()
+                  (when entered?
+                    (invalid-argument "build of ~s: it has ended; its \
+progress procedure cannot be entered again" what))
+                  (set! entered? #t))
+                (lambda ()
+                  (start!)
+                  (let loop ()
+                    (match (call-with-unblocked-asyncs
+                            (lambda () (next-event build)))
+                      (('report done . total)
+                       (call-with-unblocked-asyncs
+                        (lambda ()
+                          (with-fluids ((%in-progress-procedure #t))
+                            (progress done total))))
+                       (report-taken! build)
+                       (loop))
+                      (('finished . outcome)
+                       (set! completed? #t)
+                       outcome))))
+                finish!)))))
+      (match outcome
+        (#t #t)
+        ((key . args) (apply throw key args))))))
+
 (define* (build-docker-image/options item output options
                                      #:key closure progress cancel)
   "Write to OUTPUT (a file name, or \"-\" for standard output) the Docker
@@ -498,112 +606,83 @@ once the library has returned and its threads have ended, leaving nothing
 at OUTPUT (a file that was there is untouched, unless the build had already
 replaced it).  OPTIONS is not changed and may be used by several builds at
 once."
-  (unless (image-options? options)
-    (invalid-argument "options ~s: expected a handle from make-image-options"
-                      options))
-  (unless (or (not progress)
-              (and (procedure? progress) (accepts-two-arguments? progress)))
-    (invalid-argument "progress ~s: expected a procedure of two arguments, \
-BYTES-DONE and BYTES-TOTAL" progress))
-  (unless (or (not cancel) (cancel-flag? cancel))
-    (invalid-argument "cancel ~s: expected a flag from make-cancel-flag"
-                      cancel))
-  ;; One rule, as the library's for its callbacks (which refuses a build
-  ;; with the running build's options): no build from a progress procedure.
-  (when (fluid-ref %in-progress-procedure)
-    (invalid-argument "build of ~s: cannot start a build from a progress \
-procedure" item))
-  (let* ((item-pointer (string-argument "item" item))
-         (output-pointer (string-argument "output" output))
-         (closure-pointer (if closure
-                              (string-array-argument
-                               "closure item" (list-argument "closure" closure))
-                              %null-pointer))
-         (closure-length (if closure (length closure) 0))
-         (flag (if cancel
-                   (cancel-flag->pointer cancel)
-                   (new-cancel-flag-pointer)))
-         ;; The build record lives until `finish!' is done, and with it
-         ;; what the library reads: the pointer objects of the strings and
-         ;; the closure table, and that of OPTIONS, whose finalizer
-         ;; (gdn_options_free) must not run while gdn_options_clone reads
-         ;; it.  A foreign call's arguments alone do not keep them alive.
-         (build (make-build (make-mutex) (make-condition-variable) #f #f #f #f
-                            (list (image-options->pointer options)
-                                  item-pointer output-pointer
-                                  closure-pointer flag)))
-         (copy #f)
-         (thread #f)
-         (entered? #f)
-         (completed? #f))               ;left through the loop's end
-    (define (start!)
-      (set! copy (private-options options))
-      (%set-cancel copy flag)
-      (when progress
-        (%set-progress-callback copy (force %progress-callback)
-                                %null-pointer))
-      (set! thread
-        (start-build-thread
-         build
-         (lambda ()
-           (%build-docker-image item-pointer closure-pointer closure-length
-                                output-pointer copy)))))
+  (let ((item-pointer (string-argument "item" item))
+        (output-pointer (string-argument "output" output))
+        (closure-pointer (closure-argument closure)))
+    (run-build item options progress cancel
+               (list item-pointer output-pointer closure-pointer)
+               output
+               (lambda (copy)
+                 (%build-docker-image item-pointer closure-pointer
+                                      (if closure (length closure) 0)
+                                      output-pointer copy)))
+    output))
 
-    (define (finish!)
-      ;; Runs with asyncs blocked (see below): nothing may interrupt the
-      ;; wait for the library, or the exit would outrun the build again.
-      (unless completed?
-        (%cancel-request flag)
-        (abandon-build! build))
-      (when thread
-        (join-thread thread))
-      (when copy
-        (%free-options copy)
-        (set! copy #f))
-      ;; The library is done with them: release them (and, this being a
-      ;; use of the record, nothing is collected before this point).
-      (set-build-kept! build #f)
-      ;; The build had written OUTPUT when the call was left at its last
-      ;; report: undo it, the caller never got OUTPUT back.
-      (when (and (not completed?)
-                 (build-finished? build)
-                 (eq? #t (build-outcome build))
-                 (not (string=? output "-")))
-        (false-if-exception (delete-file output))))
+(define (closure-argument closure)
+  "CLOSURE, a list of store items or #f, as a C array (or NULL)."
+  (if closure
+      (string-array-argument "closure item" (list-argument "closure" closure))
+      %null-pointer))
 
-    ;; Asyncs (signal handlers, `cancel-thread', ...) are blocked from here
-    ;; on and run only where this thread waits for the build or calls
-    ;; PROGRESS: an async's exit then always finds the build thread known
-    ;; and reaches `finish!' with asyncs blocked again, with no window for a
-    ;; second async to cut the wait short.
-    (let ((outcome
-           (call-with-blocked-asyncs
-            (lambda ()
-              (dynamic-wind
-                (lambda ()
-                  (when entered?
-                    (invalid-argument "build of ~s: it has ended; its \
-progress procedure cannot be entered again" item))
-                  (set! entered? #t))
-                (lambda ()
-                  (start!)
-                  (let loop ()
-                    (match (call-with-unblocked-asyncs
-                            (lambda () (next-event build)))
-                      (('report done . total)
-                       (call-with-unblocked-asyncs
-                        (lambda ()
-                          (with-fluids ((%in-progress-procedure #t))
-                            (progress done total))))
-                       (report-taken! build)
-                       (loop))
-                      (('finished . outcome)
-                       (set! completed? #t)
-                       outcome))))
-                finish!)))))
-      (match outcome
-        (#t output)
-        ((key . args) (apply throw key args))))))
+(define* (build-image/options destination item options
+                              #:key closure progress cancel)
+  "Write the image of ITEM, a store item, shaped by OPTIONS (a handle from
+`make-image-options'), to DESTINATION, a string as the command line's -o
+takes it: \"oci:DIR[:REF]\" (an OCI image layout directory, created or
+added to: an entry of the ref REF is replaced, the others stay),
+\"oci-archive:FILE[:REF]\" (that layout as one tar file),
+\"docker-archive:FILE\", a plain file name or \"-\" (the docker-archive
+`docker load' reads).  REF defaults to the first tag.  The library parses
+DESTINATION (the parser of the command line and the C ABI) and refuses an
+unknown transport or a bad REF before anything is written.  CLOSURE,
+PROGRESS and CANCEL are as for `build-docker-image/options'.  Return
+DESTINATION.  After an error nothing this build wrote is left (a layout is
+as it was)."
+  (let ((destination-pointer (string-argument "destination" destination))
+        (item-pointer (string-argument "item" item))
+        (closure-pointer (closure-argument closure)))
+    (run-build item options progress cancel
+               (list destination-pointer item-pointer closure-pointer)
+               #f
+               (lambda (copy)
+                 (%build-image destination-pointer item-pointer
+                               closure-pointer
+                               (if closure (length closure) 0)
+                               copy)))
+    destination))
+
+(define* (build-platform-image/options destination platforms options
+                                       #:key progress cancel)
+  "Write a multi-platform image to DESTINATION (as for
+`build-image/options'; \"oci:...\" or \"oci-archive:...\" for more than one
+platform): one OCI image index whose manifests are the images of the store
+items of PLATFORMS, an alist of (SYSTEM . ITEM), ITEM built for the Guix
+system SYSTEM (\"x86_64-linux\", \"aarch64-linux\", \"armhf-linux\",
+\"i686-linux\", \"riscv64-linux\", \"powerpc64le-linux\",
+\"mips64el-linux\"), each image for its system's platform (linux/amd64,
+linux/arm64/v8, linux/arm/v7, ...).  Each item's closure is computed (from
+the options' database, else by scanning the store) and each item is its
+image's main item; OPTIONS apply to every image but for their system.
+Layers the images share are stored once.  PROGRESS and CANCEL are as for
+`build-docker-image/options'.  Return DESTINATION."
+  (unless (and (pair? platforms)
+               (every (match-lambda
+                        (((? string?) . (? string?)) #t)
+                        (_ #f))
+                      platforms))
+    (invalid-argument "platforms ~s: expected a non-empty list of \
+(SYSTEM . ITEM) pairs of strings" platforms))
+  (let ((destination-pointer (string-argument "destination" destination))
+        (systems-pointer (string-array-argument "system" (map car platforms)))
+        (items-pointer (string-array-argument "item" (map cdr platforms))))
+    (run-build (map cdr platforms) options progress cancel
+               (list destination-pointer systems-pointer items-pointer)
+               #f
+               (lambda (copy)
+                 (%build-platform-image destination-pointer systems-pointer
+                                        items-pointer (length platforms)
+                                        copy)))
+    destination))
 
 
 ;;;
@@ -887,9 +966,33 @@ database (a string), or #f" database))
      #:progress progress
      #:cancel cancel)))
 
+(define* (item-image-options #:key store-directory database tags entry-point
+                             environment symlinks localstatedir? max-layers
+                             system creation-time compression
+                             compression-level threads
+                             (sbom '()) sbom-output (sbom-licenses '()))
+  "The options handle of the keywords of `build-docker-image/item'."
+  (make-image-options #:store-directory store-directory
+                      #:database database
+                      #:tags tags
+                      #:entry-point entry-point
+                      #:environment environment
+                      #:symlinks symlinks
+                      #:localstatedir? localstatedir?
+                      #:max-layers max-layers
+                      #:system system
+                      #:creation-time creation-time
+                      #:compression compression
+                      #:compression-level compression-level
+                      #:threads threads
+                      #:sbom sbom
+                      #:sbom-output sbom-output
+                      #:sbom-licenses sbom-licenses))
+
 (define* (build-docker-image/item item
                                   #:key
                                   output
+                                  destination
                                   closure
                                   database
                                   (tags '())
@@ -912,7 +1015,11 @@ database (a string), or #f" database))
   "Build the Docker image archive of ITEM, a store item, and return the
 name of the file written: OUTPUT, or by default
 NAME-docker-image.tar[.gz|.zst] in the current directory, NAME being ITEM's
-name without its hash (see `default-image-file-name').
+name without its hash (see `default-image-file-name').  With DESTINATION
+instead of OUTPUT, write the image there and return DESTINATION: a string
+as the command line's -o takes it, \"oci:DIR[:REF]\" (an OCI image layout,
+added to), \"oci-archive:FILE[:REF]\", \"docker-archive:FILE\", a plain file
+name or \"-\" (see `build-image/options').
 
 CLOSURE: the list of store items to include, ITEM's closure; by default the
 library computes it, from DATABASE (a store db.sqlite) when given, else by
@@ -920,39 +1027,102 @@ scanning the store for references.  TAGS: list of \"NAME[:TAG]\"; default
 \"NAME:latest\" from ITEM.  ENTRY-POINT: list of a program, relative to ITEM
 or absolute, and its arguments.  ENVIRONMENT: alist of (NAME . VALUE).
 COMPRESSION: `none' (default), `gzip' or `zstd', at COMPRESSION-LEVEL (#f:
-default).  MAX-LAYERS, SYSTEM, CREATION-TIME, THREADS: as for
-`make-image-options'.  SYMLINKS: alist (LINK . TARGET), TARGET relative to
-ITEM or absolute, like `guix pack -S'.  LOCALSTATEDIR?: true to put the
-store database in the image, as `guix pack --localstatedir' (see
-`make-image-options'; it needs DATABASE).  PROGRESS: a procedure called with
-(BYTES-DONE BYTES-TOTAL).  CANCEL: a flag from `make-cancel-flag' that stops
-the build.  STORE-DIRECTORY: the store ITEM lives in (default:
-`store-directory').  SBOM, SBOM-OUTPUT, SBOM-LICENSES: an SBOM of the image
-beside it, as for `make-image-options'."
-  (let ((output (or output
-                    (default-image-file-name item compression
-                                             (or store-directory
-                                                 (default-store-directory))))))
-    (build-docker-image/options
-     item output
-     (make-image-options #:store-directory store-directory
-                         #:database database
-                         #:tags tags
-                         #:entry-point entry-point
-                         #:environment environment
-                         #:symlinks symlinks
-                         #:localstatedir? localstatedir?
-                         #:max-layers max-layers
-                         #:system system
-                         #:creation-time creation-time
-                         #:compression compression
-                         #:compression-level compression-level
-                         #:threads threads
-                         #:sbom sbom
-                         #:sbom-output sbom-output
-                         #:sbom-licenses sbom-licenses)
-     #:closure closure
-     #:progress progress
-     #:cancel cancel)))
+default); of each layer on its own for an OCI destination.  MAX-LAYERS,
+SYSTEM, CREATION-TIME, THREADS: as for `make-image-options'.  SYMLINKS:
+alist (LINK . TARGET), TARGET relative to ITEM or absolute, like `guix pack
+-S'.  LOCALSTATEDIR?: true to put the store database in the image, as `guix
+pack --localstatedir' (see `make-image-options'; it needs DATABASE).
+PROGRESS: a procedure called with (BYTES-DONE BYTES-TOTAL).  CANCEL: a flag
+from `make-cancel-flag' that stops the build.  STORE-DIRECTORY: the store
+ITEM lives in (default: `store-directory').  SBOM, SBOM-OUTPUT,
+SBOM-LICENSES: an SBOM of the image beside it or in its OCI layout, as for
+`make-image-options'."
+  (when (and output destination)
+    (invalid-argument "output ~s and destination ~s: give one of them"
+                      output destination))
+  (let ((options (item-image-options #:store-directory store-directory
+                                     #:database database
+                                     #:tags tags
+                                     #:entry-point entry-point
+                                     #:environment environment
+                                     #:symlinks symlinks
+                                     #:localstatedir? localstatedir?
+                                     #:max-layers max-layers
+                                     #:system system
+                                     #:creation-time creation-time
+                                     #:compression compression
+                                     #:compression-level compression-level
+                                     #:threads threads
+                                     #:sbom sbom
+                                     #:sbom-output sbom-output
+                                     #:sbom-licenses sbom-licenses)))
+    (if destination
+        (build-image/options destination item options
+                             #:closure closure
+                             #:progress progress
+                             #:cancel cancel)
+        (build-docker-image/options
+         item
+         (or output
+             (default-image-file-name item compression
+                                      (or store-directory
+                                          (default-store-directory))))
+         options
+         #:closure closure
+         #:progress progress
+         #:cancel cancel))))
+
+(define* (build-platform-image destination platforms
+                               #:key
+                               database
+                               (tags '())
+                               entry-point
+                               (environment '())
+                               (compression 'none)
+                               compression-level
+                               max-layers
+                               creation-time
+                               (symlinks '())
+                               localstatedir?
+                               progress
+                               cancel
+                               store-directory
+                               threads)
+  "Write a multi-platform image to DESTINATION, \"oci:DIR[:REF]\" or
+\"oci-archive:FILE[:REF]\" (a docker-archive holds one platform only), and
+return DESTINATION: one OCI image index (named REF, by default the first
+tag) whose manifests are the images of PLATFORMS, an alist of (SYSTEM .
+ITEM), ITEM being the store item built for the Guix system SYSTEM (`guix
+build --system=SYSTEM'), e.g.
+
+  (build-platform-image \"oci:/tmp/layout\"
+                        `((\"x86_64-linux\" . ,hello-x86_64)
+                          (\"aarch64-linux\" . ,hello-aarch64))
+                        #:tags '(\"hello:2.12\")
+                        #:entry-point '(\"bin/hello\"))
+
+Each image is for its system's platform (x86_64-linux: linux/amd64,
+aarch64-linux: linux/arm64/v8, armhf-linux: linux/arm/v7, i686-linux:
+linux/386, riscv64-linux, powerpc64le-linux, mips64el-linux), with its
+item's closure (from DATABASE when given, else by scanning the store) and
+its item as main item (ENTRY-POINT and SYMLINKS are relative to it).
+Layers the images share are stored once.  The other keywords are those of
+`build-docker-image/item'."
+  (build-platform-image/options
+   destination platforms
+   (item-image-options #:store-directory store-directory
+                       #:database database
+                       #:tags tags
+                       #:entry-point entry-point
+                       #:environment environment
+                       #:symlinks symlinks
+                       #:localstatedir? localstatedir?
+                       #:max-layers max-layers
+                       #:creation-time creation-time
+                       #:compression compression
+                       #:compression-level compression-level
+                       #:threads threads)
+   #:progress progress
+   #:cancel cancel))
 
 ;;; docker-native.scm ends here

@@ -62,6 +62,12 @@ Examples:
       /gnu/store/...-hello-2.12
   podman pull oci:/tmp/layout:hello:2.12
 
+  # One image for two systems (an OCI image index), the same package
+  # built with guix build --system=...; skopeo, docker and ctr pick theirs:
+  guix-docker-native -C gzip -t hello:2.12 --entry-point bin/hello \\
+      --platform x86_64-linux=/gnu/store/...-hello-2.12 \\
+      --platform aarch64-linux=/gnu/store/...-hello-2.12 -o oci:/tmp/layout
+
   # Several layers that images can share, compressed; a store elsewhere:
   guix-docker-native --store-dir /tmp/x/gnu/store --database /tmp/x/var/guix/db/db.sqlite \\
       --max-layers 20 -C gzip /tmp/x/gnu/store/...-profile

@@ -8,15 +8,10 @@
 
 (test-suite-begin "cancel")
 
-(define root (make-temporary-directory))
-(define store (make-mini-store root))
+(define-values (root store) (make-mini-store-root))
 (define tiny (mini-store-item root "tiny"))
 (define closure (mini-store-closure root))
 
-(define (fresh-directory name)
-  (let ((directory (string-append root "/" name)))
-    (mkdir directory)
-    directory))
 
 (test-group "flags"
   (test-assert "make-cancel-flag makes a flag" (cancel-flag? (make-cancel-flag)))
@@ -36,7 +31,7 @@
 
 (test-group "a flag requested before the build"
   (let ((flag (make-cancel-flag))
-        (directory (fresh-directory "before")))
+        (directory (fresh-directory root "before")))
     (cancel-build! flag)
     (test-equal "build-docker-image/item: cancelled"
       '(9 cancelled)
@@ -65,7 +60,7 @@
 
 (test-group "a flag requested by the progress procedure"
   (let ((flag (make-cancel-flag))
-        (directory (fresh-directory "progress")))
+        (directory (fresh-directory root "progress")))
     (test-assert "the build raises `cancelled'"
       (match (error-fields
               (lambda ()
@@ -84,7 +79,7 @@
 
 (test-group "a flag requested by another thread"
   (let* ((flag (make-cancel-flag))
-         (directory (fresh-directory "thread"))
+         (directory (fresh-directory root "thread"))
          (build (call-with-new-thread
                  (lambda ()
                    (error-fields

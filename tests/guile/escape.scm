@@ -14,8 +14,7 @@
 
 (test-suite-begin "escape")
 
-(define root (make-temporary-directory))
-(define store (make-mini-store root))
+(define-values (root store) (make-mini-store-root))
 (define tiny (mini-store-item root "tiny"))
 
 ;; A build that writes long enough (1 GiB) to be left while it runs.
@@ -34,10 +33,6 @@ a joined thread may show in /proc for a moment while it exits.  Waits up to
           count
           (begin (usleep 10000) (wait (+ tries 1)))))))
 
-(define (fresh-directory name)
-  (let ((directory (string-append root "/" name)))
-    (mkdir directory)
-    directory))
 
 (define (slow-build directory progress)
   "Build the slow item into DIRECTORY/slow.tar with PROGRESS."
@@ -82,19 +77,26 @@ once the build writes in DIRECTORY."
   (test-equal (string-append what ": no thread of the build is left")
     tasks-before (settled-task-count)))
 
-(test-group "call/ec"
-  (let* ((directory (fresh-directory "call-ec"))
-         (result (call/ec
-                  (lambda (k)
-                    (slow-build directory
-                                (when-writing directory
-                                              (lambda () (k 'escaped))))
-                    'returned))))
-    (test-equal "the escape is taken" 'escaped result)
-    (check-left-clean "call/ec" directory)))
+(define (check-exit group directory-name capture value taken what)
+  "The test group GROUP: a slow build into the fresh directory
+DIRECTORY-NAME whose progress procedure, once the build writes, takes the
+exit K that CAPTURE (call/ec or call/cc) gives, as (K VALUE).  The test
+TAKEN checks that the exit is taken; WHAT names the build left clean."
+  (test-group group
+    (let* ((directory (fresh-directory root directory-name))
+           (result (capture
+                    (lambda (k)
+                      (slow-build directory
+                                  (when-writing directory
+                                                (lambda () (k value))))
+                      'returned))))
+      (test-equal taken value result)
+      (check-left-clean what directory))))
+
+(check-exit "call/ec" "call-ec" call/ec 'escaped "the escape is taken" "call/ec")
 
 (test-group "let/ec"
-  (let* ((directory (fresh-directory "let-ec"))
+  (let* ((directory (fresh-directory root "let-ec"))
          (result (let/ec k
                    (slow-build directory
                                (when-writing directory (lambda () (k 1 2))))
@@ -103,7 +105,7 @@ once the build writes in DIRECTORY."
     (check-left-clean "let/ec" directory)))
 
 (test-group "abort-to-prompt"
-  (let* ((directory (fresh-directory "prompt"))
+  (let* ((directory (fresh-directory root "prompt"))
          (tag (make-prompt-tag "test"))
          (result (call-with-prompt tag
                    (lambda ()
@@ -117,7 +119,7 @@ once the build writes in DIRECTORY."
     (check-left-clean "abort-to-prompt" directory)))
 
 (test-group "a throw to an outer catch"
-  (let* ((directory (fresh-directory "throw"))
+  (let* ((directory (fresh-directory root "throw"))
          (result (catch 'get-out
                    (lambda ()
                      (slow-build directory
@@ -130,7 +132,7 @@ once the build writes in DIRECTORY."
     (check-left-clean "throw" directory)))
 
 (test-group "a raise to an outer guard"
-  (let* ((directory (fresh-directory "raise"))
+  (let* ((directory (fresh-directory root "raise"))
          (result (with-exception-handler
                      (lambda (exception) (list 'handled exception))
                    (lambda ()
@@ -142,19 +144,11 @@ once the build writes in DIRECTORY."
     (test-equal "the exception reaches its handler" '(handled 42) result)
     (check-left-clean "raise" directory)))
 
-(test-group "a continuation captured before the build"
-  (let* ((directory (fresh-directory "call-cc"))
-         (result (call/cc
-                  (lambda (k)
-                    (slow-build directory
-                                (when-writing directory
-                                              (lambda () (k 'jumped))))
-                    'returned))))
-    (test-equal "the jump is taken" 'jumped result)
-    (check-left-clean "call/cc" directory)))
+(check-exit "a continuation captured before the build" "call-cc" call/cc 'jumped
+            "the jump is taken" "call/cc")
 
 (test-group "a continuation of the progress procedure, re-entered"
-  (let* ((directory (fresh-directory "re-enter"))
+  (let* ((directory (fresh-directory root "re-enter"))
          (output (string-append directory "/tiny.tar"))
          (inside #f)
          (passes 0)
@@ -188,7 +182,7 @@ once the build writes in DIRECTORY."
 (test-group "an async's exception in the building thread"
   ;; As a signal handler's: it runs while the thread waits for the build,
   ;; progress procedure or not.
-  (let* ((directory (fresh-directory "async"))
+  (let* ((directory (fresh-directory root "async"))
          (thread (call-with-new-thread
                   (lambda ()
                     (catch 'interrupted
@@ -207,7 +201,7 @@ once the build writes in DIRECTORY."
     (check-left-clean "async" directory)))
 
 (test-group "cancel-thread"
-  (let* ((directory (fresh-directory "cancel-thread"))
+  (let* ((directory (fresh-directory root "cancel-thread"))
          (thread (call-with-new-thread
                   (lambda ()
                     (slow-build directory (lambda (done total) #t))
@@ -225,7 +219,7 @@ once the build writes in DIRECTORY."
     (check-left-clean "cancel-thread" directory)))
 
 (test-group "cancel-thread while the progress procedure runs"
-  (let* ((directory (fresh-directory "cancel-in-progress"))
+  (let* ((directory (fresh-directory root "cancel-in-progress"))
          (in-progress (make-condition-variable))
          (mutex (make-mutex))
          (entered? #f)
@@ -254,7 +248,7 @@ once the build writes in DIRECTORY."
 (test-group "exit from the progress procedure"
   ;; In a process of its own: `exit' unwinds, so the build is cancelled and
   ;; ended before the process is.
-  (let* ((directory (fresh-directory "exit"))
+  (let* ((directory (fresh-directory root "exit"))
          (script
           (format #f "(use-modules (guix docker-native) (ice-9 ftw) (srfi srfi-1))
 (define (writing?)

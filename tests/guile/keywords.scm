@@ -12,8 +12,7 @@
 
 (test-suite-begin "keywords")
 
-(define root (make-temporary-directory))
-(define store (make-mini-store root))
+(define-values (root store) (make-mini-store-root))
 (define tiny (mini-store-item root "tiny"))
 (define closure (mini-store-closure root))
 (define output (string-append root "/out/image.tar"))

@@ -11,8 +11,7 @@
 
 (test-suite-begin "memory")
 
-(define root (make-temporary-directory))
-(define store (make-mini-store root))
+(define-values (root store) (make-mini-store-root))
 (define medium (mini-store-item root "medium"))   ;one 64 KiB file
 (define output (string-append root "/loop.tar"))
 

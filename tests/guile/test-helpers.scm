@@ -32,6 +32,8 @@
             file-open-in?
 
             make-mini-store
+            make-mini-store-root
+            fresh-directory
             mini-store-directory
             mini-store-item
             mini-store-closure
@@ -267,6 +269,20 @@ directory."
     (write-file (string-append big "/data") (pseudo-random-bytes (* 2 1024 1024)))
     (write-file (string-append medium "/data") (pseudo-random-bytes (* 64 1024)))
     (mini-store-directory root)))
+
+(define (make-mini-store-root)
+  "The prologue of a test file that builds from the mini store: make a
+temporary directory and the mini store in it; return two values, the
+directory and the store directory."
+  (let ((root (make-temporary-directory)))
+    (values root (make-mini-store root))))
+
+(define (fresh-directory root name)
+  "Make the empty directory ROOT/NAME (an output directory of its own for
+one test) and return its name."
+  (let ((directory (string-append root "/" name)))
+    (mkdir directory)
+    directory))
 
 (define (make-slow-store root)
   "Create under ROOT a store whose one item holds a 1 GiB sparse file: a

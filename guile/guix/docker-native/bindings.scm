@@ -56,6 +56,7 @@
             %set-registry-credentials %set-cert-dir %set-tls-verify
             %set-manifest-format %set-push-jobs
             %clone-options %free-options %cancel-request %build-docker-image
+            %build-image %build-platform-image
             %store-item-name %default-output-name %tag-from-name
             %add-sbom %set-sbom-output %add-sbom-license))
 
@@ -585,6 +586,12 @@ before writing anything."
 
 (define %build-docker-image
   (library-procedure "build_docker_image" 'result (list '* '* size_t '* '*)))
+;; To a destination string: (DESTINATION ITEM CLOSURE LENGTH OPTIONS), and
+;; (DESTINATION SYSTEMS ITEMS COUNT OPTIONS) for several platforms.
+(define %build-image
+  (library-procedure "gdn_build_image" 'result (list '* '* '* size_t '*)))
+(define %build-platform-image
+  (library-procedure "gdn_build_platform_image" 'result (list '* '* '* size_t '*)))
 
 ;; The names the library gives: (ITEM OPTIONS) and (NAME) to a string.
 (define %store-item-name (library-procedure "gdn_store_item_name" 'string '(* *)))

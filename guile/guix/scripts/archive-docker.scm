@@ -197,7 +197,9 @@ its file name.  `docker load' reads it.
       --export           export the items (required)
   -f, --format=FORMAT    produce FORMAT; only \"docker\" is supported here
   -r, --recursive        include the closure (always the case for images)
-  -o, --output=FILE      write the image to FILE (\"-\" for standard output);
+  -o, --output=DEST      write the image to DEST: FILE or docker-archive:FILE
+                         (\"-\" for standard output), oci:DIR[:REF] (an OCI
+                         image layout, added to) or oci-archive:FILE[:REF];
                          by default NAME-docker-image.tar[.gz|.zst] in the
                          current directory
   -t, --tag=NAME[:TAG]   tag the image NAME:TAG (repeatable); the default is
@@ -351,9 +353,12 @@ print its file name; exit with code 1 and a message on error."
                             (value-of 'database options
                                       (default-database store))))
              (compression (value-of 'compression options 'none))
-             (output (value-of 'output options
-                               (default-image-file-name (first items)
-                                                        compression store)))
+             ;; -o is a destination, as the command line's (one parser,
+             ;; the library's); without it, the default file.
+             (destination (value-of 'output options #f))
+             (output (or destination
+                         (default-image-file-name (first items)
+                                                  compression store)))
              (entry-arguments (values-of 'entry-point-argument options))
              (entry-point (match (value-of 'entry-point options #f)
                             (#f (unless (null? entry-arguments)
@@ -366,7 +371,8 @@ print its file name; exit with code 1 and a message on error."
 joint closure; give one item, or run this where guix-daemon runs"))
         (build-docker-image/item
          (first items)
-         #:output output
+         #:output (and (not destination) output)
+         #:destination destination
          #:closure closure
          #:database database
          #:store-directory store
