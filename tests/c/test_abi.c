@@ -1037,6 +1037,8 @@ static void test_sbom(const char *store, const char *item, const char *database,
   free(base);
   free(out);
   gdn_options_free(o);
+}
+
 /* ---- destinations (GDN_1.2) ---- */
 
 /* Runs the shell command `command` (a real consumer: skopeo, umoci) and
