@@ -237,6 +237,20 @@ impl Sink for io::Sink {
     }
 }
 
+/// The settings that, with the library and the level, fix what
+/// `compressor(kind, ...)` makes: part of the layer cache's compressor
+/// format (`crate::cache::compressor_format`).
+pub fn format_settings(kind: Compression) -> String {
+    match kind {
+        Compression::None => String::from("none"),
+        Compression::Gzip => format!("gzip;libdeflate;block={GZIP_BLOCK}"),
+        Compression::Zstd => format!(
+            "zstd;libzstd={};job={ZSTD_JOB_SIZE};overlap={ZSTD_OVERLAP_LOG};checksum",
+            zstd::zstd_safe::version_number()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,11 +60,15 @@ pub fn build_image(
     let plan = &prepared.plan;
     if let ImageDestination::Registry(reference) = destination {
         refuse_sboms(options, &format!("a push to docker://{reference}"))?;
-        return crate::registry::push(plan, prepared.main().name(), reference, options);
+        crate::registry::push(plan, prepared.main().name(), reference, options)?;
+        plan.cache.save();
+        return Ok(());
     }
     let sbom = sbom::Job::new(&prepared.roots, &prepared.closure, &plan.image.tags[0], plan.image.created, options, destination)?;
     if destination.is_oci() {
-        return crate::oci::write_image(plan, prepared.main().name(), destination, options, sbom.as_ref());
+        crate::oci::write_image(plan, prepared.main().name(), destination, options, sbom.as_ref())?;
+        plan.cache.save();
+        return Ok(());
     }
     let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
     let image_id = archive::write_docker_archive(plan, &out, options)?;
@@ -73,6 +77,8 @@ pub fn build_image(
     sbom_files.commit()?;
     out.commit()?;
     sbom_files.keep();
+    // What the build learned is kept once it succeeded.
+    plan.cache.save();
     Ok(())
 }
 
@@ -184,19 +190,25 @@ pub fn build_platform_images(platforms: &[PlatformItem], destination: &ImageDest
             .zip(&per_platform)
             .map(|(p, o)| crate::registry::PlatformImage { plan: &p.plan, main_name: p.main().name(), options: o })
             .collect();
-        return crate::registry::push_index(&images, reference, options);
+        crate::registry::push_index(&images, reference, options)?;
+        prepared.iter().for_each(|p| p.plan.cache.save());
+        return Ok(());
     }
     if !destination.is_oci() {
         let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
         archive::write_docker_archive(&prepared[0].plan, &out, &per_platform[0])?;
-        return out.commit();
+        out.commit()?;
+        prepared[0].plan.cache.save();
+        return Ok(());
     }
     let images: Vec<crate::oci::Image> = prepared
         .iter()
         .zip(&per_platform)
         .map(|(p, o)| crate::oci::Image { plan: &p.plan, main_name: p.main().name(), options: o })
         .collect();
-    crate::oci::write_images(&images, crate::oci::Shape::PlatformIndex, destination, None)
+    crate::oci::write_images(&images, crate::oci::Shape::PlatformIndex, destination, None)?;
+    prepared.iter().for_each(|p| p.plan.cache.save());
+    Ok(())
 }
 
 /// An image ready to write: its items, closure and plan, and the store
@@ -387,7 +399,9 @@ fn plan(main: &StoreItem, closure: &Closure, extras: &Extras, options: &ImageOpt
     all.extend(extras.units.iter().cloned());
     let single = layers::assemble(all)?;
 
-    let measured = archive::measure_items(&item_units, options.worker_threads(), options.cancel.as_deref())?;
+    // Without a store database, the layer cache knows an item by its walk.
+    let identify = options.cache_dir().is_some() && options.database.is_none();
+    let measured = archive::measure_items_identified(&item_units, options.worker_threads(), options.cancel.as_deref(), identify)?;
     let item_sizes: Vec<u64> = measured.items.iter().map(|m| m.bytes).collect();
 
     let groups: Vec<Vec<Unit>> = match options.max_layers {
@@ -425,5 +439,6 @@ fn plan(main: &StoreItem, closure: &Closure, extras: &Extras, options: &ImageOpt
         options.tags.clone()
     };
     let image = ImageMeta { entry_point, tags, created: options.effective_creation_time()? };
-    Ok(Plan { layers: planned, measured, image, items_total: closure.items.len() as u64 })
+    let cache = crate::cache::PlanCache::open(options, &closure.items, &planned, &measured);
+    Ok(Plan { layers: planned, measured, image, items_total: closure.items.len() as u64, cache })
 }

@@ -32,6 +32,7 @@ pub mod reference;
 pub mod store;
 
 mod archive;
+mod cache;
 mod compress;
 mod config;
 mod destination;

@@ -163,6 +163,8 @@ pub struct ImageOptions {
     pub(crate) sbom: crate::sbom::SbomOptions,
     /// How a push to a registry goes (`docker://`).
     pub(crate) registry: crate::registry::RegistryOptions,
+    /// The layer cache (setters in `crate::cache::options`).
+    pub(crate) cache: crate::cache::CacheOptions,
 }
 
 impl Default for ImageOptions {
@@ -194,6 +196,7 @@ impl Default for ImageOptions {
             cancel: None,
             sbom: Default::default(),
             registry: Default::default(),
+            cache: Default::default(),
         }
     }
 }

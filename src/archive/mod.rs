@@ -44,7 +44,9 @@ use packaging::{LayerTarget, Packaging, Place, ProducedLayer, Schedule, Tail};
 use tar_writer::{Destination, Hashing, TarWriter};
 
 pub use docker::DockerArchive;
-pub use units::{measure_items, Layer, Measured};
+#[cfg(test)]
+pub use units::measure_items;
+pub use units::{measure_items_identified, Layer, Measured};
 
 /// What the image says besides its layers: its config's entry point and
 /// creation time, and its tags.
@@ -65,6 +67,8 @@ pub struct Plan {
     pub image: ImageMeta,
     /// Store items in the closure, for the progress report.
     pub items_total: u64,
+    /// What the layer cache knows of the layers, and learns of them.
+    pub cache: crate::cache::PlanCache,
 }
 
 impl Plan {
@@ -168,9 +172,16 @@ pub fn produce(plan: &Plan, packaging: &dyn Packaging, options: &ImageOptions) -
                 let Some(&i) = order.get(taken) else { return };
                 let r = stop_others_on_error(shared.abort, || {
                     shared.check_stop()?;
+                    if let Some(reused) = packaging.reuse(i)? {
+                        shared.bytes_done.fetch_add(layers[i].len, Ordering::Relaxed);
+                        let items = layers[i].units.iter().filter(|u| matches!(u, crate::layers::Unit::Item { .. })).count();
+                        shared.items_done.fetch_add(items as u64, Ordering::Relaxed);
+                        return Ok(reused);
+                    }
                     let target = packaging.layer_target(i)?;
                     let diff_id = produce_layer(shared, target, &sender, &layers[i], i, taken < hash_threads)?;
                     let produced = ProducedLayer { diff_id, len: layers[i].len };
+                    plan.cache.learn_layer(i, &diff_id, produced.len);
                     packaging.layer_done(i, &produced)?;
                     Ok(produced)
                 });
@@ -368,7 +379,7 @@ mod tests {
             .map(|u| Layer::new(layers::assemble(vec![u]).unwrap(), &measured, String::new()).unwrap())
             .collect();
         let image = ImageMeta { entry_point: Vec::new(), tags: vec!["t:latest".into()], created: 1 };
-        Plan { layers, measured, image, items_total: 3 }
+        Plan { layers, measured, image, items_total: 3, cache: Default::default() }
     }
 
     /// The layers a docker-archive of `plan` holds, in order.

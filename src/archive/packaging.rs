@@ -98,6 +98,16 @@ pub trait Packaging: Sync {
     /// How the layers are produced.  Called once, before any layer.
     fn schedule(&self) -> Result<Schedule>;
 
+    /// Called first for each layer, on the thread that would produce it:
+    /// `Some` when the packaging has the layer already (an OCI layout
+    /// holding the blob the layer cache names), which is then not produced
+    /// (no `layer_target`, no `layer_done`); the [`ProducedLayer`] returned
+    /// goes to the tail as a produced one would.
+    fn reuse(&self, index: usize) -> Result<Option<ProducedLayer>> {
+        let _ = index;
+        Ok(None)
+    }
+
     /// Where layer `index` goes.
     fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>>;
 

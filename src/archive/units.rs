@@ -33,6 +33,10 @@ pub struct MeasuredItem {
     /// One per entry, in walk order (see [`Entry::fingerprint`]): 8 bytes
     /// per file, directory and symlink.
     fingerprints: Vec<u64>,
+    /// The digest of its metadata walk, the layer cache's identity of an
+    /// item without a store database (see [`crate::cache::key`]), when
+    /// asked for.
+    pub identity: Option<[u8; 32]>,
 }
 
 /// The tar header of one entry of a store item, from what the walk listed
@@ -87,6 +91,7 @@ struct Measure<'a> {
     keys: &'a RandomState,
     cancel: Option<&'a AtomicBool>,
     item: MeasuredItem,
+    identity: Option<crate::cache::key::WalkIdentity>,
 }
 
 impl Visitor for Measure<'_> {
@@ -97,21 +102,34 @@ impl Visitor for Measure<'_> {
         }
         self.item.bytes += tarfmt::entry_len(&entry_header(e)?);
         self.item.fingerprints.push(e.fingerprint(self.keys));
+        if let Some(identity) = &mut self.identity {
+            identity.entry(e);
+        }
         Ok(())
     }
 }
 
-/// Measures the store item at `path`, named `name` in the archive.
-fn measure_item(path: &Path, name: &[u8], keys: &RandomState, cancel: Option<&AtomicBool>) -> Result<MeasuredItem> {
-    let mut m = Measure { keys, cancel, item: MeasuredItem { bytes: 0, fingerprints: Vec::new() } };
+/// Measures the store item at `path`, named `name` in the archive; with
+/// `identify`, digests its metadata walk too.
+fn measure_item(path: &Path, name: &[u8], keys: &RandomState, cancel: Option<&AtomicBool>, identify: bool) -> Result<MeasuredItem> {
+    let item = MeasuredItem { bytes: 0, fingerprints: Vec::new(), identity: None };
+    let mut m = Measure { keys, cancel, item, identity: identify.then(Default::default) };
     tree::walk(path, name, &mut m)?;
+    m.item.identity = m.identity.map(|i| i.finish());
     Ok(m.item)
 }
 
 /// Measures every store item of `units` (all [`Unit::Item`]s, in closure
 /// order), on `threads` threads; the error reported is that of the first
 /// failing item in closure order.
+#[cfg(test)]
 pub fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>) -> Result<Measured> {
+    measure_items_identified(units, threads, cancel, false)
+}
+
+/// As [`measure_items`]; with `identify`, each item's
+/// [`MeasuredItem::identity`] is computed on the way.
+pub fn measure_items_identified(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>, identify: bool) -> Result<Measured> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let keys = std::hash::RandomState::new();
@@ -131,7 +149,7 @@ pub fn measure_items(units: &[Unit], threads: usize, cancel: Option<&AtomicBool>
                             return out;
                         }
                         let Unit::Item { name, path, .. } = &units[i] else { unreachable!() };
-                        let r = measure_item(path, name, &keys, cancel);
+                        let r = measure_item(path, name, &keys, cancel, identify);
                         if r.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }

@@ -72,6 +72,17 @@ Examples:
   guix-docker-native --store-dir /tmp/x/gnu/store --database /tmp/x/var/guix/db/db.sqlite \\
       --max-layers 20 -C gzip /tmp/x/gnu/store/...-profile
 
+Layer cache:
+  What a build learns of each layer (its diff_id, sizes and compressed
+  digests) is kept in the cache directory, a few hundred bytes a layer, so
+  that rewriting an oci: layout does not read or compress again a layer
+  whose blob the layout holds.  A layer is known by its store items'
+  registrations in --database (hash and registration time), or without
+  one by the metadata of every file (size, mode, mtime, ctime, inode):
+  an item changed under the same path is another layer.  The image is the
+  same with or without the cache; a damaged cache is a warning.  Clear it
+  with: rm -rf ~/.cache/guix-docker-native
+
 Progress:
   When standard error is a terminal a progress bar shows the bytes and items
   written, the rate and the time left; --quiet turns it off.
@@ -191,6 +202,16 @@ pub struct Cli {
     /// No progress bar
     #[arg(short = 'q', long, help_heading = "Output")]
     pub quiet: bool,
+
+    /// Keep the layer cache in DIR [default: $XDG_CACHE_HOME/guix-docker-native,
+    /// else ~/.cache/guix-docker-native]
+    #[arg(long, value_name = "DIR", help_heading = "Cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Neither use nor update the layer cache (the image is the same
+    /// either way)
+    #[arg(long, help_heading = "Cache")]
+    pub no_cache: bool,
 
     /// Registry credentials, as skopeo's --creds (for docker://)
     #[arg(long, value_name = "USER:PASSWORD", help_heading = "Registry (-o docker://HOST[:PORT]/REPOSITORY[:TAG])")]
@@ -493,6 +514,10 @@ impl Cli {
             o.set_registry_credentials(user, password)?;
         }
         o.set_cert_dir(self.cert_dir.as_deref())?;
+        if let Some(dir) = &self.cache_dir {
+            o.set_cache_dir(dir)?;
+        }
+        o.set_cache(!self.no_cache);
         if let Some(verify) = &self.tls_verify {
             o.set_tls_verify(match verify.as_str() {
                 "true" => true,

@@ -181,6 +181,12 @@ impl Layout {
         self.dir.join("blobs/sha256").join(hex)
     }
 
+    /// Whether the blob `hex` is in the layout, a regular file of `size`
+    /// bytes.
+    pub fn has_blob(&self, hex: &str, size: u64) -> bool {
+        fs::symlink_metadata(self.blob_path(hex)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
     /// A new temporary file in the layout directory, removed unless linked.
     pub fn temp_blob(&self) -> Result<TempBlob> {
         let n = self.next_temp.fetch_add(1, Ordering::Relaxed);

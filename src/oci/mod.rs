@@ -232,12 +232,32 @@ impl Packaging for LayoutPackaging<'_> {
         Ok(LayerTarget::Own(stream))
     }
 
+    /// A layer whose blob the cache knows and the layout has (of the
+    /// size the cache says) is not produced again.  The blob's bytes are
+    /// not read back: a layout's blob is trusted to be what its name says,
+    /// as when a blob already there is not rewritten.
+    fn reuse(&self, index: usize) -> Result<Option<ProducedLayer>> {
+        let cache = &self.plan.cache;
+        let (Some(diff_id), Some(blob)) = (cache.diff_id(index), cache.blob(index, self.compressor.kind, self.compressor.level))
+        else {
+            return Ok(None);
+        };
+        let hex = hex::encode(blob.digest);
+        if !self.layout.has_blob(&hex, blob.size) {
+            return Ok(None);
+        }
+        let media_type = blob::layer_media_type(self.options.compression).to_string();
+        self.blobs.lock().unwrap()[index] = Some(Descriptor { media_type, digest: format!("sha256:{hex}"), size: blob.size });
+        Ok(Some(ProducedLayer { diff_id, len: self.plan.layers[index].len }))
+    }
+
     fn layer_done(&self, index: usize, layer: &ProducedLayer) -> Result<()> {
         let temp = self.temps[index].get().expect("a layer's target comes first");
         let (digest, size) = match self.seen.lock().unwrap()[index].take() {
             Some(seen) => seen.get().expect("the layer's stream is finished"),
             None => (layer.diff_id, layer.len),
         };
+        self.plan.cache.learn_blob(index, self.compressor.kind, self.compressor.level, &digest, size);
         let hex = hex::encode(digest);
         self.layout.install(temp, &hex)?;
         let media_type = blob::layer_media_type(self.options.compression).to_string();

@@ -195,12 +195,13 @@ impl Packaging for ArchivePackaging<'_, '_> {
         Ok(LayerTarget::Own(stream))
     }
 
-    fn layer_done(&self, _index: usize, layer: &ProducedLayer) -> Result<()> {
+    fn layer_done(&self, index: usize, layer: &ProducedLayer) -> Result<()> {
         let (header_at, seen) = self.pending.lock().unwrap().take().expect("a layer's target comes first");
         let (digest, size) = match seen {
             Some(seen) => seen.get().expect("the layer's stream is finished"),
             None => (layer.diff_id, layer.len),
         };
+        self.plan.cache.learn_blob(index, self.compressor.kind, self.compressor.level, &digest, size);
         let hex = hex::encode(digest);
         let archive = self.archive;
         // A blob written already (by another platform's image) is not
