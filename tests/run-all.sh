@@ -43,7 +43,8 @@ ROOT=$PWD
 # for the registry tests (tests/lib/registry.sh), the registry itself
 # (docker-registry, distribution 2.8), htpasswd (apache2-utils), openssl,
 # curl, and Debian's python3 with python3-cryptography for the token issuer
-# (Debian's package rather than pip: one installer, a fixed version).
+# (Debian's package rather than pip: one installer, a fixed version); for
+# the layer cache's test that a warm build reads no store file, strace.
 PACKAGES=(
     docker.io containerd runc iptables
     podman uidmap
@@ -57,6 +58,7 @@ PACKAGES=(
     make pkgconf binutils man-db zsh fish
     python3-venv
     docker-registry apache2-utils openssl curl python3 python3-cryptography
+    strace
 )
 
 # The SBOM validators, which Debian 12 does not package: the SPDX project's

@@ -75,14 +75,15 @@ pub fn default_dir() -> Option<PathBuf> {
         .map(|base| base.join("guix-docker-native"))
 }
 
-/// Prints `message` as a warning on standard error, once per build (the
-/// same message twice is shown once).
+/// Prints warnings on standard error, one per build about each thing (a
+/// cache entry, the cache directory): the first said of it.
 #[derive(Default)]
-pub struct Warnings(Mutex<BTreeSet<String>>);
+pub struct Warnings(Mutex<BTreeSet<PathBuf>>);
 
 impl Warnings {
-    pub fn warn(&self, message: String) {
-        if self.0.lock().unwrap().insert(message.clone()) {
+    /// Warns `message` about `subject`, unless something was said of it.
+    pub fn warn(&self, subject: &Path, message: String) {
+        if self.0.lock().unwrap().insert(subject.to_path_buf()) {
             eprintln!("guix-docker-native: warning: {message}");
         }
     }
@@ -120,7 +121,9 @@ impl CacheDir {
         let path = self.entry_path(key);
         let bytes = match read_bounded(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Miss,
+            // No entry; or no directory of entries (the cache directory is
+            // a file, say: writing says so, once).
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => return Lookup::Miss,
             Err(e) => return Lookup::Corrupt(format!("cache entry {}: cannot be read ({e}); it is not used", path.display())),
         };
         match Record::decode(&bytes, key) {
@@ -130,8 +133,9 @@ impl CacheDir {
     }
 
     /// Writes `record` (merged with the one on disk, if good), atomically.
-    /// `Err` says what went wrong, naming the file or directory.
-    pub fn write(&self, record: &Record) -> Result<(), String> {
+    /// `Err` says what went wrong (and of what: the entry, or the cache
+    /// directory), naming it.
+    pub fn write(&self, record: &Record) -> Result<(), (PathBuf, String)> {
         let path = self.entry_path(&record.key);
         let mut record = record.clone();
         if let Lookup::Hit(old) = self.read(&record.key) {
@@ -140,15 +144,15 @@ impl CacheDir {
             }
             record.merge(&old);
         }
-        fs::create_dir_all(&self.entries).map_err(|e| {
-            format!("cache directory {}: cannot be made ({e}); nothing is stored in it", self.dir.display())
+        let unwritable = |e: io::Error| {
+            (self.dir.clone(), format!("cache directory {}: cannot be written ({e}); nothing is stored in it", self.dir.display()))
+        };
+        fs::create_dir_all(&self.entries).map_err(unwritable)?;
+        let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&self.entries).map_err(unwritable)?;
+        temp.write_all(&record.encode()).map_err(unwritable)?;
+        temp.persist(&path).map_err(|e| {
+            (path.clone(), format!("cache entry {}: cannot be replaced ({}); it is not updated", path.display(), e.error))
         })?;
-        let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&self.entries).map_err(|e| {
-            format!("cache directory {}: cannot be written ({e}); nothing is stored in it", self.dir.display())
-        })?;
-        temp.write_all(&record.encode())
-            .map_err(|e| format!("cache directory {}: cannot be written ({e}); nothing is stored in it", self.dir.display()))?;
-        temp.persist(&path).map_err(|e| format!("cache entry {}: cannot be replaced ({}); it is not updated", path.display(), e.error))?;
         Ok(())
     }
 }
@@ -263,7 +267,7 @@ mod tests {
         fs::remove_file(&path).unwrap();
         fs::create_dir(&path).unwrap();
         assert!(matches!(cache.read(&key), Lookup::Corrupt(_)));
-        assert!(cache.write(&r).is_err(), "a directory in the entry's place is not replaced");
+        assert!(matches!(cache.write(&r), Err((p, _)) if p == path), "a directory in the entry's place is not replaced");
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl PlanCache {
                     .map(|r| r.hash.map(|hash| ItemIdentity::Registered { hash, registration_time: r.registration_time }))
                     .collect(),
                 Err(e) => {
-                    cache.warnings.warn(format!(
+                    cache.warnings.warn(database, format!(
                         "layer cache: the store items' registrations cannot be read ({}); the cache is not used",
                         e.message
                     ));
@@ -74,7 +74,7 @@ impl PlanCache {
             let known = key.and_then(|k| match dir.read(&k) {
                 Lookup::Hit(r) if r.size == layer.len => Some(r),
                 Lookup::Hit(r) => {
-                    self.warnings.warn(format!(
+                    self.warnings.warn(&dir.entry_path(&k), format!(
                         "cache entry {}: says the layer has {} bytes, and it has {}; it is not used",
                         dir.entry_path(&k).display(),
                         r.size,
@@ -84,7 +84,7 @@ impl PlanCache {
                 }
                 Lookup::Miss => None,
                 Lookup::Corrupt(message) => {
-                    self.warnings.warn(message);
+                    self.warnings.warn(&dir.entry_path(&k), message);
                     None
                 }
             });
@@ -139,10 +139,8 @@ impl PlanCache {
                 (Some(k), Some((diff_id, len))) if (&k.diff_id, k.size) != (diff_id, len) => {
                     // Cannot happen unless the key misses an input: say so,
                     // and keep what this build saw.
-                    self.warnings.warn(format!(
-                        "cache entry {}: its diff_id is not the layer's; it is replaced",
-                        self.dir.as_ref().expect("a key means a directory").entry_path(&key).display()
-                    ));
+                    let path = self.dir.as_ref().expect("a key means a directory").entry_path(&key);
+                    self.warnings.warn(&path, format!("cache entry {}: its diff_id is not the layer's; it is replaced", path.display()));
                     Some(Record::new(key, *diff_id, len))
                 }
                 (Some(k), _) => Some(k.clone()),
@@ -192,12 +190,8 @@ impl PlanCache {
             if entry.known.as_ref() == Some(record) {
                 continue;
             }
-            if let Err(message) = dir.write(record) {
-                self.warnings.warn(message);
-                if !dir.entry_path(&record.key).parent().is_some_and(Path::is_dir) {
-                    // The directory itself is the trouble: once is enough.
-                    return;
-                }
+            if let Err((subject, message)) = dir.write(record) {
+                self.warnings.warn(&subject, message);
             }
         }
     }
