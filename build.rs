@@ -79,6 +79,14 @@ const LATER_VERSIONS: &[(&str, &[&str])] = &[
             "gdn_build_platform_image",
         ],
     ),
+    (
+        "GDN_1.3",
+        &[
+            // The layer cache.
+            "gdn_options_set_cache_dir",
+            "gdn_options_set_cache",
+        ],
+    ),
 ];
 
 /// `GDN_ABI_VERSION` from the header.

@@ -927,6 +927,26 @@ gdn_result gdn_options_set_manifest_format(gdn_options *options, const char *for
  */
 gdn_result gdn_options_set_push_jobs(gdn_options *options, uint32_t n);
 
+/**
+ * Keeps the layer cache in `dir` (made when first written; a relative
+ * name is taken from the current directory now), as `--cache-dir DIR`;
+ * NULL: the default, `$XDG_CACHE_HOME/guix-docker-native`, else
+ * `$HOME/.cache/guix-docker-native`.  The name is copied.
+ *
+ * # Safety
+ * `options` is NULL or a live handle; `dir` is NULL or a NUL-terminated string.
+ */
+gdn_result gdn_options_set_cache_dir(gdn_options *options, const char *dir);
+
+/**
+ * Whether builds use and update the layer cache: non-zero (the default),
+ * or 0, as `--no-cache`.  The image is the same either way.
+ *
+ * # Safety
+ * `options` is NULL or a live handle.
+ */
+gdn_result gdn_options_set_cache(gdn_options *options, int32_t enabled);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -198,7 +198,9 @@ GID MODE)" other))))
                              cert-directory
                              (tls-verify? #t)
                              manifest-format
-                             push-jobs)
+                             push-jobs
+                             cache-directory
+                             (cache? #t))
   "Return a new options handle for `build-docker-image/options', set from
 the arguments; the library checks each value and the first one it refuses
 is raised as a docker-native error naming it.
@@ -244,7 +246,13 @@ destination): REGISTRY-CREDENTIALS, a pair (USER . PASSWORD) of strings
 directory of CA certificates (DIR/*.crt) trusted besides the system's;
 TLS-VERIFY?, #f to accept any certificate and plain HTTP; MANIFEST-FORMAT,
 `oci' (default) or `docker' (Docker's schema 2); PUSH-JOBS, at most this
-many layers uploading at once (#f: 4)."
+many layers uploading at once (#f: 4).
+
+The layer cache (what builds learn of each layer, so that rewriting an OCI
+layout skips the layers whose blobs it holds; the image is the same with or
+without it): CACHE-DIRECTORY, where it lives (#f:
+$XDG_CACHE_HOME/guix-docker-native, else ~/.cache/guix-docker-native);
+CACHE?, #f to neither use nor update it, as --no-cache."
   (let ((options (new-image-options)))
     (define (set-option! setter . arguments)
       (apply setter (image-options->pointer options) arguments))
@@ -281,7 +289,9 @@ many layers uploading at once (#f: 4)."
                                                 format)))))
                 (,push-jobs ,%set-push-jobs
                             ,(lambda (n)
-                               (list (uint32-argument "push-jobs" n))))))
+                               (list (uint32-argument "push-jobs" n))))
+                (,cache-directory ,%set-cache-dir
+                                  ,(string-of "cache-directory"))))
     (match registry-credentials
       (#f #t)
       (((? string? user) . (? string? password))
@@ -295,6 +305,7 @@ contains a NUL character")
       (_ (invalid-argument "registry-credentials: expected a pair (USER . \
 PASSWORD) of strings")))
     (set-option! %set-tls-verify (if tls-verify? 1 0))
+    (set-option! %set-cache (if cache? 1 0))
     (match entry-point
       ((or #f ()) #t)
       (((? string? program) (? string? arguments) ...)
@@ -887,7 +898,9 @@ both strings" other)))
                              threads
                              (sbom '())
                              sbom-output
-                             (sbom-licenses '()))
+                             (sbom-licenses '())
+                             cache-directory
+                             (cache? #t))
   "Write to IMAGE a Docker image archive holding PATHS, the closure of
 PREFIX, the store item the image is about (Guix passes a profile), as Guix's
 procedure of that name in (guix docker) does, with the same keywords.
@@ -927,7 +940,8 @@ and SBOM-LICENSES, an SBOM of PATHS beside IMAGE, as for
 `make-image-options' (IMAGE.spdx.json, IMAGE.cdx.json by default): for
 instance #:sbom '(spdx) #:sbom-licenses (map (lambda (item) (cons item
 (LICENCE-OF item))) PATHS), LICENCE-OF being the caller's mapping from an
-item to its package's SPDX licence expression.
+item to its package's SPDX licence expression; CACHE-DIRECTORY and CACHE?,
+the layer cache, as for `make-image-options'.
 
 Return IMAGE.  Errors are raised as docker-native errors naming the
 offending input."
@@ -961,7 +975,9 @@ database (a string), or #f" database))
       #:threads threads
       #:sbom sbom
       #:sbom-output sbom-output
-      #:sbom-licenses sbom-licenses)
+      #:sbom-licenses sbom-licenses
+      #:cache-directory cache-directory
+      #:cache? cache?)
      #:closure (list-argument "paths" paths)
      #:progress progress
      #:cancel cancel)))
@@ -970,9 +986,12 @@ database (a string), or #f" database))
                              environment symlinks localstatedir? max-layers
                              system creation-time compression
                              compression-level threads
-                             (sbom '()) sbom-output (sbom-licenses '()))
+                             (sbom '()) sbom-output (sbom-licenses '())
+                             cache-directory (cache? #t))
   "The options handle of the keywords of `build-docker-image/item'."
-  (make-image-options #:store-directory store-directory
+  (make-image-options #:cache-directory cache-directory
+                      #:cache? cache?
+                      #:store-directory store-directory
                       #:database database
                       #:tags tags
                       #:entry-point entry-point
@@ -1011,7 +1030,9 @@ database (a string), or #f" database))
                                   threads
                                   (sbom '())
                                   sbom-output
-                                  (sbom-licenses '()))
+                                  (sbom-licenses '())
+                                  cache-directory
+                                  (cache? #t))
   "Build the Docker image archive of ITEM, a store item, and return the
 name of the file written: OUTPUT, or by default
 NAME-docker-image.tar[.gz|.zst] in the current directory, NAME being ITEM's
@@ -1036,6 +1057,7 @@ PROGRESS: a procedure called with (BYTES-DONE BYTES-TOTAL).  CANCEL: a flag
 from `make-cancel-flag' that stops the build.  STORE-DIRECTORY: the store
 ITEM lives in (default: `store-directory').  SBOM, SBOM-OUTPUT,
 SBOM-LICENSES: an SBOM of the image beside it or in its OCI layout, as for
+`make-image-options'.  CACHE-DIRECTORY, CACHE?: the layer cache, as for
 `make-image-options'."
   (when (and output destination)
     (invalid-argument "output ~s and destination ~s: give one of them"
@@ -1055,7 +1077,9 @@ SBOM-LICENSES: an SBOM of the image beside it or in its OCI layout, as for
                                      #:threads threads
                                      #:sbom sbom
                                      #:sbom-output sbom-output
-                                     #:sbom-licenses sbom-licenses)))
+                                     #:sbom-licenses sbom-licenses
+                                     #:cache-directory cache-directory
+                                     #:cache? cache?)))
     (if destination
         (build-image/options destination item options
                              #:closure closure
@@ -1087,7 +1111,9 @@ SBOM-LICENSES: an SBOM of the image beside it or in its OCI layout, as for
                                progress
                                cancel
                                store-directory
-                               threads)
+                               threads
+                               cache-directory
+                               (cache? #t))
   "Write a multi-platform image to DESTINATION, \"oci:DIR[:REF]\" or
 \"oci-archive:FILE[:REF]\" (a docker-archive holds one platform only), and
 return DESTINATION: one OCI image index (named REF, by default the first
@@ -1121,7 +1147,9 @@ Layers the images share are stored once.  The other keywords are those of
                        #:creation-time creation-time
                        #:compression compression
                        #:compression-level compression-level
-                       #:threads threads)
+                       #:threads threads
+                       #:cache-directory cache-directory
+                       #:cache? cache?)
    #:progress progress
    #:cancel cancel))
 

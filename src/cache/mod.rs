@@ -49,11 +49,11 @@ pub mod options;
 pub mod plan;
 pub mod record;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 pub use key::{ItemIdentity, LAYER_FORMAT_VERSION};
 pub use options::CacheOptions;
@@ -168,23 +168,14 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 /// The format of what the compressor makes with `compression` at `level`:
-/// its settings and the digest of its output on a fixed sample, computed
-/// once per process.  Two builds agreeing on it make the same blob of the
-/// same tar.  Empty for no compression.
+/// its settings and the digest of its output on a fixed sample (computed
+/// each call: [`PlanCache`] keeps it for a build).  Two builds agreeing on
+/// it make the same blob of the same tar.  Empty for no compression.
 pub fn compressor_format(compression: Compression, level: i32) -> String {
-    static FORMATS: OnceLock<Mutex<HashMap<(u8, i32), String>>> = OnceLock::new();
-    let tag = match compression {
-        Compression::None => return String::new(),
-        Compression::Gzip => 1u8,
-        Compression::Zstd => 2u8,
-    };
-    let formats = FORMATS.get_or_init(Default::default);
-    if let Some(f) = formats.lock().unwrap().get(&(tag, level)) {
-        return f.clone();
+    if compression == Compression::None {
+        return String::new();
     }
-    let format = measure_compressor_format(compression, level);
-    formats.lock().unwrap().insert((tag, level), format.clone());
-    format
+    measure_compressor_format(compression, level)
 }
 
 /// A fixed sample: text-like and random-like bytes, compressible in parts.

@@ -49,6 +49,11 @@ impl ImageOptions {
         Ok(())
     }
 
+    /// Keeps the layer cache in the default directory again.
+    pub fn reset_cache_dir(&mut self) {
+        self.cache.dir = None;
+    }
+
     /// Whether the layer cache is used.
     pub fn cache_enabled(&self) -> bool {
         self.cache.enabled

@@ -33,6 +33,8 @@ pub struct PlanCache {
     dir: Option<CacheDir>,
     layers: Vec<LayerEntry>,
     warnings: Warnings,
+    /// The compressor formats this build has measured.
+    formats: Mutex<Vec<((Compression, i32), String)>>,
 }
 
 impl PlanCache {
@@ -41,7 +43,7 @@ impl PlanCache {
     /// records of their keys.  With the cache off, an empty one.
     pub fn open(options: &ImageOptions, items: &[StoreItem], layers: &[Layer], measured: &Measured) -> PlanCache {
         let Some(dir) = options.cache_dir() else { return PlanCache::default() };
-        let cache = PlanCache { dir: Some(CacheDir::new(dir)), layers: Vec::new(), warnings: Warnings::default() };
+        let cache = PlanCache { dir: Some(CacheDir::new(dir)), ..PlanCache::default() };
         let identities: Vec<Option<ItemIdentity>> = match options.database() {
             Some(database) => match crate::closure::database::registrations(database, items) {
                 Ok(rows) => rows
@@ -93,6 +95,18 @@ impl PlanCache {
         self
     }
 
+    /// The compressor's format for `compression` at `level`
+    /// ([`compressor_format`]), measured once per build.
+    fn format(&self, compression: Compression, level: i32) -> String {
+        let mut formats = self.formats.lock().unwrap();
+        if let Some((_, f)) = formats.iter().find(|(k, _)| *k == (compression, level)) {
+            return f.clone();
+        }
+        let f = compressor_format(compression, level);
+        formats.push(((compression, level), f.clone()));
+        f
+    }
+
     /// Whether the cache is on for this build.
     pub fn is_active(&self) -> bool {
         self.dir.is_some()
@@ -123,7 +137,7 @@ impl PlanCache {
     /// this build's compressor, when the cache knew it.
     pub fn blob(&self, index: usize, compression: Compression, level: i32) -> Option<&Blob> {
         let known = self.known(index)?;
-        known.blob(compression, level, &compressor_format(compression, level))
+        known.blob(compression, level, &self.format(compression, level))
     }
 
     /// Runs `f` on what this build knows of layer `index`, starting from
@@ -165,7 +179,10 @@ impl PlanCache {
     /// by this build's compressor is the blob `digest` of `size` bytes
     /// (after [`PlanCache::learn_layer`], or with the layer known).
     pub fn learn_blob(&self, index: usize, compression: Compression, level: i32, digest: &[u8; 32], size: u64) {
-        let format = compressor_format(compression, level);
+        if self.key(index).is_none() {
+            return;
+        }
+        let format = self.format(compression, level);
         self.update(index, None, |r| {
             r.add_blob(compression, level, &format, *digest, size);
         });

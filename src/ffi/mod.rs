@@ -18,6 +18,7 @@ pub mod build;
 pub mod sbom;
 pub mod image;
 pub mod registry;
+pub mod cache;
 
 use std::ffi::{c_char, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;

@@ -380,6 +380,8 @@ static void test_null_options_handle(void) {
   NULL_OPTIONS(gdn_options_set_tls_verify(NULL, 0));
   NULL_OPTIONS(gdn_options_set_manifest_format(NULL, "docker"));
   NULL_OPTIONS(gdn_options_set_push_jobs(NULL, 2));
+  NULL_OPTIONS(gdn_options_set_cache_dir(NULL, "/tmp/cache"));
+  NULL_OPTIONS(gdn_options_set_cache(NULL, 0));
   gdn_options_free(NULL);
   expect(1, "gdn_options_free(NULL) returns");
 }
@@ -451,6 +453,12 @@ static void test_setter_errors(void) {
   expect(gdn_options_set_tls_verify(o, 0) == GDN_OK, "tls verify off accepted");
   expect(gdn_options_set_manifest_format(o, "docker") == GDN_OK, "manifest format docker accepted");
   expect(gdn_options_set_push_jobs(o, 8) == GDN_OK, "push jobs 8 accepted");
+
+  /* The layer cache (GDN_1.3). */
+  INVALID(gdn_options_set_cache_dir(o, ""), "cache directory ''");
+  expect(gdn_options_set_cache_dir(o, "/tmp/cache") == GDN_OK && gdn_options_set_cache_dir(o, NULL) == GDN_OK,
+         "a cache dir is set and unset");
+  expect(gdn_options_set_cache(o, 0) == GDN_OK && gdn_options_set_cache(o, 1) == GDN_OK, "the cache off and on");
 
   /* A success after a failure clears the message. */
   expect(gdn_options_set_max_layers(o, 125) == GDN_OK, "max layers 125 is accepted");
@@ -1211,6 +1219,57 @@ static void test_destinations(const char *store, const char *item, const char *w
   free(dir);
 }
 
+/* ---- the layer cache (GDN_1.3) ---- */
+
+/* A layout written with gdn_options_set_cache_dir, then rewritten with the
+ * cache warm: the same index; an entry per layer in the cache directory;
+ * with gdn_options_set_cache(o, 0), none. */
+static void test_cache(const char *store, const char *item, const char *work) {
+  char *dir = join(work, "cache-test");
+  if (mkdir(dir, 0755) != 0) {
+    perror(dir);
+    exit(2);
+  }
+  char *cache = join(dir, "cache");
+  char *entries = join(cache, "layers-1");
+  char *layout = join(dir, "layout");
+  char *index = join(layout, "index.json");
+  char destination[4096];
+  snprintf(destination, sizeof destination, "oci:%s", layout);
+  gdn_options *o = gdn_options_new();
+  if (!o || gdn_options_set_store_dir(o, store) != GDN_OK || gdn_options_set_max_layers(o, 3) != GDN_OK ||
+      gdn_options_set_compression(o, "gzip", 0) != GDN_OK || gdn_options_set_cache_dir(o, cache) != GDN_OK) {
+    expect(0, "options for the cache: %s", last_error());
+    return;
+  }
+  gdn_result r = gdn_build_image(destination, item, NULL, 0, o);
+  expect(r == GDN_OK, "a build with a cache directory: %d %s", r, last_error());
+  int n = entries_in(entries);
+  expect(n >= 1 && n <= 3, "the cache directory has an entry per layer (%d)", n);
+  bytes cold = read_file(index);
+  r = gdn_build_image(destination, item, NULL, 0, o);
+  expect(r == GDN_OK, "the same build, the cache warm: %d %s", r, last_error());
+  bytes warm = read_file(index);
+  expect(same_bytes(cold, warm), "the warm rewrite gives the same index");
+  char *other = join(dir, "other-cache");
+  expect(gdn_options_set_cache_dir(o, other) == GDN_OK && gdn_options_set_cache(o, 0) == GDN_OK, "the cache off");
+  r = gdn_build_image(destination, item, NULL, 0, o);
+  expect(r == GDN_OK, "a build without the cache: %d %s", r, last_error());
+  expect(!exists(other), "no cache directory is made with the cache off");
+  bytes off = read_file(index);
+  expect(same_bytes(cold, off), "without the cache, the same index");
+  free(cold.data);
+  free(warm.data);
+  free(off.data);
+  gdn_options_free(o);
+  free(other);
+  free(index);
+  free(layout);
+  free(entries);
+  free(cache);
+  free(dir);
+}
+
 int main(int argc, char **argv) {
   if (argc < 5 || argc > 6) {
     fprintf(stderr, "usage: %s STORE_DIR ITEM DATABASE WORKDIR [ENTRY_POINT]\n", argv[0]);
@@ -1229,6 +1288,7 @@ int main(int argc, char **argv) {
   test_builds(store, item, database, work, entry_point);
   test_sbom(store, item, database, work);
   test_destinations(store, item, work, entry_point);
+  test_cache(store, item, work);
 
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

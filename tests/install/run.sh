@@ -124,14 +124,14 @@ if [ "$phase" = installed ]; then
                   /^    [a-z_]+;$/ {name = $1; sub(/;$/, "", name); print name, node}' \
                  "$tmp/guix_docker_native.map" | sort)
     nodes=$(awk '/^GDN_[0-9.]+ [{]/ {print $1}' "$tmp/guix_docker_native.map" | tr '\n' ' ')
-    check "the version script has the nodes GDN_1, GDN_1.1 and GDN_1.2 (got: $nodes)" test "$nodes" = "GDN_1 GDN_1.1 GDN_1.2 "
+    check "the version script has the nodes GDN_1, GDN_1.1, GDN_1.2 and GDN_1.3 (got: $nodes)" test "$nodes" = "GDN_1 GDN_1.1 GDN_1.2 GDN_1.3 "
     if [ -n "$exports" ] && [ "$exports" = "$wanted" ]; then
-        ok "objdump -T: every export has its version ($(echo "$wanted" | grep -c ' GDN_1\.1$') GDN_1.1, $(echo "$wanted" | grep -c ' GDN_1\.2$') GDN_1.2, the others GDN_1)"
+        ok "objdump -T: every export has its version ($(echo "$wanted" | grep -c ' GDN_1\.1$') GDN_1.1, $(echo "$wanted" | grep -c ' GDN_1\.2$') GDN_1.2, $(echo "$wanted" | grep -c ' GDN_1\.3$') GDN_1.3, the others GDN_1)"
     else
         fail "objdump -T: the exports' versions differ from the version script's:"
         diff <(echo "$wanted") <(echo "$exports") | sed 's/^/    /'
     fi
-    others=$(objdump -T "$lib/libguix_docker_native.so.1" | awk '$2 == "g" && $4 != ".text" && $NF !~ /^GDN_1(\.[12])?$/')
+    others=$(objdump -T "$lib/libguix_docker_native.so.1" | awk '$2 == "g" && $4 != ".text" && $NF !~ /^GDN_1(\.[123])?$/')
     check "objdump -T: nothing else is exported${others:+ (also: $others)}" test -z "$others"
     for node in $nodes; do
         check "objdump -p: the library defines the version $node" \
@@ -141,6 +141,8 @@ if [ "$phase" = installed ]; then
         sh -c "objdump -p '$lib/libguix_docker_native.so.1' | sed -n '/Version definitions/,/^\$/p' | grep -A1 ' GDN_1\.1\$' | tail -n 1 | grep -qxE '[[:space:]]*GDN_1[[:space:]]*'"
     check "objdump -p: GDN_1.2 inherits GDN_1.1" \
         sh -c "objdump -p '$lib/libguix_docker_native.so.1' | sed -n '/Version definitions/,/^\$/p' | grep -A1 ' GDN_1\.2\$' | tail -n 1 | grep -qxE '[[:space:]]*GDN_1\.1[[:space:]]*'"
+    check "objdump -p: GDN_1.3 inherits GDN_1.2" \
+        sh -c "objdump -p '$lib/libguix_docker_native.so.1' | sed -n '/Version definitions/,/^\$/p' | grep -A1 ' GDN_1\.3\$' | tail -n 1 | grep -qxE '[[:space:]]*GDN_1\.2[[:space:]]*'"
 
     # A C program, with pkg-config only.
     export PKG_CONFIG_LIBDIR=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$stage

@@ -55,6 +55,7 @@
             %set-localstatedir %set-progress-callback %set-cancel
             %set-registry-credentials %set-cert-dir %set-tls-verify
             %set-manifest-format %set-push-jobs
+            %set-cache-dir %set-cache
             %clone-options %free-options %cancel-request %build-docker-image
             %build-image %build-platform-image
             %store-item-name %default-output-name %tag-from-name
@@ -575,6 +576,10 @@ before writing anything."
   (library-procedure "gdn_options_set_manifest_format" 'result '(* *)))
 (define %set-push-jobs
   (library-procedure "gdn_options_set_push_jobs" 'result (list '* uint32)))
+;; The layer cache (GDN_1.3).
+(define %set-cache-dir (library-procedure "gdn_options_set_cache_dir" 'result '(* *)))
+(define %set-cache
+  (library-procedure "gdn_options_set_cache" 'result (list '* int32)))
 
 ;; A build's private copy of options, freed by the build itself (no
 ;; finalizer, so never wrapped in an <image-options>: see

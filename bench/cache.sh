@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The layer cache benchmark (issue 11's oci: row): an OCI layout of the
+# benchmark store written cold (empty cache, empty layout), then rewritten
+# after one application item changed, with the cache warm: the rewrite
+# must take at most 20% of the cold write.  Also shown, in the same run: a
+# --no-cache build of the same layout (what the cache costs when cold) and
+# a rewrite with nothing changed.
+#
+# "Changed" is done on a copy of the store database (the store is shared
+# and is not touched): the item is registered again with another hash and
+# a later time, as the daemon registers an item rebuilt under the same
+# path, so the cache no longer knows its layer and reads, hashes and
+# compresses it again.  The item: the largest that only the profile refers
+# to (an application, not a library others share).
+#
+# Usage: bash bench/cache.sh [--size 1G] [--layers 100] [--compression zstd]
+#                            [--workdir DIR] [--results FILE] [--no-build]
+# One run of each; the store is bench/make-store.sh's (made if missing).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+project=$(dirname "$here")
+
+size=1G
+layers=100
+compressions=zstd
+workdir=/var/tmp/gdn
+results=
+build=yes
+
+die() { echo "bench/cache: $*" >&2; exit 1; }
+note() { echo "bench/cache: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --size) size=${2:?--size needs a value}; shift 2 ;;
+        --layers) layers=${2:?--layers needs a value}; shift 2 ;;
+        --compression) compressions=${2:?--compression needs a value}; shift 2 ;;
+        --workdir) workdir=${2:?--workdir needs a value}; shift 2 ;;
+        --results) results=${2:?--results needs a value}; shift 2 ;;
+        --no-build) build=no; shift ;;
+        --help | -h) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+[[ $size =~ ^[1-9][0-9]*[KMGT]$ ]] || die "--size '$size': expected a number and K, M, G or T, e.g. 1G"
+[[ $layers =~ ^[1-9][0-9]*$ ]] && [ "$layers" -le 125 ] || die "--layers '$layers': 1 to 125"
+for c in ${compressions//,/ }; do
+    case $c in none | gzip | zstd) ;; *) die "--compression '$c': none, gzip or zstd (or a comma-separated list)" ;; esac
+done
+for tool in sqlite3 /usr/bin/time tar; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+binary=$project/target/release/guix-docker-native
+if [ "$build" = yes ]; then
+    note "building $binary"
+    (cd "$project" && cargo build --release --bin guix-docker-native >&2)
+fi
+[ -x "$binary" ] || die "$binary: not built"
+
+mkdir -p "$workdir"
+workdir=$(cd "$workdir" && pwd -P)
+root=$workdir/$size
+[ -f "$root/summary" ] || bash "$here/make-store.sh" "$size" "$root" >&2
+store=$root/gnu/store
+profile=$(cat "$root/profile")
+work=$workdir/cache-bench
+rm -rf "$work" && mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
+db=$work/db.sqlite
+cp "$root/var/guix/db/db.sqlite" "$db"
+results=${results:-$workdir/cache-results-$size-$(date +%Y%m%d-%H%M%S).txt}
+: >"$results"
+report() { printf '%s\n' "$*" | tee -a "$results"; }
+
+changed=$(sqlite3 "$db" "SELECT path FROM ValidPaths v WHERE path <> '$profile' AND
+    (SELECT count(*) FROM Refs r WHERE r.reference = v.id AND r.referrer <> v.id) <= 1
+    ORDER BY narSize DESC LIMIT 1")
+[ -n "$changed" ] || die "no application item found in $db"
+
+# measure NAME ARGS...: one build of the profile with ARGS; wall-clock and
+# CPU seconds.
+declare -A times cpus
+measure() {
+    local name=$1 start end user sys
+    shift
+    sync
+    note "$name"
+    start=$EPOCHREALTIME
+    /usr/bin/time -f '%U %S' -o "$work/.time" "$binary" -q --store-dir "$store" --database "$db" \
+        --max-layers "$layers" "$@" "$profile" >/dev/null 2>"$work/.stderr" || {
+        cat "$work/.stderr" >&2
+        die "$name failed"
+    }
+    end=$EPOCHREALTIME
+    if grep -q warning "$work/.stderr"; then
+        cat "$work/.stderr" >&2
+        die "$name: a warning"
+    fi
+    read -r user sys < <(tail -n 1 "$work/.time")
+    times[$name]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    cpus[$name]=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+    report "  $(printf '%-34s %8s s wall %8s s CPU' "$name" "${times[$name]}" "${cpus[$name]}")"
+}
+
+note "warming the page cache: reading $root once"
+tar -C / -cf - "${store#/}" | cat >/dev/null
+
+report "guix-docker-native layer cache benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+report "binary:  $binary ($(cd "$project" && git describe --always --dirty 2>/dev/null || echo 'no git'))"
+report "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+sed 's/^/  /' "$root/summary" | tee -a "$results"
+report "layers:  at most $layers; the item changed: $changed ($(du -sh "$changed" | cut -f1))"
+report "one run of each"
+
+status=0
+for c in ${compressions//,/ }; do
+    cache=$work/cache-$c
+    layout=$work/layout-$c
+    nocache=$work/nocache-$c
+    report "compression $c:"
+    measure "oci: --no-cache, new layout" -C "$c" --no-cache -o "oci:$nocache"
+    rm -rf "$nocache"
+    measure "oci: cold (empty cache and layout)" -C "$c" --cache-dir "$cache" -o "oci:$layout"
+    measure "oci: rewrite, nothing changed" -C "$c" --cache-dir "$cache" -o "oci:$layout"
+    sqlite3 "$db" "UPDATE ValidPaths SET hash = 'sha256:' || lower(hex(randomblob(32))),
+        registrationTime = registrationTime + 1 WHERE path = '$changed'"
+    measure "oci: rewrite, one item changed" -C "$c" --cache-dir "$cache" -o "oci:$layout"
+    ratio=$(awk -v a="${times[oci: rewrite, one item changed]}" -v b="${times[oci: cold (empty cache and layout)]}" \
+        'BEGIN { printf "%.3f", a / b }')
+    same=$(awk -v a="${times[oci: rewrite, nothing changed]}" -v b="${times[oci: cold (empty cache and layout)]}" \
+        'BEGIN { printf "%.3f", a / b }')
+    verdict=met
+    awk -v r="$ratio" 'BEGIN { exit !(r <= 0.20) }' || { verdict="NOT met"; status=1; }
+    report "  one item changed / cold: $ratio (target <= 0.20: $verdict); nothing changed / cold: $same"
+    report "  cache: $(find "$cache" -type f | wc -l) entries, $(du -sb "$cache" | cut -f1) bytes"
+done
+report "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+note "results in $results"
+exit $status
