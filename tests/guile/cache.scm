@@ -7,7 +7,8 @@
              (test-helpers)
              (srfi srfi-1)
              (srfi srfi-64)
-             (ice-9 match))
+             (ice-9 match)
+             (ice-9 textual-ports))
 
 (test-suite-begin "cache")
 
@@ -33,7 +34,8 @@
 
 (define (layout-files layout)
   "The index and blob names of LAYOUT, with the index's text."
-  (list (read-file-string (string-append layout "/index.json"))
+  (list (call-with-input-file (string-append layout "/index.json")
+          get-string-all)
         (sort (directory-entries (string-append layout "/blobs/sha256"))
               string<?)))
 
