@@ -982,31 +982,24 @@ database (a string), or #f" database))
      #:progress progress
      #:cancel cancel)))
 
-(define* (item-image-options #:key store-directory database tags entry-point
-                             environment symlinks localstatedir? max-layers
-                             system creation-time compression
-                             compression-level threads
-                             (sbom '()) sbom-output (sbom-licenses '())
-                             cache-directory (cache? #t))
-  "The options handle of the keywords of `build-docker-image/item'."
-  (make-image-options #:cache-directory cache-directory
-                      #:cache? cache?
-                      #:store-directory store-directory
-                      #:database database
-                      #:tags tags
-                      #:entry-point entry-point
-                      #:environment environment
-                      #:symlinks symlinks
-                      #:localstatedir? localstatedir?
-                      #:max-layers max-layers
-                      #:system system
-                      #:creation-time creation-time
-                      #:compression compression
-                      #:compression-level compression-level
-                      #:threads threads
-                      #:sbom sbom
-                      #:sbom-output sbom-output
-                      #:sbom-licenses sbom-licenses))
+;; The item builders take a subset of `make-image-options' keywords plus a
+;; few of their own; they hand the rest on as they came, so that each
+;; keyword's default and check live in `make-image-options' alone.
+(define (keyword-arguments-without arguments keywords)
+  "ARGUMENTS, alternating keywords and values as a #:rest argument holds
+them, without the pairs whose keyword is one of KEYWORDS."
+  (let loop ((arguments arguments) (kept '()))
+    (match arguments
+      (() (reverse kept))
+      ((keyword value . rest)
+       (loop rest (if (memq keyword keywords)
+                      kept
+                      (cons* value keyword kept)))))))
+
+(define (builder-image-options arguments own-keywords)
+  "The options handle of a builder's keyword ARGUMENTS, less OWN-KEYWORDS,
+those the builder uses itself."
+  (apply make-image-options (keyword-arguments-without arguments own-keywords)))
 
 (define* (build-docker-image/item item
                                   #:key
@@ -1032,7 +1025,8 @@ database (a string), or #f" database))
                                   sbom-output
                                   (sbom-licenses '())
                                   cache-directory
-                                  (cache? #t))
+                                  (cache? #t)
+                                  #:rest arguments)
   "Build the Docker image archive of ITEM, a store item, and return the
 name of the file written: OUTPUT, or by default
 NAME-docker-image.tar[.gz|.zst] in the current directory, NAME being ITEM's
@@ -1062,24 +1056,9 @@ SBOM-LICENSES: an SBOM of the image beside it or in its OCI layout, as for
   (when (and output destination)
     (invalid-argument "output ~s and destination ~s: give one of them"
                       output destination))
-  (let ((options (item-image-options #:store-directory store-directory
-                                     #:database database
-                                     #:tags tags
-                                     #:entry-point entry-point
-                                     #:environment environment
-                                     #:symlinks symlinks
-                                     #:localstatedir? localstatedir?
-                                     #:max-layers max-layers
-                                     #:system system
-                                     #:creation-time creation-time
-                                     #:compression compression
-                                     #:compression-level compression-level
-                                     #:threads threads
-                                     #:sbom sbom
-                                     #:sbom-output sbom-output
-                                     #:sbom-licenses sbom-licenses
-                                     #:cache-directory cache-directory
-                                     #:cache? cache?)))
+  (let ((options (builder-image-options
+                  arguments
+                  '(#:output #:destination #:closure #:progress #:cancel))))
     (if destination
         (build-image/options destination item options
                              #:closure closure
@@ -1113,7 +1092,8 @@ SBOM-LICENSES: an SBOM of the image beside it or in its OCI layout, as for
                                store-directory
                                threads
                                cache-directory
-                               (cache? #t))
+                               (cache? #t)
+                               #:rest arguments)
   "Write a multi-platform image to DESTINATION, \"oci:DIR[:REF]\" or
 \"oci-archive:FILE[:REF]\" (a docker-archive holds one platform only), and
 return DESTINATION: one OCI image index (named REF, by default the first
@@ -1136,20 +1116,7 @@ Layers the images share are stored once.  The other keywords are those of
 `build-docker-image/item'."
   (build-platform-image/options
    destination platforms
-   (item-image-options #:store-directory store-directory
-                       #:database database
-                       #:tags tags
-                       #:entry-point entry-point
-                       #:environment environment
-                       #:symlinks symlinks
-                       #:localstatedir? localstatedir?
-                       #:max-layers max-layers
-                       #:creation-time creation-time
-                       #:compression compression
-                       #:compression-level compression-level
-                       #:threads threads
-                       #:cache-directory cache-directory
-                       #:cache? cache?)
+   (builder-image-options arguments '(#:progress #:cancel))
    #:progress progress
    #:cancel cancel))
 

@@ -593,7 +593,47 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(args)
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    Cli::try_parse_from(&args).map_err(|err| match err.kind() {
+        clap::error::ErrorKind::InvalidUtf8 => name_invalid_utf8(&args).unwrap_or(err),
+        _ => err,
+    })
+}
+
+/// clap says only that "one or more arguments" are not UTF-8: this names
+/// the first such argument and the option it is the value of.  (File names
+/// may be any bytes; the other values are names, numbers and JSON strings,
+/// which must be text.)
+fn name_invalid_utf8(args: &[OsString]) -> Option<clap::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let index = args.iter().skip(1).position(|arg| arg.to_str().is_none())? + 1;
+    let bytes = args[index].as_bytes();
+    let shown = bytes.escape_ascii().to_string();
+    let command = <Cli as clap::CommandFactory>::command();
+    let takes_value = |option: &str| {
+        command.get_arguments().any(|arg| {
+            let named = match option.strip_prefix("--") {
+                Some(long) => arg.get_long() == Some(long),
+                None => option.len() == 2 && arg.get_short() == option.chars().nth(1),
+            };
+            named && arg.get_action().takes_values()
+        })
+    };
+    let previous = args[index - 1].to_str().filter(|p| p.starts_with('-') && *p != "--" && takes_value(p));
+    let (owner, shown) = match bytes.iter().position(|&b| b == b'=') {
+        Some(equals) if bytes.starts_with(b"--") => (
+            format!("the value of {}", String::from_utf8_lossy(&bytes[..equals])),
+            bytes[equals + 1..].escape_ascii().to_string(),
+        ),
+        _ => match previous {
+            Some(option) => (format!("the value of {option}"), shown),
+            None => (format!("argument {index}"), shown),
+        },
+    };
+    Some(clap::Error::raw(
+        clap::error::ErrorKind::InvalidUtf8,
+        format!("{owner}, '{shown}', is not valid UTF-8 (only file names may be other bytes)\n"),
+    ))
 }
 
 #[cfg(test)]
@@ -743,6 +783,28 @@ mod tests {
         assert!(parse_args(&["--no-such-option", "x"]).is_err());
         assert!(parse_args(&["-o"]).is_err());
         assert!(parse_args(&["--help"]).is_err(), "help is an 'error' clap prints itself");
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_named_with_their_option() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(b"a\xffb".to_vec());
+        let message = |args: Vec<OsString>| {
+            let args = std::iter::once(OsString::from("guix-docker-native")).chain(args);
+            parse(args).err().expect("refused").render().to_string()
+        };
+        let m = message(vec!["-t".into(), bad(), "x".into()]);
+        assert!(m.contains("the value of -t, 'a\\xffb', is not valid UTF-8"), "{m}");
+        let mut tag = OsString::from("--tag=");
+        tag.push(bad());
+        let m = message(vec![tag, "x".into()]);
+        assert!(m.contains("the value of --tag, 'a\\xffb'"), "{m}");
+        let m = message(vec!["--entry-point".into(), bad(), "x".into()]);
+        assert!(m.contains("the value of --entry-point"), "{m}");
+        // A file name may be any bytes: this one parses.
+        let mut output = OsString::from("/tmp/");
+        output.push(bad());
+        assert!(parse(["guix-docker-native".into(), "-o".into(), output, "x".into()]).is_ok());
     }
 
     #[test]

@@ -76,6 +76,21 @@ fn result_name(code: gdn_result) -> Option<&'static CStr> {
     usize::try_from(code).ok().and_then(|i| names.get(i)).map(CString::as_c_str)
 }
 
+/// For the unit tests of the exports: the calling thread's last error
+/// message, if any.
+#[cfg(test)]
+pub(crate) fn last_error() -> Option<String> {
+    let ptr = gdn_last_error_message();
+    (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_string())
+}
+
+/// For the unit tests of the exports: the message a failed call must have
+/// left in the calling thread.
+#[cfg(test)]
+pub(crate) fn expect_last_error() -> String {
+    last_error().expect("a failed call leaves its message in gdn_last_error_message")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

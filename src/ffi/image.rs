@@ -158,12 +158,8 @@ pub unsafe extern "C" fn gdn_build_platform_image(
 mod tests {
     use super::*;
     use crate::ffi::{GDN_ERR_INVALID_ARGUMENT, GDN_ERR_NULL_ARGUMENT};
-    use std::ffi::CStr;
 
-    fn last_error() -> String {
-        let ptr = crate::ffi::error::gdn_last_error_message();
-        unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_string()
-    }
+    use crate::ffi::error::expect_last_error as last_error;
 
     #[test]
     fn arguments_are_checked_before_any_work() {

@@ -184,12 +184,7 @@ pub(crate) unsafe fn arg_path(function: &str, name: &str, ptr: *const c_char) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CStr;
-
-    fn last_error() -> Option<String> {
-        let ptr = error::gdn_last_error_message();
-        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_string())
-    }
+    use error::last_error;
 
     #[test]
     fn result_codes_match_error_kinds() {

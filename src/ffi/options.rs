@@ -734,14 +734,9 @@ pub unsafe extern "C" fn gdn_options_set_cancel(options: *mut gdn_options, cance
 mod tests {
     use super::*;
     use crate::ffi::{GDN_ERR_INVALID_ARGUMENT, GDN_ERR_NULL_ARGUMENT, GDN_OK};
-    use std::ffi::CStr;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-    fn last_error() -> String {
-        let ptr = crate::ffi::error::gdn_last_error_message();
-        assert!(!ptr.is_null());
-        unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_string()
-    }
+    use crate::ffi::error::expect_last_error as last_error;
 
     #[test]
     fn setters_fill_the_options_and_check_values() {

@@ -115,12 +115,9 @@ mod tests {
     use super::*;
     use crate::ffi::options::{gdn_options_free, gdn_options_new};
     use crate::ffi::{GDN_ERR_INVALID_ARGUMENT, GDN_ERR_NULL_ARGUMENT, GDN_OK};
-    use std::ffi::{CStr, CString};
+    use std::ffi::CString;
 
-    fn last_error() -> String {
-        let ptr = crate::ffi::error::gdn_last_error_message();
-        unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_string()
-    }
+    use crate::ffi::error::expect_last_error as last_error;
 
     #[test]
     fn registry_setters_fill_the_options_and_check_values() {
