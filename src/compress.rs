@@ -3,8 +3,12 @@
 //!
 //! - gzip: the input is cut into fixed 1 MiB blocks, each compressed by a
 //!   worker into a gzip member of its own (by libdeflate, which compresses
-//!   a whole buffer at once), and the members are written in order.  Concatenated members are one valid gzip stream (RFC 1952), read
-//!   by every gzip reader (Go's, which Docker and podman use, included).
+//!   a whole buffer at once), and the members are written in order.
+//!   Concatenated members are one valid gzip stream (RFC 1952), read by
+//!   every gzip reader (Go's, which Docker and podman use, included).
+//!   [`GzipSeries`] compresses several streams (an oci-archive's blobs)
+//!   one after the other on the same workers, without waiting at each
+//!   stream's end.
 //! - zstd: libzstd's own workers; with at least one worker its output is the
 //!   same whatever their number.
 
@@ -32,7 +36,11 @@ impl Sink for std::fs::File {
 pub fn compressor(kind: Compression, level: i32, threads: usize, inner: Box<dyn Sink>) -> io::Result<Box<dyn Sink>> {
     Ok(match kind {
         Compression::None => inner,
-        Compression::Gzip => Box::new(ParallelGzip::new(inner, level, threads)),
+        Compression::Gzip => {
+            let mut gz = ParallelGzip::new(level, threads);
+            gz.start(inner);
+            Box::new(gz)
+        }
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
             // At least one worker, always: that fixes the output bytes.
@@ -88,13 +96,39 @@ const GZIP_BLOCK: usize = 1 << 20;
 
 type Job = (Vec<u8>, Sender<io::Result<Vec<u8>>>);
 
+/// What the writing side of [`ParallelGzip`] waits for, in order.
+enum Pending {
+    /// A block's member, being compressed.
+    Member(Receiver<io::Result<Vec<u8>>>),
+    /// The end of the stream whose members came before: its sink is
+    /// finished, and the next stream's takes its place.
+    End,
+}
+
 /// gzip in parallel blocks, as pigz does, but one member per block.
+///
+/// It compresses one or more streams one after the other (the blobs of an
+/// oci-archive, see [`GzipSeries`]): a stream's blocks go to the workers
+/// while the last ones of the stream before are still being compressed,
+/// so the workers do not wait at each stream's end.  Each stream is cut
+/// into blocks of its own (its last one partial), so its members are the
+/// same as when it is compressed alone.
 struct ParallelGzip {
-    inner: Box<dyn Sink>,
+    /// The sink of the stream whose members are written next.
+    current: Option<Box<dyn Sink>>,
+    /// The sinks of the streams started after it, in order.
+    waiting: VecDeque<Box<dyn Sink>>,
     level: u32,
     block: Vec<u8>,
-    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    pending: VecDeque<Pending>,
+    /// Members in `pending`.
+    members: usize,
     max_pending: usize,
+    /// Set once writing a member or finishing a sink failed: what follows
+    /// would go to the wrong place.
+    failed: bool,
+    /// A stream is started and not ended.
+    open: bool,
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -132,7 +166,8 @@ fn deflater(level: u32) -> libdeflater::Compressor {
 }
 
 impl ParallelGzip {
-    fn new(inner: Box<dyn Sink>, level: i32, threads: usize) -> ParallelGzip {
+    /// Workers for streams to come; none started yet.
+    fn new(level: i32, threads: usize) -> ParallelGzip {
         let threads = threads.max(1);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -151,14 +186,48 @@ impl ParallelGzip {
             })
             .collect();
         ParallelGzip {
-            inner,
+            current: None,
+            waiting: VecDeque::new(),
             level,
             block: Vec::with_capacity(GZIP_BLOCK),
             pending: VecDeque::new(),
+            members: 0,
             max_pending: 2 * threads,
+            failed: false,
+            open: false,
             jobs: Some(tx),
             workers,
         }
+    }
+
+    /// Starts the next stream, whose members go to `sink` once the
+    /// streams started before it are finished.
+    fn start(&mut self, sink: Box<dyn Sink>) {
+        assert!(!self.open, "a gzip stream starts once the one before has ended");
+        self.open = true;
+        if self.current.is_none() && self.pending.is_empty() {
+            self.current = Some(sink);
+        } else {
+            self.waiting.push_back(sink);
+        }
+    }
+
+    /// Ends the stream being written: its last block goes to the workers,
+    /// and its sink is finished once its members are written (later,
+    /// without waiting for them here).
+    fn end(&mut self) -> io::Result<()> {
+        assert!(self.open, "a gzip stream ends once");
+        self.open = false;
+        self.submit_block()?;
+        self.pending.push_back(Pending::End);
+        Ok(())
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("gzip: an earlier write of this output failed"));
+        }
+        Ok(())
     }
 
     fn submit_block(&mut self) -> io::Result<()> {
@@ -175,24 +244,62 @@ impl ParallelGzip {
             // No workers left: compress here.
             let _ = reply.send(gzip_member(&mut deflater(self.level), &data));
         }
-        self.pending.push_back(result);
-        while self.pending.len() > self.max_pending {
+        self.pending.push_back(Pending::Member(result));
+        self.members += 1;
+        while self.members > self.max_pending {
             self.write_oldest()?;
         }
         Ok(())
     }
 
+    /// Writes the oldest member (or ends the stream it closes, and those
+    /// after it that have no members left to wait for).
     fn write_oldest(&mut self) -> io::Result<()> {
-        if let Some(rx) = self.pending.pop_front() {
-            let member = rx.recv().map_err(|_| io::Error::other("a gzip worker stopped"))??;
-            self.inner.write_all(&member)?;
+        self.check()?;
+        let written = self.write_oldest_unchecked();
+        self.failed = written.is_err();
+        written
+    }
+
+    fn write_oldest_unchecked(&mut self) -> io::Result<()> {
+        while let Some(next) = self.pending.pop_front() {
+            match next {
+                Pending::Member(rx) => {
+                    self.members -= 1;
+                    let member = rx.recv().map_err(|_| io::Error::other("a gzip worker stopped"))??;
+                    let sink = self.current.as_mut().expect("a member belongs to a started stream");
+                    return sink.write_all(&member);
+                }
+                Pending::End => {
+                    let mut sink = self.current.take().expect("an end belongs to a started stream");
+                    self.current = self.waiting.pop_front();
+                    sink.flush()?;
+                    sink.finish()?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Waits for every member, finishing each stream's sink.
+    fn drain(&mut self) -> io::Result<()> {
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn stop_workers(&mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
     }
 }
 
 impl Write for ParallelGzip {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check()?;
         let room = GZIP_BLOCK - self.block.len();
         let n = room.min(buf.len());
         self.block.extend_from_slice(&buf[..n]);
@@ -206,28 +313,75 @@ impl Write for ParallelGzip {
     }
 }
 
+/// One stream: the whole-archive compressor's sink.
 impl Sink for ParallelGzip {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.submit_block()?;
-        while !self.pending.is_empty() {
-            self.write_oldest()?;
-        }
-        self.jobs = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-        let mut inner = std::mem::replace(&mut self.inner, Box::new(io::sink()));
-        inner.flush()?;
-        inner.finish()
+        self.end()?;
+        self.drain()?;
+        self.stop_workers();
+        Ok(())
     }
 }
 
 impl Drop for ParallelGzip {
     fn drop(&mut self) {
-        self.jobs = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+        self.stop_workers();
+    }
+}
+
+/// gzip of several streams one after the other on one set of workers (the
+/// layers of an oci-archive, each a blob): a stream's blocks are
+/// compressed while the streams before it are still being finished, so
+/// that neither the workers nor the producer wait at each stream's end,
+/// and a small stream (one block) does not keep the other cores idle.
+/// Each stream's bytes are those [`compressor`] makes of it alone, for any
+/// thread count.
+///
+/// [`GzipSeries::stream`] starts a stream; its sink's `finish` ends it
+/// without waiting for its members; the stream's own sink is finished
+/// (in order) once they are written, by whichever call writes them.
+/// [`GzipSeries::finish`] waits for them all.
+#[derive(Clone)]
+pub struct GzipSeries(Arc<Mutex<ParallelGzip>>);
+
+impl GzipSeries {
+    pub fn new(level: i32, threads: usize) -> GzipSeries {
+        GzipSeries(Arc::new(Mutex::new(ParallelGzip::new(level, threads))))
+    }
+
+    /// Starts the next stream, compressed into `sink`, and returns its
+    /// input.  The streams started before it must have been ended.
+    pub fn stream(&self, sink: Box<dyn Sink>) -> Box<dyn Sink> {
+        self.0.lock().unwrap().start(sink);
+        Box::new(SeriesStream(self.clone()))
+    }
+
+    /// Waits for every stream's members to be written and every stream's
+    /// sink to be finished.
+    pub fn finish(&self) -> io::Result<()> {
+        let mut gz = self.0.lock().unwrap();
+        gz.drain()?;
+        gz.stop_workers();
+        Ok(())
+    }
+}
+
+/// The input of one stream of a [`GzipSeries`].
+struct SeriesStream(GzipSeries);
+
+impl Write for SeriesStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 .0.lock().unwrap().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for SeriesStream {
+    /// Ends the stream without waiting for its members.
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.0 .0.lock().unwrap().end()
     }
 }
 
@@ -298,6 +452,55 @@ mod tests {
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
+    }
+
+    /// A sink that keeps what it is given and, when finished, records the
+    /// order it was finished in.
+    struct Recorded {
+        bytes: Vec<u8>,
+        index: usize,
+        finished: Arc<Mutex<Vec<(usize, Vec<u8>)>>>,
+    }
+    impl Write for Recorded {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.bytes.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Sink for Recorded {
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            self.finished.lock().unwrap().push((self.index, self.bytes));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_gzip_series_gives_each_stream_its_own_bytes() {
+        let data = sample();
+        // Streams of one partial block, several blocks, a block exactly,
+        // and one byte.
+        let streams: Vec<&[u8]> = vec![&data[..1000], &data[..3_500_000], &data[..GZIP_BLOCK], &data[..1], &data[7..]];
+        for threads in [1, 3] {
+            let series = GzipSeries::new(Compression::Gzip.levels().2, threads);
+            let finished = Arc::new(Mutex::new(Vec::new()));
+            for (index, stream) in streams.iter().enumerate() {
+                let sink = Recorded { bytes: Vec::new(), index, finished: Arc::clone(&finished) };
+                let mut input = series.stream(Box::new(sink));
+                for piece in stream.chunks(300_000) {
+                    input.write_all(piece).unwrap();
+                }
+                input.finish().unwrap();
+            }
+            series.finish().unwrap();
+            let finished = finished.lock().unwrap();
+            assert_eq!(finished.iter().map(|f| f.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4], "finished in order");
+            for (index, bytes) in finished.iter() {
+                assert_eq!(*bytes, compress(Compression::Gzip, 2, streams[*index]), "stream {index}, {threads} threads");
+            }
+        }
     }
 
     #[test]

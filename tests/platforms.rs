@@ -163,6 +163,7 @@ impl Layout {
                         flate2::read::MultiGzDecoder::new(blob).read_to_end(&mut out).unwrap();
                         out
                     }
+                    "application/vnd.oci.image.layer.v1.tar+zstd" => zstd::decode_all(blob).unwrap(),
                     other => panic!("media type {other}"),
                 }
             })
@@ -240,29 +241,53 @@ fn a_layout_holds_one_index_of_the_platforms_and_shared_blobs_once() {
     assert_eq!(layout.blobs.len(), 8, "{:?}", layout.blobs.keys());
 }
 
+/// Reads the oci-archive written to a FIFO at `path` by `build`, as a
+/// program reading a pipe would.
+fn through_fifo(path: &Path, build: impl FnOnce()) -> Vec<u8> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a C string made here.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+    let reader = {
+        let path = path.to_path_buf();
+        std::thread::spawn(move || fs::read(path).unwrap())
+    };
+    build();
+    let bytes = reader.join().unwrap();
+    fs::remove_file(path).unwrap();
+    bytes
+}
+
 #[test]
 fn an_oci_archive_holds_the_same_blobs_as_the_layout_every_time() {
-    let s = make_store();
-    let mut o = options(&s);
-    o.set_compression(Compression::Gzip, None).unwrap();
-    let dir = s.dir.path().join("layout");
-    build_platform_images(&platforms(&s), &destination(&format!("oci:{}", dir.display())), &o).unwrap();
-    let layout = Layout::read_dir(&dir);
-    let file = s.dir.path().join("image.tar");
-    let mut first = None;
-    for threads in [1, 4] {
-        o.set_threads(threads).unwrap();
-        build_platform_images(&platforms(&s), &destination(&format!("oci-archive:{}", file.display())), &o).unwrap();
-        let bytes = fs::read(&file).unwrap();
-        match &first {
-            None => first = Some(bytes),
-            Some(first) => assert!(first == &bytes, "another thread count, other bytes"),
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let s = make_store();
+        let mut o = options(&s);
+        o.set_compression(compression, None).unwrap();
+        let dir = s.dir.path().join("layout");
+        build_platform_images(&platforms(&s), &destination(&format!("oci:{}", dir.display())), &o).unwrap();
+        let layout = Layout::read_dir(&dir);
+        let file = s.dir.path().join("image.tar");
+        let mut first = None;
+        for threads in [1, 4] {
+            o.set_threads(threads).unwrap();
+            build_platform_images(&platforms(&s), &destination(&format!("oci-archive:{}", file.display())), &o).unwrap();
+            let bytes = fs::read(&file).unwrap();
+            match &first {
+                None => first = Some(bytes),
+                Some(first) => assert!(first == &bytes, "{compression:?}: another thread count, other bytes"),
+            }
         }
+        // To a pipe, each blob is spooled first: the same bytes.
+        let fifo = s.dir.path().join("fifo");
+        let piped = through_fifo(&fifo, || {
+            build_platform_images(&platforms(&s), &destination(&format!("oci-archive:{}", fifo.display())), &o).unwrap();
+        });
+        assert!(first.as_ref() == Some(&piped), "{compression:?}: other bytes through a pipe");
+        let archive = Layout::read_archive(&file);
+        check_platform_image(&s, &archive);
+        assert_eq!(archive.index, layout.index, "{compression:?}");
+        assert_eq!(archive.blobs, layout.blobs, "{compression:?}");
     }
-    let archive = Layout::read_archive(&file);
-    check_platform_image(&s, &archive);
-    assert_eq!(archive.index, layout.index);
-    assert_eq!(archive.blobs, layout.blobs);
 }
 
 #[test]

@@ -54,12 +54,18 @@ pub fn digest_of(bytes: &[u8]) -> String {
 
 /// The image manifest: the config, the layers (bottom first) and the
 /// annotations `org.opencontainers.image.created` and, when the main
-/// item's name says them, `title` and `version`.
+/// item's name says them, `title` and `version`: the name split as Guix
+/// splits a package's ([`crate::sbom::name::name_and_version`], the
+/// version from the first `-` a digit follows: `hello-2.12.1` is `hello`
+/// and `2.12.1`), no version for a name without one (`profile`), and no
+/// title when the name part is empty (`-1`).
 pub fn manifest(config: &Descriptor, layers: &[Descriptor], created: i64, main_item_name: &str) -> Vec<u8> {
     let mut annotations = Map::new();
     annotations.insert("org.opencontainers.image.created".into(), json!(rfc3339(created)));
-    let (title, version) = title_and_version(main_item_name);
-    annotations.insert("org.opencontainers.image.title".into(), json!(title));
+    let (title, version) = crate::sbom::name::name_and_version(main_item_name);
+    if !title.is_empty() {
+        annotations.insert("org.opencontainers.image.title".into(), json!(title));
+    }
     if let Some(version) = version {
         annotations.insert("org.opencontainers.image.version".into(), json!(version));
     }
@@ -71,19 +77,6 @@ pub fn manifest(config: &Descriptor, layers: &[Descriptor], created: i64, main_i
         "annotations": Value::Object(annotations),
     });
     serde_json::to_vec(&value).expect("JSON of strings")
-}
-
-/// A store item's name split as Guix splits a package's: the version
-/// starts after the last `-` that a digit follows (`hello-2.12.1` is
-/// `hello` and `2.12.1`); a name without one (`profile`) has no version.
-pub fn title_and_version(name: &str) -> (&str, Option<&str>) {
-    let split = name.char_indices().rev().find(|&(i, c)| {
-        c == '-' && i > 0 && name[i + 1..].chars().next().is_some_and(|d| d.is_ascii_digit())
-    });
-    match split {
-        Some((i, _)) => (&name[..i], Some(&name[i + 1..])),
-        None => (name, None),
-    }
 }
 
 /// The `platform` of an index entry: `os`, `architecture` and, when the
@@ -185,13 +178,28 @@ pub fn add_to_index(mut index: Value, entry: Value, reference: &str) -> Value {
 mod tests {
     use super::*;
 
+    /// The title and version annotations of an image whose main item is
+    /// named `name`.
+    fn title_and_version(name: &str) -> (Option<String>, Option<String>) {
+        let config = Descriptor::of(CONFIG_MEDIA_TYPE, b"{}");
+        let v: Value = serde_json::from_slice(&manifest(&config, &[], 1, name)).unwrap();
+        let annotation = |key: &str| v["annotations"].get(key).map(|a| a.as_str().unwrap().to_string());
+        (annotation("org.opencontainers.image.title"), annotation("org.opencontainers.image.version"))
+    }
+
     #[test]
     fn names_split_as_guix_splits_packages() {
-        assert_eq!(title_and_version("hello-2.12.1"), ("hello", Some("2.12.1")));
-        assert_eq!(title_and_version("gcc-toolchain-13.2.0"), ("gcc-toolchain", Some("13.2.0")));
-        assert_eq!(title_and_version("profile"), ("profile", None));
-        assert_eq!(title_and_version("python-3-x"), ("python", Some("3-x")));
-        assert_eq!(title_and_version("-1"), ("-1", None));
+        let some = |title: &str, version: &str| (Some(title.to_string()), Some(version.to_string()));
+        assert_eq!(title_and_version("hello-2.12.1"), some("hello", "2.12.1"));
+        assert_eq!(title_and_version("gcc-toolchain-13.2.0"), some("gcc-toolchain", "13.2.0"));
+        assert_eq!(title_and_version("profile"), (Some("profile".into()), None));
+        assert_eq!(title_and_version("python-3-x"), some("python", "3-x"));
+        // At the first `-` a digit follows, as package-name->name+version,
+        // not the last: a later part with `-digit` stays in the version.
+        assert_eq!(title_and_version("foo-1.2-bar-3"), some("foo", "1.2-bar-3"));
+        assert_eq!(title_and_version("openssl-1.1.1w-doc-2"), some("openssl", "1.1.1w-doc-2"));
+        // An empty name part is no title.
+        assert_eq!(title_and_version("-1"), (None, Some("1".into())));
     }
 
     #[test]

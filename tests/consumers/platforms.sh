@@ -9,6 +9,10 @@
 #     linux/arm64/v8; skopeo inspect --override-arch picks each image;
 #   - skopeo copy --override-arch amd64 into the private dockerd, then
 #     docker run prints what the program prints;
+#   - podman pull --arch arm64 (and amd64) of oci:DIR:REF picks that
+#     platform's image (podman image inspect: its architecture, its
+#     config; the entry point's busybox for that machine); the amd64 one
+#     runs with podman run;
 #   - ctr images import --all-platforms of the oci-archive, then ctr run of
 #     the amd64 image;
 #   - umoci unpack of each platform's image (picked by skopeo copy
@@ -22,7 +26,8 @@
 # Needs dpkg's arm64 architecture and busybox-static:arm64 downloadable
 # (tests/run-all.sh's packages stage adds the architecture); uses the
 # dockerd at $DOCKER_HOST when it answers, else starts its own
-# (tests/lib/dockerd.sh); starts its own containerd (tests/lib/containerd.sh).
+# (tests/lib/dockerd.sh); starts its own containerd (tests/lib/containerd.sh)
+# and keeps podman's storage in the work directory.
 # Each check prints `ok - ...` or `FAIL - ...`; the last line is
 # "N passed, N failed"; the status is non-zero on a failure.
 
@@ -48,6 +53,7 @@ cleanup() {
         gdn_docker rmi --force gdn-platforms:amd64 >/dev/null 2>&1 || true
     fi
     gdn_containerd_stop
+    gdn_podman_cleanup
     [ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -58,7 +64,7 @@ trap 'exit 143' TERM
 
 [ "$(id -u)" = 0 ] || die "the consumer tests run as root (dockerd, containerd)"
 [ -x "$BIN" ] || die "$BIN is missing: run cargo build --release first"
-for tool in dockerd containerd ctr skopeo umoci jq apt-get dpkg-deb; do
+for tool in dockerd containerd ctr podman skopeo umoci jq apt-get dpkg-deb; do
     command -v "$tool" >/dev/null || die "$tool is not installed (tests/run-all.sh installs it)"
 done
 [ -x /bin/busybox ] || die "/bin/busybox (busybox-static) is not installed"
@@ -122,6 +128,7 @@ else
     OWN_DOCKERD=yes
 fi
 gdn_containerd_start "$(mktemp -d /tmp/gdn-pc.XXXXXX)" || die "could not start containerd"
+gdn_podman_setup "$WORK/podman"
 
 LAYOUT=$WORK/layout
 ARCHIVE=$WORK/multi.tar
@@ -172,6 +179,31 @@ docker_runs_amd64() {
         return 1
     output=$(timeout 120 "$GDN_DOCKER_CLI" run --rm --network none gdn-platforms:amd64 2>&1)
     expect_equal "docker run" "$EXPECTED" "$output"
+}
+
+# podman_pulls ARCH MACHINE: podman pull --arch ARCH of the layout gives the
+# image of ARCH's manifest in the index (its ID is that manifest's config
+# digest), which podman image inspect says is for ARCH, its entry point's
+# busybox a MACHINE program; the amd64 one runs.
+podman_pulls() {
+    local arch=$1 machine=$2 id index manifest config inspected entry output
+    id=$(timeout 120 "${GDN_PODMAN[@]}" pull -q --arch "$arch" "oci:$LAYOUT:$REF" 2>&1) || { echo "$id"; return 1; }
+    index=$LAYOUT/blobs/sha256/$(jq -r '.manifests[0].digest' "$LAYOUT/index.json" | cut -d: -f2)
+    manifest=$(jq -r --arg a "$arch" '.manifests[] | select(.platform.architecture == $a) | .digest' "$index")
+    config=$(jq -r .config.digest "$LAYOUT/blobs/sha256/${manifest#sha256:}")
+    expect_equal "the pulled image's ID (the $arch manifest's config)" "${config#sha256:}" "$id" || return 1
+    inspected=$(gdn_podman image inspect "$id") || return 1
+    expect_equal "podman image inspect: Architecture/Os" "$arch/linux" \
+        "$(jq -r '.[0] | "\(.Architecture)/\(.Os)"' <<<"$inspected")" || return 1
+    entry=$(jq -r '.[0].Config.Entrypoint[0]' <<<"$inspected")
+    expect_equal "its entry point's busybox is for" "$machine" "$(elf_machine "${entry%/bin/hello}/bin/busybox")" ||
+        return 1
+    echo "# podman pull --arch $arch: $id, $entry"
+    if [ "$arch" = amd64 ]; then
+        output=$(timeout 120 "${GDN_PODMAN[@]}" run --rm --network none "$id" 2>&1)
+        expect_equal "podman run" "$EXPECTED" "$output" || return 1
+    fi
+    gdn_podman rmi -f "$id" >/dev/null
 }
 
 ctr_imports_all_platforms() {
@@ -274,6 +306,8 @@ check "skopeo inspect --raw: one image index, linux/amd64 and linux/arm64/v8" sk
 check "skopeo inspect --override-arch amd64: the x86_64 image" skopeo_picks amd64 - 3e00
 check "skopeo inspect --override-arch arm64: the aarch64 image (variant v8, a real AArch64 busybox)" skopeo_picks arm64 v8 b700
 check "skopeo copy --override-arch amd64 into docker, docker run" docker_runs_amd64
+check "podman pull --arch arm64 oci:DIR:REF: the aarch64 image (podman image inspect)" podman_pulls arm64 b700
+check "podman pull --arch amd64 oci:DIR:REF: the x86_64 image, podman run" podman_pulls amd64 3e00
 check "ctr images import --all-platforms of the oci-archive, ctr run of the amd64 image" ctr_imports_all_platforms
 check "umoci unpack of the amd64 image: exactly its closure, file for file" umoci_unpacks amd64 "$X86"
 check "umoci unpack of the arm64 image: exactly its closure, file for file" umoci_unpacks arm64 "$ARM"
