@@ -77,6 +77,14 @@ pub fn push_index(images: &[PlatformImage], reference: &RegistryReference, optio
 }
 
 fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
+    // The spare chunk buffers are freed when the push ends, however it ends.
+    struct ReleaseChunks;
+    impl Drop for ReleaseChunks {
+        fn drop(&mut self) {
+            blobs::release_chunks();
+        }
+    }
+    let _release = ReleaseChunks;
     let ro = &options.registry;
     if ro.manifest_format == ManifestFormat::Docker && options.compression == Compression::Zstd {
         return Err(Error::invalid_argument(
