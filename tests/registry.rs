@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use guix_docker_native::{build_image, Destination, ImageOptions, LayerState, PushReport};
-use registry_support::{have, tree, CuttingProxy, Registry, SampleStore};
+use registry_support::{have, tree, CuttingProxy, RefusingProxy, Registry, SampleStore, ScriptRegistry, Tmpfs};
 use serde_json::Value;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_guix-docker-native");
@@ -72,11 +72,17 @@ fn inspect(registry: &Registry, reference: &str, raw: bool) -> Option<Value> {
 /// The image `reference` copied out with skopeo and unpacked by umoci:
 /// its root's store equals the sample store's, item for item, file for file.
 fn check_unpacks_to_the_store(registry: &Registry, reference: &str, store: &SampleStore) {
+    check_unpacks_from(&registry.host, registry.skopeo_options("src-"), reference, store);
+}
+
+/// [`check_unpacks_to_the_store`] from the registry at `host`, reached
+/// with skopeo's (source) `options`.
+fn check_unpacks_from(host: &str, options: Vec<String>, reference: &str, store: &SampleStore) {
     let work = tempfile::tempdir().unwrap();
     let layout = format!("oci:{}:img", work.path().join("layout").display());
     let mut args = vec!["copy".to_string()];
-    args.extend(registry.skopeo_options("src-"));
-    args.push(format!("docker://{}/{reference}", registry.host));
+    args.extend(options);
+    args.push(format!("docker://{host}/{reference}"));
     args.push(layout);
     let out = Command::new("skopeo").args(&args).output().unwrap();
     assert!(out.status.success(), "skopeo copy: {}", text(&out));
@@ -327,7 +333,7 @@ fn bearer_tokens_from_the_realm() {
     if !tools() || !have("python3") || !have("curl") {
         return;
     }
-    let registry = registry_support::ScriptRegistry::start("token");
+    let registry = ScriptRegistry::start("token");
     let store = SampleStore::new();
     let d = format!("docker://{}/tok/app:1", registry.addr);
     let cert_dir = registry.dir.join("certs");
@@ -482,4 +488,245 @@ fn blobs_known_elsewhere_are_mounted() {
     assert_eq!(registry.requests("PUT", "second/blobs/uploads/"), 0, "nothing uploaded");
     assert_eq!(inspect(&registry, "second:1", true).unwrap(), raw);
     check_unpacks_to_the_store(&registry, "second:1", &store);
+}
+
+/// The manifest digest `reference` names, by skopeo.
+fn digest_of(registry: &Registry, reference: &str) -> String {
+    inspect(registry, reference, false).expect("skopeo inspects it")["Digest"].as_str().unwrap().to_string()
+}
+
+/// Several tags: the manifest goes up by its digest, then the tags; when
+/// one tag cannot be moved, those already moved are put back to what they
+/// named, and the error says which tags moved and which did not.
+#[test]
+fn several_tags_move_together_or_are_put_back() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    let d = format!("{}:t1", dest(&registry, "app"));
+    ok(push(&store, &["-C", "gzip", "-t", "x:t2", "-t", "x:t3", "--tls-verify=false", "-o", &d]));
+    let old = digest_of(&registry, "app:t1");
+    for tag in ["t2", "t3"] {
+        assert_eq!(digest_of(&registry, &format!("app:{tag}")), old);
+    }
+
+    // Another image (two layers), through a proxy that refuses the PUT of t2.
+    let proxy = RefusingProxy::new(&registry.host, 503, |method, path| method == "PUT" && path.ends_with("/manifests/t2"));
+    let d = format!("docker://{}/app:t1", proxy.host);
+    let out = push(&store, &["-C", "gzip", "--max-layers", "2", "-t", "x:t2", "-t", "x:t3", "--tls-verify=false", "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    eprintln!("{message}");
+    assert_eq!(proxy.refused.load(std::sync::atomic::Ordering::Relaxed), 6, "the client tries 6 times (client::ATTEMPTS)");
+    assert!(message.contains(&format!("registry {}, repository app: manifest t2: PUT: HTTP 503", proxy.host)), "{message}");
+    assert!(message.contains(&format!("tag 't1' was moved to it and put back to {old}")), "{message}");
+    assert!(message.contains("tags 't2', 't3' were not moved"), "{message}");
+    let new = message.split("in the repository as ").nth(1).expect("the new digest is said").split(';').next().unwrap().to_string();
+    assert!(new.starts_with("sha256:") && new != old, "{message}");
+    assert!(out.stdout.is_empty(), "no reference printed as pushed");
+    for tag in ["t1", "t2", "t3"] {
+        assert_eq!(digest_of(&registry, &format!("app:{tag}")), old, "{tag} names the old image");
+    }
+    // The new image is whole in the repository, by its digest.
+    assert_eq!(digest_of(&registry, &format!("app@{new}")), new);
+    check_unpacks_to_the_store(&registry, &format!("app@{new}"), &store);
+
+    // A tag that named nothing before cannot be taken back: said so.
+    let d = format!("docker://{}/app:fresh", proxy.host);
+    let out = push(&store, &["-C", "gzip", "--max-layers", "2", "-t", "x:t2", "--tls-verify=false", "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains("tag 'fresh' now names it (it named nothing before"), "{message}");
+    assert!(message.contains("tag 't2' was not moved"), "{message}");
+    assert_eq!(digest_of(&registry, "app:fresh"), new);
+    assert_eq!(digest_of(&registry, "app:t2"), old);
+}
+
+/// The registry killed in the middle of a layer's upload and started
+/// again a second later (same port, storage and secret): the push retries;
+/// when the registry kept part of the chunk it was receiving,
+/// distribution 2.8 cannot resume the upload (it cancels it), and the push
+/// fails naming the registry, the repository and the layer, the tag still
+/// on the image it named; when it did not, the push completes.  Either
+/// way a push again gives the whole image.
+#[test]
+fn a_registry_restarted_in_the_middle_of_a_push() {
+    if !tools() || !have("curl") {
+        return;
+    }
+    let registry = ScriptRegistry::start("plain");
+    let store = SampleStore::new();
+    let d = format!("docker://{}/crash:1", registry.addr);
+    ok(push(&store, &["-C", "gzip", "--tls-verify=false", "-o", &d]));
+    let skopeo_digest = || {
+        let out = Command::new("skopeo").args(["inspect", "--tls-verify=false", &d]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["Digest"].as_str().unwrap().to_string()
+    };
+    let before = skopeo_digest();
+    let big = big_file(store.dir.path(), 40);
+    let file = format!("/data/big.bin={}", big.display());
+    let nowhere = store.dir.path().join("no-auth-files");
+    let child = Command::new(PROGRAM)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("XDG_CONFIG_HOME", &nowhere)
+        .env("DOCKER_CONFIG", &nowhere)
+        .arg("--store-dir")
+        .arg(&store.store)
+        .arg("--database")
+        .arg(&store.database)
+        .args(["--entry-point", "bin/hello", "-C", "gzip", "--max-layers", "2", "--jobs", "1", "--file", &file])
+        .args(["--tls-verify=false", "-o", &d])
+        .arg(&store.profile)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first chunk of the big layer is in, the registry dies.
+    let start = std::time::Instant::now();
+    while registry.requests("PATCH", "crash/blobs/uploads/") == 0 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "no PATCH came: {}", registry.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    registry.kill();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    registry.restart();
+    let out = child.wait_with_output().unwrap();
+    let message = text(&out);
+    eprintln!("{message}");
+    if out.status.success() {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{d}\n"));
+        assert_ne!(skopeo_digest(), before);
+    } else {
+        assert_eq!(out.status.code(), Some(7), "{message}");
+        assert!(message.contains(&format!("registry {}, repository crash: layer ", registry.addr)), "{message}");
+        assert_eq!(skopeo_digest(), before, "the tag did not move");
+        let args = ["-C", "gzip", "--max-layers", "2", "--jobs", "1", "--file", &file, "--tls-verify=false", "-o", &d];
+        ok(push(&store, &args));
+    }
+    let options = vec!["--src-tls-verify=false".to_string()];
+    check_unpacks_from(&registry.addr, options, "crash:1", &store);
+}
+
+/// A registry whose disk is full (its storage a 6 MiB tmpfs): the push
+/// fails naming the registry, the repository and the layer, and no tag is
+/// made.  (Distribution answers the `PATCH` it cannot store before it has
+/// read it, and closes: the client sees a broken pipe, not the answer.)
+#[test]
+fn a_registry_with_a_full_disk() {
+    if !tools() || !have("curl") {
+        return;
+    }
+    let mut tmpfs = None;
+    let registry = ScriptRegistry::start_prepared("plain", |dir| tmpfs = Tmpfs::mount(&dir.join("storage"), "6m"));
+    if tmpfs.is_none() {
+        return;
+    }
+    let store = SampleStore::new();
+    let big = big_file(store.dir.path(), 20);
+    let file = format!("/data/big.bin={}", big.display());
+    let d = format!("docker://{}/full:1", registry.addr);
+    let out = push(&store, &["-C", "gzip", "--max-layers", "2", "--jobs", "1", "--file", &file, "--tls-verify=false", "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    eprintln!("{message}");
+    assert!(message.contains(&format!("registry {}, repository full: ", registry.addr)), "{message}");
+    assert!(message.contains("layer "), "names the layer: {message}");
+    assert!(message.contains("PATCH bytes 0-"), "names the request: {message}");
+    let out = Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &d]).output().unwrap();
+    assert!(!out.status.success(), "no tag: {}", text(&out));
+}
+
+/// A token realm that refuses: a token granting nothing (no credentials),
+/// and a realm that is gone; each fails naming the registry, the
+/// repository and what was asked, and says where credentials were looked
+/// for; no secret shows.
+#[test]
+fn a_token_realm_that_refuses() {
+    if !tools() || !have("python3") || !have("curl") {
+        return;
+    }
+    let registry = ScriptRegistry::start("token");
+    let store = SampleStore::new();
+    let d = format!("docker://{}/tok/app:1", registry.addr);
+    let cert_dir = registry.dir.join("certs");
+    let cert_dir = cert_dir.to_str().unwrap();
+    let place = format!("registry {}, repository tok/app: ", registry.addr);
+
+    // No credentials: the realm's token grants no push.
+    let out = push(&store, &["--cert-dir", cert_dir, "-C", "gzip", "--max-layers", "2", "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    eprintln!("{message}");
+    assert!(message.contains(&place) && message.contains("layer ") && message.contains("HTTP 401"), "{message}");
+    assert!(message.contains("no credentials for") && message.contains("--creds (not given)"), "{message}");
+
+    // Wrong password: the realm answers 401, named.
+    let out = push(&store, &["--cert-dir", cert_dir, "--creds", &format!("{}:wrong-{}", registry.user, registry.password), "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains(&place) && message.contains("token from the realm https://127.0.0.1:"), "{message}");
+    assert!(message.contains("HTTP 401") && !message.contains(&registry.password), "{message}");
+
+    // The realm gone.
+    registry.kill_issuer();
+    let creds = format!("{}:{}", registry.user, registry.password);
+    let out = push(&store, &["--cert-dir", cert_dir, "--creds", &creds, "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    eprintln!("{message}");
+    assert!(message.contains(&place) && message.contains("token from the realm https://127.0.0.1:"), "{message}");
+    assert!(!message.contains(&registry.password), "{message}");
+}
+
+/// A registry that requires a client certificate (`http.tls.clientcas`):
+/// `--cert-dir` with `client.cert` and `client.key` beside `ca.crt`, as
+/// skopeo and docker's certs.d read them.
+#[test]
+fn client_certificates_from_the_cert_dir() {
+    if !tools() || !have("curl") {
+        return;
+    }
+    let registry = ScriptRegistry::start("mtls");
+    let store = SampleStore::new();
+    let certs = registry.dir.join("certs");
+    let d = format!("docker://{}/mtls/app:1", registry.addr);
+
+    // The CA alone: the registry wants a certificate.
+    let ca_only = store.dir.path().join("ca-only");
+    std::fs::create_dir(&ca_only).unwrap();
+    std::fs::copy(certs.join("ca.crt"), ca_only.join("ca.crt")).unwrap();
+    let out = push(&store, &["--cert-dir", ca_only.to_str().unwrap(), "-o", &d]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let message = text(&out);
+    eprintln!("{message}");
+    assert!(message.contains(&format!("registry {}, repository mtls/app: cannot reach the registry", registry.addr)), "{message}");
+
+    // A certificate without its key, a key without its certificate, a key
+    // of another certificate: refused before anything is sent.
+    let half = store.dir.path().join("half");
+    std::fs::create_dir(&half).unwrap();
+    std::fs::copy(certs.join("ca.crt"), half.join("ca.crt")).unwrap();
+    std::fs::copy(certs.join("client.cert"), half.join("client.cert")).unwrap();
+    let out = push(&store, &["--cert-dir", half.to_str().unwrap(), "-o", &d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("client.cert: a client certificate without its key client.key"), "{}", text(&out));
+    std::fs::rename(half.join("client.cert"), half.join("other.cert")).unwrap();
+    std::fs::copy(certs.join("client.key"), half.join("client.key")).unwrap();
+    let out = push(&store, &["--cert-dir", half.to_str().unwrap(), "-o", &d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("client.key: a client key without its certificate client.cert"), "{}", text(&out));
+    std::fs::rename(half.join("other.cert"), half.join("client.cert")).unwrap();
+    std::fs::copy(registry.dir.join("tls/server.key"), half.join("client.key")).unwrap();
+    let out = push(&store, &["--cert-dir", half.to_str().unwrap(), "-o", &d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("client.key: not the key of client.cert"), "{}", text(&out));
+
+    // The pair: pushed, and skopeo (with the same directory) finds it.
+    ok(push(&store, &["--cert-dir", certs.to_str().unwrap(), "-C", "gzip", "--max-layers", "2", "-o", &d]));
+    let options = vec![format!("--src-cert-dir={}", certs.display())];
+    check_unpacks_from(&registry.addr, options, "mtls/app:1", &store);
 }

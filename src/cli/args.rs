@@ -218,7 +218,9 @@ pub struct Cli {
     pub creds: Option<String>,
 
     /// A directory of CA certificates (DIR/*.crt) trusted besides the
-    /// system's, as skopeo's --cert-dir, for a private registry
+    /// system's, and a client certificate (DIR/NAME.cert with its key
+    /// DIR/NAME.key) for a registry that asks for one, as skopeo's
+    /// --cert-dir, for a private registry
     #[arg(long, value_name = "DIR", help_heading = "Registry (-o docker://HOST[:PORT]/REPOSITORY[:TAG])")]
     pub cert_dir: Option<PathBuf>,
 

@@ -470,53 +470,23 @@ fn find_on_path(program: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf
         })
 }
 
-const BASE64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (RFC 4648 §4).  Hand-written: twenty lines
-/// do not need a crate.
+/// Standard base64 with padding (RFC 4648 §4), by the `base64` crate.
 pub(crate) fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64_ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Standard base64, padded or not; `None` for anything else.
+/// Standard base64, padded (canonically) or not; `None` for anything else.
+/// Bits left over in the last character are ignored, as Go's
+/// `base64.StdEncoding` (docker's and podman's reader of `auth`) does.
 pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.as_bytes();
-    let unpadded = match text {
-        [rest @ .., b'=', b'='] => rest,
-        [rest @ .., b'='] => rest,
-        _ => text,
-    };
-    if (text.len() != unpadded.len() && !text.len().is_multiple_of(4)) || unpadded.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
-    for chunk in unpadded.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let value = BASE64_ALPHABET.iter().position(|&a| a == c)? as u32;
-            n |= value << (18 - 6 * i);
-        }
-        out.push((n >> 16) as u8);
-        if chunk.len() > 2 {
-            out.push((n >> 8) as u8);
-        }
-        if chunk.len() > 3 {
-            out.push(n as u8);
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    let config = GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true);
+    let padded = GeneralPurpose::new(&base64::alphabet::STANDARD, config.with_decode_padding_mode(DecodePaddingMode::RequireCanonical));
+    let unpadded = GeneralPurpose::new(&base64::alphabet::STANDARD, config.with_decode_padding_mode(DecodePaddingMode::RequireNone));
+    let engine = if text.ends_with('=') { padded } else { unpadded };
+    engine.decode(text).ok()
 }
 
 #[cfg(test)]

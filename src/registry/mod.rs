@@ -2,8 +2,9 @@
 //! over the OCI distribution protocol, straight from the store: each layer
 //! is produced once (read, hashed for its `diff_id`), compressed on its own
 //! and uploaded as it is made, never whole in memory and never in a
-//! temporary file; then the config; the manifest last, under each tag, so
-//! that a tag never names an image whose blobs are missing.
+//! temporary file; then the config; the manifest last, by its digest, then
+//! under each tag ([`tags`]), so that a tag never names an image whose
+//! blobs are missing.
 //!
 //! What is skipped.  A blob is looked up (`HEAD`) when its digest is known
 //! before its bytes are sent: the config always, and a layer that ends
@@ -17,7 +18,8 @@
 //! back to an upload when the registry declines (202).
 //!
 //! The parts: [`client`] (requests, authentication, retries, errors),
-//! [`blobs`] (lookups, mounts, uploads), [`tls`] (certificates),
+//! [`blobs`] (lookups, mounts, uploads), [`tags`] (the manifest and its
+//! tags, as nearly all-or-nothing as the protocol allows), [`tls`] (certificates),
 //! [`options`] (what a push can be told), [`credentials`] (where
 //! credentials come from; secrets that never show).
 
@@ -25,6 +27,7 @@ pub mod blobs;
 pub mod client;
 pub(crate) mod credentials;
 pub mod options;
+pub mod tags;
 pub mod tls;
 
 use std::sync::atomic::Ordering;
@@ -41,7 +44,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::oci::documents::{self, Descriptor};
 use crate::options::{Compression, ImageOptions};
 use blobs::{Outcome, Upload, UploadResult};
-use client::{Client, Request};
+use client::Client;
 pub use options::{LayerReport, LayerState, ManifestFormat, PushProgressFn, PushReport, RegistryOptions};
 use credentials::Credentials;
 
@@ -74,6 +77,14 @@ pub fn push_index(images: &[PlatformImage], reference: &RegistryReference, optio
 }
 
 fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
+    // The spare chunk buffers are freed when the push ends, however it ends.
+    struct ReleaseChunks;
+    impl Drop for ReleaseChunks {
+        fn drop(&mut self) {
+            blobs::release_chunks();
+        }
+    }
+    let _release = ReleaseChunks;
     let ro = &options.registry;
     if ro.manifest_format == ManifestFormat::Docker && options.compression == Compression::Zstd {
         return Err(Error::invalid_argument(
@@ -152,7 +163,7 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
         let mut entries = Vec::with_capacity(manifests.len());
         for (manifest, media_type, platform) in &manifests {
             let descriptor = Descriptor::of(media_type, manifest);
-            put_manifest(&client, manifest, media_type, &descriptor.digest)?;
+            tags::put_manifest(&client, manifest, media_type, &descriptor.digest)?;
             entries.push((descriptor, *platform));
         }
         if ro.manifest_format == ManifestFormat::Docker {
@@ -171,10 +182,11 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
         let (manifest, media_type, _) = manifests.pop().expect("one image");
         (manifest, media_type)
     };
+    // By its digest first: the image is whole in the repository before
+    // any tag names it; then the tags (see [`tags`]).
     let digest = documents::digest_of(&document);
-    for tag in &tags {
-        put_manifest(&client, &document, media_type, tag)?;
-    }
+    tags::put_manifest(&client, &document, media_type, &digest)?;
+    tags::move_tags(&client, &document, media_type, &digest, &tags)?;
     progress.update(|r| r.manifest = Some((digest.clone(), tags.clone())));
     progress.report();
     Ok(())
@@ -212,18 +224,6 @@ fn credentials_for(reference: &RegistryReference, ro: &RegistryOptions) -> Resul
         None => found.no_credentials_message(&reference.registry),
     };
     Ok((found.credentials, origin))
-}
-
-/// PUTs a manifest (or an index) under `tag`, or a digest.
-fn put_manifest(client: &Client, manifest: &[u8], media_type: &str, tag: &str) -> Result<()> {
-    let what = format!("manifest {tag}: PUT");
-    let request = Request::new("PUT", client.url(&format!("manifests/{tag}"))).header("content-type", media_type).body(manifest);
-    let r = client.send(request, &what)?;
-    match r.status {
-        200..=299 => Ok(()),
-        401 | 403 => Err(client.unauthorized(&what, &r)),
-        _ => Err(client.error(&what, &r, "")),
-    }
 }
 
 /// A push's report, shared by its uploads, and the callback that hears of it.
@@ -379,17 +379,13 @@ impl Packaging for PushPackaging<'_> {
         Ok(LayerTarget::Own(Stream { sink, name }))
     }
 
+    /// The layer's stream has ended: its blob's digest and size are
+    /// known; its upload may still be finishing on its thread (waited for
+    /// in the tail).
     fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {
-        let result = self.results[index].0.lock().unwrap().take().expect("a finished upload has its result");
-        let (digest, size, outcome) = result?;
-        let state = match outcome {
-            Outcome::Present => LayerState::Skipped,
-            Outcome::Mounted(from) => LayerState::Mounted { from },
-            Outcome::Uploaded => LayerState::Uploaded,
-        };
+        let (digest, size) = self.results[index].blob().expect("a finished stream has its digest");
         self.progress.update(|r| {
             let layer = &mut r.layers[self.offset + index];
-            layer.state = state;
             layer.digest = Some(digest.clone());
             layer.size = Some(size);
         });
@@ -402,6 +398,20 @@ impl Packaging for PushPackaging<'_> {
     }
 
     fn write_tail<'a>(&'a self, layers: &[ProducedLayer], _tail: &Tail<'_, 'a>) -> Result<()> {
+        // Every layer's upload done (each thread sets its layer's state),
+        // the first real failure said, before the config and the manifest.
+        let mut knock_on = None;
+        for result in &self.results {
+            if let Err(e) = result.wait() {
+                if !e.knock_on {
+                    return Err(e);
+                }
+                knock_on.get_or_insert(e);
+            }
+        }
+        if let Some(e) = knock_on {
+            return Err(self.failure.lock().unwrap().clone().unwrap_or(e));
+        }
         let blobs: Vec<Descriptor> = self.blobs.lock().unwrap().iter().map(|b| b.clone().expect("every layer is up")).collect();
         let infos: Vec<LayerInfo> = layers
             .iter()

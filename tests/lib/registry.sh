@@ -6,18 +6,26 @@
 #       plain   plain HTTP, no authentication
 #       basic   TLS (a CA and a server certificate made here with openssl,
 #               subjectAltName=IP:127.0.0.1) and htpasswd Basic auth
-#       token   TLS and bearer tokens: the registry's `auth: token` section,
+#   token   TLS and bearer tokens: the registry's `auth: token` section,
 #               with tests/registry/token-issuer.py as the realm (HTTPS,
 #               the same CA), which checks Basic credentials and signs
 #               JWTs the registry verifies
+#       mtls    TLS that requires a client certificate signed by the CA
+#               (`http.tls.clientcas`), no other authentication
+#   gdn_registry_kill DIR         kill DIR's registry (SIGKILL), as a crash;
+#                                 its storage and configuration stay
+#   gdn_registry_restart DIR      start DIR's registry again, on the same
+#                                 port, with the same storage and secret
 #   gdn_registry_stop DIR         stop what DIR's registry started, remove DIR
 #   gdn_registry_stop_all         stop every registry this shell started
 #
 # What a started registry offers, as files of DIR (read them with
 # gdn_registry_get DIR NAME):
 #   addr      127.0.0.1:PORT, as in docker://127.0.0.1:PORT/REPO:TAG
-#   certs/    a directory holding ca.crt (basic, token): skopeo's
-#             --cert-dir, podman's --cert-dir, docker's certs.d/ADDR
+#   certs/    a directory holding ca.crt (basic, token, mtls): skopeo's
+#             --cert-dir, podman's --cert-dir, docker's certs.d/ADDR; with
+#             mtls also client.cert and client.key, the client certificate
+#             (the same directory layout those tools read)
 #   user, password   the credentials it accepts (basic, token)
 #   registry.log, issuer.log   the servers' logs
 #
@@ -53,6 +61,20 @@ gdn__registry_certs() {
                 -extfile server.ext -out server.crt
     ) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; return 1; }
     cp "$dir/tls/ca.crt" "$dir/certs/ca.crt"
+}
+
+# gdn__registry_client_cert DIR: a client certificate the CA signs, as
+# DIR/certs/client.cert and client.key.
+gdn__registry_client_cert() {
+    local dir=$1
+    (
+        cd "$dir/tls" || exit 1
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=gdn test client" -keyout client.key -out client.csr &&
+            printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' >client.ext &&
+            openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile client.ext -out client.cert
+    ) >>"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; return 1; }
+    cp "$dir/tls/client.cert" "$dir/tls/client.key" "$dir/certs/"
 }
 
 # gdn__registry_issuer DIR SERVICE ISSUER: the token issuer's signing key
@@ -108,6 +130,12 @@ EOF
     key: $dir/tls/server.key
 EOF
         fi
+        if [ "$mode" = mtls ]; then
+            cat <<EOF
+    clientcas:
+      - $dir/tls/ca.crt
+EOF
+        fi
         case $mode in
             basic)
                 cat <<EOF
@@ -134,8 +162,8 @@ EOF
 gdn_registry_start() {
     local mode=$1 dir=$2 port issuer_port= scheme=https curl_ca attempt status
     case $mode in
-        plain | basic | token) ;;
-        *) echo "gdn_registry_start: unknown mode '$mode' (plain, basic, token)" >&2; return 2 ;;
+        plain | basic | token | mtls) ;;
+        *) echo "gdn_registry_start: unknown mode '$mode' (plain, basic, token, mtls)" >&2; return 2 ;;
     esac
     mkdir -p "$dir/storage" || return 1
     dir=$(cd "$dir" && pwd)
@@ -143,6 +171,8 @@ gdn_registry_start() {
     echo "$mode" >"$dir/mode"
     if [ "$mode" = plain ]; then
         scheme=http
+    elif [ "$mode" = mtls ]; then
+        gdn__registry_certs "$dir" && gdn__registry_client_cert "$dir" || return 1
     else
         gdn__registry_certs "$dir" || return 1
         echo gdn-tester >"$dir/user"
@@ -155,27 +185,14 @@ gdn_registry_start() {
     if [ "$mode" = token ]; then
         issuer_port=$(gdn__registry_issuer "$dir" gdn-test-registry gdn-test-issuer) || return 1
     fi
-    curl_ca=()
-    [ "$mode" = plain ] || curl_ca=(--cacert "$dir/certs/ca.crt")
     for attempt in 1 2 3 4 5; do
         port=$(gdn__free_port) || return 1
         gdn__registry_config "$dir" "$mode" "$port" "$issuer_port"
-        docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
-        echo $! >"$dir/registry.pid"
-        local i
-        for i in $(seq 1 100); do
-            # 200 without auth, 401 with: either way it answers.
-            status=$(curl -s -o /dev/null -w '%{http_code}' "${curl_ca[@]}" "$scheme://127.0.0.1:$port/v2/" 2>/dev/null)
-            case $status in
-                200 | 401)
-                    echo "127.0.0.1:$port" >"$dir/addr"
-                    return 0
-                    ;;
-            esac
-            kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null || break
-            sleep 0.1
-        done
-        gdn__stop_pid "$(cat "$dir/registry.pid")"
+        : >"$dir/registry.log"
+        if gdn__registry_serve "$dir" "$port"; then
+            echo "127.0.0.1:$port" >"$dir/addr"
+            return 0
+        fi
         if ! grep -q 'address already in use' "$dir/registry.log"; then
             break
         fi
@@ -183,6 +200,48 @@ gdn_registry_start() {
     echo "docker-registry ($mode) did not start in $dir; its log:" >&2
     tail -n 30 "$dir/registry.log" >&2
     return 1
+}
+
+# gdn__registry_serve DIR PORT: starts docker-registry with DIR/config.yml
+# (its log appended to DIR/registry.log) and waits until it answers on PORT.
+gdn__registry_serve() {
+    local dir=$1 port=$2 mode scheme=https curl_tls=() status i
+    mode=$(cat "$dir/mode")
+    [ "$mode" = plain ] && scheme=http
+    [ "$mode" = plain ] || curl_tls=(--cacert "$dir/certs/ca.crt")
+    [ "$mode" = mtls ] && curl_tls+=(--cert "$dir/certs/client.cert" --key "$dir/certs/client.key")
+    docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 &
+    echo $! >"$dir/registry.pid"
+    for i in $(seq 1 100); do
+        # 200 without auth, 401 with: either way it answers.
+        status=$(curl -s -o /dev/null -w '%{http_code}' "${curl_tls[@]}" "$scheme://127.0.0.1:$port/v2/" 2>/dev/null)
+        case $status in
+            200 | 401) return 0 ;;
+        esac
+        kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null || break
+        sleep 0.1
+    done
+    gdn__stop_pid "$(cat "$dir/registry.pid")"
+    return 1
+}
+
+gdn_registry_kill() {
+    local dir=$1 pid
+    pid=$(cat "$dir/registry.pid" 2>/dev/null) || return 0
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    # Gone, whether or not this shell started it.
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+}
+
+gdn_registry_restart() {
+    local dir=$1 port
+    port=$(cut -d: -f2 "$dir/addr") || return 1
+    gdn__registry_serve "$dir" "$port" || {
+        echo "docker-registry did not start again in $dir; its log:" >&2
+        tail -n 30 "$dir/registry.log" >&2
+        return 1
+    }
 }
 
 # gdn__stop_pid PID: SIGTERM, then SIGKILL after 10 s.

@@ -315,3 +315,180 @@ impl Drop for ScriptRegistry {
             .output();
     }
 }
+
+impl ScriptRegistry {
+    /// [`ScriptRegistry::start`], with `prepare` run on the registry's
+    /// directory (`storage/` made) before it starts.
+    pub fn start_prepared(mode: &str, prepare: impl FnOnce(&Path)) -> ScriptRegistry {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("r");
+        std::fs::create_dir_all(dir.join("storage")).unwrap();
+        prepare(&dir);
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{SCRIPT}' && gdn_registry_start {mode} '{}'", dir.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gdn_registry_start {mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default().trim().to_string();
+        ScriptRegistry { addr: read("addr"), user: read("user"), password: read("password"), dir, _parent: parent }
+    }
+
+    fn script(&self, function: &str) {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{SCRIPT}' && {function} '{}'", self.dir.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{function}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Kills the registry (SIGKILL, as a crash); its storage stays.
+    pub fn kill(&self) {
+        self.script("gdn_registry_kill");
+    }
+
+    /// Starts it again on the same port with the same storage.
+    pub fn restart(&self) {
+        self.script("gdn_registry_restart");
+    }
+
+    /// Kills the token issuer of a `token` registry.
+    pub fn kill_issuer(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("issuer.pid")).unwrap();
+        let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
+    }
+
+    /// What the registry logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+
+    /// How many requests of `method` on paths containing `path` it served.
+    pub fn requests(&self, method: &str, path: &str) -> usize {
+        let needle = format!("\"{method} /v2/");
+        self.log().lines().filter(|l| l.contains(&needle) && l.contains(path)).count()
+    }
+}
+
+/// A tmpfs of `size` (`mount -o size=…`) mounted on `dir`, unmounted when
+/// dropped; `None` where mounting is not allowed (not root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output().ok()?;
+        if !out.status.success() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "mount tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!("skipped: cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An HTTP proxy to `upstream` that answers `status` (with a registry's
+/// JSON error and `Retry-After: 0`) to every request `refuse(method, path)`
+/// picks, and forwards the others, one request per connection (it asks
+/// for `Connection: close`).  `refused` counts the refusals.
+pub struct RefusingProxy {
+    pub host: String,
+    pub refused: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RefusingProxy {
+    pub fn new(upstream: &str, status: u16, refuse: impl Fn(&str, &str) -> bool + Send + Sync + 'static) -> RefusingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let (refused, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (refused2, stop2) = (Arc::clone(&refused), Arc::clone(&stop));
+        let upstream = upstream.to_string();
+        let refuse = Arc::new(refuse);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = conn else { continue };
+                let (upstream, refuse, refused) = (upstream.clone(), Arc::clone(&refuse), Arc::clone(&refused2));
+                std::thread::spawn(move || {
+                    let _ = Self::serve(client, &upstream, status, &*refuse, &refused);
+                });
+            }
+        });
+        RefusingProxy { host, refused, stop }
+    }
+
+    fn serve(
+        mut client: TcpStream,
+        upstream: &str,
+        status: u16,
+        refuse: &(dyn Fn(&str, &str) -> bool + Send + Sync),
+        refused: &AtomicUsize,
+    ) -> std::io::Result<()> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if client.read(&mut byte)? == 0 {
+                return Ok(());
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let mut words = text.split(' ');
+        let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+        let lines: Vec<&str> = text.trim_end().split("\r\n").collect();
+        if refuse(&method, &path) {
+            refused.fetch_add(1, Ordering::Relaxed);
+            // Read the body first, so the answer is read rather than reset.
+            let length = lines
+                .iter()
+                .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")))
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            std::io::copy(&mut (&mut client).take(length), &mut std::io::sink())?;
+            let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"refused by the test proxy"}]}"#;
+            write!(
+                client,
+                "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 0\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return client.flush();
+        }
+        let mut forwarded = String::new();
+        for line in &lines {
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                forwarded.push_str(line);
+                forwarded.push_str("\r\n");
+            }
+        }
+        forwarded.push_str("Connection: close\r\n\r\n");
+        let mut server = TcpStream::connect(upstream)?;
+        server.write_all(forwarded.as_bytes())?;
+        let (mut c2, mut s2) = (client.try_clone()?, server.try_clone()?);
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut s2);
+            let _ = s2.shutdown(Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut server, &mut client);
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = up.join();
+        Ok(())
+    }
+}
+
+impl Drop for RefusingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(&self.host);
+    }
+}
