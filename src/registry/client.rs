@@ -84,6 +84,9 @@ pub struct Response {
     pub range: Option<String>,
     pub retry_after: Option<Duration>,
     authenticate: Option<String>,
+    /// `OCI-Subject`: a manifest with a subject was taken in by the
+    /// registry's referrers API.
+    pub oci_subject: Option<String>,
     pub body: String,
 }
 
@@ -429,6 +432,7 @@ impl Client {
         let mut response = result?;
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
         let (location, range, authenticate) = (header("location"), header("range"), header("www-authenticate"));
+        let oci_subject = header("oci-subject");
         let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
         let status = response.status().as_u16();
         let body = if request.method == "HEAD" {
@@ -440,7 +444,7 @@ impl Client {
                 Err(e) => return Err(transport_failure(e)),
             }
         };
-        Ok(Response { status, location, range, retry_after, authenticate, body })
+        Ok(Response { status, location, range, retry_after, authenticate, oci_subject, body })
     }
 
     /// Sends `request`, authenticated, retrying transient failures; a 401

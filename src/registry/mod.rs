@@ -17,7 +17,8 @@
 //! back to an upload when the registry declines (202).
 //!
 //! The parts: [`client`] (requests, authentication, retries, errors),
-//! [`blobs`] (lookups, mounts, uploads), [`tls`] (certificates),
+//! [`blobs`] (lookups, mounts, uploads), [`referrers`] (SBOMs pushed as
+//! artifacts about the image), [`tls`] (certificates),
 //! [`options`] (what a push can be told), [`credentials`] (where
 //! credentials come from; secrets that never show).
 
@@ -25,6 +26,7 @@ pub mod blobs;
 pub mod client;
 pub(crate) mod credentials;
 pub mod options;
+pub mod referrers;
 pub mod tls;
 
 use std::sync::atomic::Ordering;
@@ -63,17 +65,30 @@ pub struct PlatformImage<'a> {
 /// Pushes the image of `plan` to `reference`; `main_name` is the main
 /// item's name without its hash.
 pub fn push(plan: &Plan, main_name: &str, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
-    push_images(&[PlatformImage { plan, main_name, options }], false, reference, options)
+    push_images(&[PlatformImage { plan, main_name, options }], false, reference, options, None).map(drop)
 }
 
 /// Pushes a multi-platform image: each platform's image (its blobs, then
 /// its manifest, by digest), then the image index naming them, under the
 /// tags.
 pub fn push_index(images: &[PlatformImage], reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
-    push_images(images, true, reference, options)
+    push_images(images, true, reference, options, None).map(drop)
 }
 
-fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
+/// What is pushed once every image manifest is up, by its digest, and
+/// before any tag moves (the SBOM artifacts, see [`referrers`]): given the
+/// client and each image's manifest, in the order of the images.
+pub(crate) type BeforeTags<'a> = &'a dyn Fn(&Client, &[Descriptor]) -> Result<()>;
+
+/// Pushes `images` (one, or, with `index`, a multi-platform image), then
+/// `before_tags`, then the tags; returns each image's manifest.
+fn push_images(
+    images: &[PlatformImage],
+    index: bool,
+    reference: &RegistryReference,
+    options: &ImageOptions,
+    before_tags: Option<BeforeTags>,
+) -> Result<Vec<Descriptor>> {
     let ro = &options.registry;
     if ro.manifest_format == ManifestFormat::Docker && options.compression == Compression::Zstd {
         return Err(Error::invalid_argument(
@@ -147,6 +162,7 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
     if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
         return Err(Error::cancelled());
     }
+    let pushed: Vec<Descriptor>;
     let (document, media_type) = if index {
         // Each manifest by its digest first: the index names them.
         let mut entries = Vec::with_capacity(manifests.len());
@@ -154,6 +170,10 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
             let descriptor = Descriptor::of(media_type, manifest);
             put_manifest(&client, manifest, media_type, &descriptor.digest)?;
             entries.push((descriptor, *platform));
+        }
+        pushed = entries.iter().map(|(d, _)| d.clone()).collect();
+        if let Some(before_tags) = before_tags {
+            before_tags(&client, &pushed)?;
         }
         if ro.manifest_format == ManifestFormat::Docker {
             let list: Vec<serde_json::Value> = entries
@@ -169,6 +189,14 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
         }
     } else {
         let (manifest, media_type, _) = manifests.pop().expect("one image");
+        let descriptor = Descriptor::of(media_type, &manifest);
+        if let Some(before_tags) = before_tags {
+            // By its digest first, so that what goes before the tags can
+            // name it.
+            put_manifest(&client, &manifest, media_type, &descriptor.digest)?;
+            before_tags(&client, std::slice::from_ref(&descriptor))?;
+        }
+        pushed = vec![descriptor];
         (manifest, media_type)
     };
     let digest = documents::digest_of(&document);
@@ -177,7 +205,7 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
     }
     progress.update(|r| r.manifest = Some((digest.clone(), tags.clone())));
     progress.report();
-    Ok(())
+    Ok(pushed)
 }
 
 /// The tags pushed: the destination's, then each `-t`'s tag part, once
