@@ -58,13 +58,18 @@ pub fn build_image(
     }
     let prepared = prepare(&store, items, closure, options)?;
     let plan = &prepared.plan;
+    let pushed_name = pushed_name(destination);
+    let mut contents = prepared.sbom_contents();
+    if let Some(name) = &pushed_name {
+        contents.image_name = name;
+    }
+    let sbom = sbom::Job::new(&contents, options, destination, None)?;
     if let ImageDestination::Registry(reference) = destination {
-        refuse_sboms(options, &format!("a push to docker://{reference}"))?;
-        crate::registry::push(plan, prepared.main().name(), reference, options)?;
+        let image = crate::registry::PlatformImage { plan, main_name: prepared.main().name(), options };
+        crate::registry::referrers::push_with_sboms(&[image], false, reference, options, &[sbom.as_ref()])?;
         plan.cache.save();
         return Ok(());
     }
-    let sbom = sbom::Job::new(&prepared.roots, &prepared.closure, &plan.image.tags[0], plan.image.created, options, destination)?;
     if destination.is_oci() {
         crate::oci::write_image(plan, prepared.main().name(), destination, options, sbom.as_ref())?;
         plan.cache.save();
@@ -82,16 +87,13 @@ pub fn build_image(
     Ok(())
 }
 
-/// Refuses SBOMs (`--sbom`, `--sbom-output`) for `what`, where they are
-/// not written yet.
-fn refuse_sboms(options: &ImageOptions, what: &str) -> Result<()> {
-    if options.sbom.formats.is_empty() && options.sbom.output.is_none() {
-        return Ok(());
-    }
-    Err(Error::invalid_argument(format!(
-        "sbom: SBOMs are written beside a one-platform image or into its OCI layout or archive; \
-         for {what} they are not written yet"
-    )))
+/// The name an image pushed to a registry has there, which its SBOM
+/// gives: `REGISTRY/REPOSITORY` (no tag: the same image pushed under
+/// other tags has the same SBOM, listed once); `None` for other
+/// destinations (their SBOMs name the image by its first tag).
+fn pushed_name(destination: &ImageDestination) -> Option<String> {
+    let ImageDestination::Registry(reference) = destination else { return None };
+    Some(format!("{}/{}", reference.registry, reference.repository))
 }
 
 /// One image of a multi-platform image: a store item built for a Guix
@@ -154,7 +156,6 @@ pub fn build_platform_images(platforms: &[PlatformItem], destination: &ImageDest
             systems.join(", ")
         )));
     }
-    refuse_sboms(options, "a multi-platform image")?;
     let store = StoreDir::new(&options.store_dir)?;
     let output = destination.output();
     if let Some(output) = &output {
@@ -163,6 +164,18 @@ pub fn build_platform_images(platforms: &[PlatformItem], destination: &ImageDest
     let mut prepared = Vec::with_capacity(platforms.len());
     for (p, o) in platforms.iter().zip(&per_platform) {
         prepared.push(prepare(&store, std::slice::from_ref(&p.item), p.closure.as_deref(), o)?);
+    }
+    // One SBOM job per platform image; with several, the --sbom-output
+    // files are told apart by the system.
+    let several = platforms.len() > 1;
+    let pushed_name = pushed_name(destination);
+    let mut sboms = Vec::with_capacity(platforms.len());
+    for ((p, o), image) in platforms.iter().zip(&per_platform).zip(&prepared) {
+        let mut contents = image.sbom_contents();
+        if let Some(name) = &pushed_name {
+            contents.image_name = name;
+        }
+        sboms.push(sbom::Job::new(&contents, o, destination, several.then_some(p.system.as_str()))?);
     }
     // One progress report for the whole: each image's counts after those
     // of the images before it.
@@ -190,23 +203,28 @@ pub fn build_platform_images(platforms: &[PlatformItem], destination: &ImageDest
             .zip(&per_platform)
             .map(|(p, o)| crate::registry::PlatformImage { plan: &p.plan, main_name: p.main().name(), options: o })
             .collect();
-        crate::registry::push_index(&images, reference, options)?;
+        let jobs: Vec<Option<&sbom::Job>> = sboms.iter().map(Option::as_ref).collect();
+        crate::registry::referrers::push_with_sboms(&images, true, reference, options, &jobs)?;
         prepared.iter().for_each(|p| p.plan.cache.save());
         return Ok(());
     }
     if !destination.is_oci() {
         let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
-        archive::write_docker_archive(&prepared[0].plan, &out, &per_platform[0])?;
+        let image_id = archive::write_docker_archive(&prepared[0].plan, &out, &per_platform[0])?;
+        let mut sbom_files = sbom::PreparedFiles::write(sboms[0].as_ref(), &image_id)?;
+        sbom_files.commit()?;
         out.commit()?;
+        sbom_files.keep();
         prepared[0].plan.cache.save();
         return Ok(());
     }
     let images: Vec<crate::oci::Image> = prepared
         .iter()
         .zip(&per_platform)
-        .map(|(p, o)| crate::oci::Image { plan: &p.plan, main_name: p.main().name(), options: o })
+        .zip(&sboms)
+        .map(|((p, o), job)| crate::oci::Image { plan: &p.plan, main_name: p.main().name(), options: o, sbom: job.as_ref() })
         .collect();
-    crate::oci::write_images(&images, crate::oci::Shape::PlatformIndex, destination, None)?;
+    crate::oci::write_images(&images, crate::oci::Shape::PlatformIndex, destination)?;
     prepared.iter().for_each(|p| p.plan.cache.save());
     Ok(())
 }
@@ -219,12 +237,25 @@ struct Prepared {
     closure: Closure,
     plan: Plan,
     _database: Option<ImageDatabase>,
+    /// What the store database adds to the image (`--localstatedir`).
+    database_units: Vec<Unit>,
 }
 
 impl Prepared {
     /// The main item.
     fn main(&self) -> &StoreItem {
         &self.roots[0]
+    }
+
+    /// What its SBOM is made from.
+    fn sbom_contents(&self) -> sbom::Contents<'_> {
+        sbom::Contents {
+            roots: &self.roots,
+            closure: &self.closure,
+            image_name: &self.plan.image.tags[0],
+            created: self.plan.image.created,
+            image_database: &self.database_units,
+        }
     }
 }
 
@@ -255,7 +286,11 @@ fn prepare(store: &StoreDir, items: &[PathBuf], closure: Option<&[PathBuf]>, opt
     };
     let extras = Extras::new(&roots[0], options, database.as_ref())?;
     let plan = plan(&roots[0], &closure, &extras, options)?;
-    Ok(Prepared { roots, closure, plan, _database: database })
+    let database_units = match &database {
+        Some(db) => db.units(&roots[0], &options.transformations)?,
+        None => Vec::new(),
+    };
+    Ok(Prepared { roots, closure, plan, _database: database, database_units })
 }
 
 /// The file name the CLI writes when no `-o` is given:

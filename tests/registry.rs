@@ -500,6 +500,17 @@ fn digest_of(registry: &Registry, reference: &str) -> String {
 /// named, and the error says which tags moved and which did not.
 #[test]
 fn several_tags_move_together_or_are_put_back() {
+/// The index under a manifest's referrers tag (`sha256-<hex>`), fetched
+/// as a client without the referrers API does.
+fn referrers_index(registry: &Registry, repository: &str, digest: &str) -> Option<Value> {
+    inspect(registry, &format!("{repository}:sha256-{}", digest.trim_start_matches("sha256:")), true)
+}
+
+/// With `--manifest-format docker` the SBOM is still an OCI artifact
+/// manifest, its subject the Docker schema 2 manifest, listed under the
+/// referrers tag.
+#[test]
+fn sboms_of_a_docker_schema_2_push_are_oci_artifacts_about_it() {
     if !tools() {
         return;
     }
@@ -729,4 +740,41 @@ fn client_certificates_from_the_cert_dir() {
     ok(push(&store, &["--cert-dir", certs.to_str().unwrap(), "-C", "gzip", "--max-layers", "2", "-o", &d]));
     let options = vec![format!("--src-cert-dir={}", certs.display())];
     check_unpacks_from(&registry.addr, options, "mtls/app:1", &store);
+    let d = format!("{}:1", dest(&registry, "dockersbom"));
+    ok(push(&store, &["-C", "gzip", "--manifest-format", "docker", "--sbom", "spdx", "--tls-verify=false", "-o", &d]));
+    let raw = inspect(&registry, "dockersbom:1", true).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    let digest = inspect(&registry, "dockersbom:1", false).unwrap()["Digest"].as_str().unwrap().to_string();
+    let index = referrers_index(&registry, "dockersbom", &digest).expect("the referrers tag is there");
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["artifactType"], "application/spdx+json");
+    let artifact = inspect(&registry, &format!("dockersbom@{}", entries[0]["digest"].as_str().unwrap()), true).unwrap();
+    assert_eq!(artifact["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(artifact["subject"]["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(artifact["subject"]["digest"], digest.as_str());
+    assert_eq!(artifact["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+}
+
+/// A push whose image fails midway pushes no SBOM: no artifact manifest,
+/// no referrers tag.
+#[test]
+fn a_failed_image_push_pushes_no_sbom() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
+    let proxy = CuttingProxy::dying(&registry.host, 12 << 20);
+    let big = big_file(store.dir.path(), 20);
+    let file = format!("/data/big.bin={}", big.display());
+    let d = format!("docker://{}/nosbom:t", proxy.host);
+    let out = push(
+        &store,
+        &["-C", "gzip", "--max-layers", "2", "--jobs", "1", "--file", &file, "--sbom", "spdx", "--sbom", "cyclonedx", "--tls-verify=false", "-o", &d],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert_eq!(registry.requests("PUT", "/manifests/"), 0, "no manifest went up: {}", registry.log());
+    assert!(inspect(&registry, "nosbom:t", true).is_none());
 }

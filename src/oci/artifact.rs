@@ -26,22 +26,25 @@ pub const SUBJECT: &str = "guix-docker-native.sbom.subject";
 /// The index annotation naming the ref of the image an artifact is about.
 pub const SUBJECT_REF: &str = "guix-docker-native.sbom.subject.ref.name";
 
-/// The artifacts of one image: the blobs to write (the empty config, each
-/// document, each artifact manifest) and the index entries.
-pub struct Artifacts {
-    pub blobs: Vec<(Descriptor, Vec<u8>)>,
-    pub entries: Vec<Value>,
+/// One SBOM as an artifact: its document blob and its manifest.
+pub struct Artifact {
+    /// The document's media type, the manifest's `artifactType`.
+    pub artifact_type: &'static str,
+    pub document: (Descriptor, Vec<u8>),
+    pub manifest: (Descriptor, Vec<u8>),
+    /// The image manifest it is about.
+    pub subject: Descriptor,
+    /// The image's creation time, RFC 3339.
+    pub created: String,
 }
 
-impl Artifacts {
-    /// The artifacts of `job`'s documents for the image whose manifest is
-    /// `image` and whose ref name is `reference`.
-    pub fn new(job: &Job, image: &Descriptor, reference: &str) -> Artifacts {
+impl Artifact {
+    /// The artifacts of `job`'s documents about the image manifest `subject`.
+    pub fn of(job: &Job, subject: &Descriptor) -> Vec<Artifact> {
         let empty = Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_BLOB);
-        let mut blobs = vec![(empty.clone(), EMPTY_BLOB.to_vec())];
-        let mut entries = Vec::new();
         let created = rfc3339(job.created());
-        for doc in job.documents(&image.digest) {
+        let mut artifacts = Vec::new();
+        for doc in job.documents(&subject.digest) {
             let media_type = doc.format.media_type();
             let layer = Descriptor::of(media_type, &doc.bytes);
             let mut layer_json = descriptor_json(&layer);
@@ -53,21 +56,60 @@ impl Artifacts {
                 "artifactType": media_type,
                 "config": descriptor_json(&empty),
                 "layers": [layer_json],
-                "subject": descriptor_json(image),
+                "subject": descriptor_json(subject),
                 "annotations": { "org.opencontainers.image.created": created },
             });
             let manifest = serde_json::to_vec(&manifest).expect("JSON");
             let manifest_descriptor = Descriptor::of(documents::MANIFEST_MEDIA_TYPE, &manifest);
-            let mut entry = descriptor_json(&manifest_descriptor);
-            entry["artifactType"] = json!(media_type);
-            entry["annotations"] = json!({
-                "org.opencontainers.image.created": created,
-                SUBJECT: image.digest,
-                SUBJECT_REF: reference,
+            artifacts.push(Artifact {
+                artifact_type: media_type,
+                document: (layer, doc.bytes),
+                manifest: (manifest_descriptor, manifest),
+                subject: subject.clone(),
+                created: created.clone(),
             });
-            entries.push(entry);
-            blobs.push((layer, doc.bytes));
-            blobs.push((manifest_descriptor, manifest));
+        }
+        artifacts
+    }
+
+    /// Its descriptor in a referrers list (the referrers API's answer, or
+    /// the index under the referrers tag): the manifest's, with its
+    /// `artifactType` and annotations, as the distribution spec asks.
+    pub fn referrer_descriptor(&self) -> Value {
+        let mut d = descriptor_json(&self.manifest.0);
+        d["artifactType"] = json!(self.artifact_type);
+        d["annotations"] = json!({ "org.opencontainers.image.created": self.created });
+        d
+    }
+}
+
+/// The artifacts of some images: the blobs to write (the empty config,
+/// each document, each artifact manifest) and the index entries.
+pub struct Artifacts {
+    pub blobs: Vec<(Descriptor, Vec<u8>)>,
+    pub entries: Vec<Value>,
+}
+
+impl Artifacts {
+    /// The artifacts of each job's documents for the image manifest it is
+    /// paired with, all under the ref name `reference`.
+    pub fn new(subjects: &[(Descriptor, &Job)], reference: &str) -> Artifacts {
+        let empty = Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_BLOB);
+        let mut blobs = vec![(empty, EMPTY_BLOB.to_vec())];
+        let mut entries = Vec::new();
+        for (image, job) in subjects {
+            for artifact in Artifact::of(job, image) {
+                let mut entry = descriptor_json(&artifact.manifest.0);
+                entry["artifactType"] = json!(artifact.artifact_type);
+                entry["annotations"] = json!({
+                    "org.opencontainers.image.created": artifact.created,
+                    SUBJECT: image.digest,
+                    SUBJECT_REF: reference,
+                });
+                entries.push(entry);
+                blobs.push(artifact.document);
+                blobs.push(artifact.manifest);
+            }
         }
         Artifacts { blobs, entries }
     }
@@ -82,30 +124,26 @@ fn descriptor_json(d: &Descriptor) -> Value {
     json!({ "mediaType": d.media_type, "digest": d.digest, "size": d.size })
 }
 
-/// The image manifest's descriptor in its index entry.
-pub fn manifest_of(entry: &Value) -> Descriptor {
-    Descriptor {
-        media_type: entry["mediaType"].as_str().unwrap_or(documents::MANIFEST_MEDIA_TYPE).to_string(),
-        digest: entry["digest"].as_str().expect("an index entry has a digest").to_string(),
-        size: entry["size"].as_u64().expect("an index entry has a size"),
-    }
-}
-
-/// Into `layout`, about to commit the image `entry` under `reference`:
-/// the SBOM artifacts of `job` (none without one), in place of those of
-/// the image the entry replaces; and `job`'s files, written and waiting.
-pub fn attach_to_layout(layout: &mut Layout, entry: &Value, reference: &str, job: Option<&Job>) -> Result<PreparedFiles> {
-    let image = manifest_of(entry);
+/// Into `layout`, about to commit an image under `reference`: the SBOM
+/// artifacts of each image manifest of `subjects` with a job, in place of
+/// those of the image the entry replaces; and the jobs' files, written and
+/// waiting.
+pub fn attach_to_layout(layout: &mut Layout, subjects: &[(Descriptor, Option<&Job>)], reference: &str) -> Result<PreparedFiles> {
+    let with_jobs: Vec<(Descriptor, &Job)> = subjects.iter().filter_map(|(d, j)| j.map(|j| (d.clone(), j))).collect();
     let mut entries = Vec::new();
-    if let Some(job) = job {
-        let artifacts = Artifacts::new(job, &image, reference);
+    let mut files = PreparedFiles::default();
+    if !with_jobs.is_empty() {
+        let artifacts = Artifacts::new(&with_jobs, reference);
         for (d, bytes) in &artifacts.blobs {
             layout.write_blob(&d.media_type, bytes)?;
         }
         entries = artifacts.entries;
+        for (image, job) in &with_jobs {
+            files.absorb(PreparedFiles::write(Some(job), &image.digest)?);
+        }
     }
     layout.replace_entries(|e| is_sbom_of(e, reference), entries);
-    PreparedFiles::write(job, &image.digest)
+    Ok(files)
 }
 
 #[cfg(test)]

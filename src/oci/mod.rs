@@ -38,12 +38,14 @@ use blob::{Compressor, Seen};
 use documents::Descriptor;
 
 /// One image to write: its plan, the main item's name without its hash
-/// (`hello-2.12`), and the options it is built with (its platform).
+/// (`hello-2.12`), the options it is built with (its platform), and its
+/// SBOMs, if any.
 #[derive(Clone, Copy)]
 pub struct Image<'a> {
     pub plan: &'a Plan,
     pub main_name: &'a str,
     pub options: &'a ImageOptions,
+    pub sbom: Option<&'a crate::sbom::Job>,
 }
 
 /// What the index entry names.
@@ -65,15 +67,15 @@ pub fn write_image(
     options: &ImageOptions,
     sbom: Option<&crate::sbom::Job>,
 ) -> Result<()> {
-    write_images(&[Image { plan, main_name, options }], Shape::Manifest, destination, sbom)
+    write_images(&[Image { plan, main_name, options, sbom }], Shape::Manifest, destination)
 }
 
 /// Writes `images` to `destination`, an OCI one, under one index entry
 /// (its ref and names from the first image's): for [`Shape::Manifest`],
 /// the one image's manifest; for [`Shape::PlatformIndex`], an image index
-/// of them all.  A blob the images share is stored once.  The SBOMs of
-/// `sbom` go in as artifacts whose subject is what the entry names.
-pub fn write_images(images: &[Image], shape: Shape, destination: &Destination, sbom: Option<&crate::sbom::Job>) -> Result<()> {
+/// of them all.  A blob the images share is stored once.  Each image's
+/// SBOMs go in as artifacts whose subject is its manifest.
+pub fn write_images(images: &[Image], shape: Shape, destination: &Destination) -> Result<()> {
     assert!(!images.is_empty() && (shape == Shape::PlatformIndex || images.len() == 1), "one image per manifest entry");
     let first = images[0];
     let cancelled = || first.options.cancel.as_deref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
@@ -92,7 +94,8 @@ pub fn write_images(images: &[Image], shape: Shape, destination: &Destination, s
             let entry = named_entry(first.plan, &manifests, shape, reference, |bytes| {
                 layout.write_blob(documents::INDEX_MEDIA_TYPE, bytes)
             })?;
-            let mut sbom_files = artifact::attach_to_layout(&mut layout, &entry, reference, sbom)?;
+            let subjects: Vec<_> = manifests.iter().zip(images).map(|((d, _), image)| (d.clone(), image.sbom)).collect();
+            let mut sbom_files = artifact::attach_to_layout(&mut layout, &subjects, reference)?;
             if cancelled() {
                 return Err(Error::cancelled());
             }
@@ -106,7 +109,6 @@ pub fn write_images(images: &[Image], shape: Shape, destination: &Destination, s
             shape,
             &destination.output().expect("an oci-archive has an output"),
             reference.as_deref(),
-            sbom,
         ),
         Destination::DockerArchive(_) | Destination::Registry(_) => {
             Err(Error::invalid_argument("not an OCI layout or archive destination"))

@@ -354,15 +354,9 @@ impl Packaging for ArchivePackaging<'_> {
 }
 
 /// Writes `images` as an oci-archive to `output` (a file, or standard
-/// output) under one index entry (see [`super::write_images`]), with the
-/// SBOMs of `sbom` (one image only) as artifacts naming it.
-pub fn write(
-    images: &[Image],
-    shape: Shape,
-    output: &Output,
-    reference: Option<&str>,
-    sbom: Option<&crate::sbom::Job>,
-) -> Result<()> {
+/// output) under one index entry (see [`super::write_images`]), with each
+/// image's SBOMs as artifacts naming its manifest.
+pub fn write(images: &[Image], shape: Shape, output: &Output, reference: Option<&str>) -> Result<()> {
     let first = images[0];
     let out = OutputFile::open(output)?;
     let name = out.display_path();
@@ -431,14 +425,17 @@ pub fn write(
     })?;
     let mut entries = vec![entry];
     let mut sbom_files = crate::sbom::PreparedFiles::default();
-    if let Some(job) = sbom {
-        let subject = super::artifact::manifest_of(&entries[0]);
-        let artifacts = super::artifact::Artifacts::new(job, &subject, reference);
+    let subjects: Vec<_> =
+        manifests.iter().zip(images).filter_map(|((d, _), image)| image.sbom.map(|job| (d.clone(), job))).collect();
+    if !subjects.is_empty() {
+        let artifacts = super::artifact::Artifacts::new(&subjects, reference);
         for (d, bytes) in &artifacts.blobs {
             archive.put_blob(&d.media_type, bytes)?;
         }
         entries.extend(artifacts.entries);
-        sbom_files = crate::sbom::PreparedFiles::write(Some(job), &subject.digest)?;
+        for (subject, job) in &subjects {
+            sbom_files.absorb(crate::sbom::PreparedFiles::write(Some(job), &subject.digest)?);
+        }
     }
     let index = serde_json::to_vec(&documents::new_index(entries)).expect("JSON");
     let mut writer = archive.writer.lock().unwrap();

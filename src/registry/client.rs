@@ -87,6 +87,9 @@ pub struct Response {
     /// `Docker-Content-Digest`: the digest of the manifest or blob asked about.
     pub digest: Option<String>,
     pub content_type: Option<String>,
+    /// `OCI-Subject`: a manifest with a subject was taken in by the
+    /// registry's referrers API.
+    pub oci_subject: Option<String>,
     pub body: String,
 }
 
@@ -433,6 +436,7 @@ impl Client {
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
         let (location, range, authenticate) = (header("location"), header("range"), header("www-authenticate"));
         let (digest, content_type) = (header("docker-content-digest"), header("content-type"));
+        let oci_subject = header("oci-subject");
         let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
         let status = response.status().as_u16();
         let body = if request.method == "HEAD" {
@@ -444,7 +448,7 @@ impl Client {
                 Err(e) => return Err(transport_failure(e)),
             }
         };
-        Ok(Response { status, location, range, retry_after, authenticate, digest, content_type, body })
+        Ok(Response { status, location, range, retry_after, authenticate, digest, content_type, oci_subject, body })
     }
 
     /// Sends `request`, authenticated, retrying transient failures; a 401

@@ -19,7 +19,8 @@
 //!
 //! The parts: [`client`] (requests, authentication, retries, errors),
 //! [`blobs`] (lookups, mounts, uploads), [`tags`] (the manifest and its
-//! tags, as nearly all-or-nothing as the protocol allows), [`tls`] (certificates),
+//! tags, as nearly all-or-nothing as the protocol allows), [`referrers`]
+//! (SBOMs pushed as artifacts about the image), [`tls`] (certificates),
 //! [`options`] (what a push can be told), [`credentials`] (where
 //! credentials come from; secrets that never show).
 
@@ -27,6 +28,7 @@ pub mod blobs;
 pub mod client;
 pub(crate) mod credentials;
 pub mod options;
+pub mod referrers;
 pub mod tags;
 pub mod tls;
 
@@ -66,17 +68,30 @@ pub struct PlatformImage<'a> {
 /// Pushes the image of `plan` to `reference`; `main_name` is the main
 /// item's name without its hash.
 pub fn push(plan: &Plan, main_name: &str, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
-    push_images(&[PlatformImage { plan, main_name, options }], false, reference, options)
+    push_images(&[PlatformImage { plan, main_name, options }], false, reference, options, None).map(drop)
 }
 
 /// Pushes a multi-platform image: each platform's image (its blobs, then
 /// its manifest, by digest), then the image index naming them, under the
 /// tags.
 pub fn push_index(images: &[PlatformImage], reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
-    push_images(images, true, reference, options)
+    push_images(images, true, reference, options, None).map(drop)
 }
 
-fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryReference, options: &ImageOptions) -> Result<()> {
+/// What is pushed once every image manifest is up, by its digest, and
+/// before any tag moves (the SBOM artifacts, see [`referrers`]): given the
+/// client and each image's manifest, in the order of the images.
+pub(crate) type BeforeTags<'a> = &'a dyn Fn(&Client, &[Descriptor]) -> Result<()>;
+
+/// Pushes `images` (one, or, with `index`, a multi-platform image), then
+/// `before_tags`, then the tags; returns each image's manifest.
+fn push_images(
+    images: &[PlatformImage],
+    index: bool,
+    reference: &RegistryReference,
+    options: &ImageOptions,
+    before_tags: Option<BeforeTags>,
+) -> Result<Vec<Descriptor>> {
     // The spare chunk buffers are freed when the push ends, however it ends.
     struct ReleaseChunks;
     impl Drop for ReleaseChunks {
@@ -158,6 +173,7 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
     if options.cancel.as_deref().is_some_and(|c| c.load(Ordering::Relaxed)) {
         return Err(Error::cancelled());
     }
+    let pushed: Vec<Descriptor>;
     let (document, media_type) = if index {
         // Each manifest by its digest first: the index names them.
         let mut entries = Vec::with_capacity(manifests.len());
@@ -165,6 +181,10 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
             let descriptor = Descriptor::of(media_type, manifest);
             tags::put_manifest(&client, manifest, media_type, &descriptor.digest)?;
             entries.push((descriptor, *platform));
+        }
+        pushed = entries.iter().map(|(d, _)| d.clone()).collect();
+        if let Some(before_tags) = before_tags {
+            before_tags(&client, &pushed)?;
         }
         if ro.manifest_format == ManifestFormat::Docker {
             let list: Vec<serde_json::Value> = entries
@@ -180,16 +200,25 @@ fn push_images(images: &[PlatformImage], index: bool, reference: &RegistryRefere
         }
     } else {
         let (manifest, media_type, _) = manifests.pop().expect("one image");
+        let descriptor = Descriptor::of(media_type, &manifest);
+        // By its digest first: the image is whole in the repository before
+        // any tag names it, and what goes before the tags can name it.
+        tags::put_manifest(&client, &manifest, media_type, &descriptor.digest)?;
+        if let Some(before_tags) = before_tags {
+            before_tags(&client, std::slice::from_ref(&descriptor))?;
+        }
+        pushed = vec![descriptor];
         (manifest, media_type)
     };
-    // By its digest first: the image is whole in the repository before
-    // any tag names it; then the tags (see [`tags`]).
+    // The index by its digest too; then the tags (see [`tags`]).
     let digest = documents::digest_of(&document);
-    tags::put_manifest(&client, &document, media_type, &digest)?;
+    if index {
+        tags::put_manifest(&client, &document, media_type, &digest)?;
+    }
     tags::move_tags(&client, &document, media_type, &digest, &tags)?;
     progress.update(|r| r.manifest = Some((digest.clone(), tags.clone())));
     progress.report();
-    Ok(())
+    Ok(pushed)
 }
 
 /// The tags pushed: the destination's, then each `-t`'s tag part, once

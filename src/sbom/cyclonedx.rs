@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::format::SbomFormat;
 use super::identity::document_uuid;
-use super::model::{ExtraKind, Model};
+use super::model::Model;
 use super::spdx::describe_extra;
 use crate::config::rfc3339;
 
@@ -73,7 +73,7 @@ pub fn document(model: &Model, image_digest: &str) -> Vec<u8> {
             "name": extra.path,
             "description": description,
         });
-        if let ExtraKind::File { sha256 } = &extra.kind {
+        if let Some(sha256) = extra.kind.sha256() {
             c["hashes"] = json!([{ "alg": "SHA-256", "content": hex::encode(sha256) }]);
         }
         components.push(c);

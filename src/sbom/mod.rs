@@ -29,6 +29,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::closure::Closure;
+use crate::layers::Unit;
 use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::options::ImageOptions;
@@ -52,20 +53,29 @@ pub struct Job {
     files: Vec<(SbomFormat, PathBuf)>,
 }
 
+/// What an SBOM is made from: the image's store items and extras.
+pub struct Contents<'a> {
+    /// The items asked for; the first is the main item.
+    pub roots: &'a [StoreItem],
+    pub closure: &'a Closure,
+    /// The image's name (its first tag).
+    pub image_name: &'a str,
+    /// The image's creation time, seconds since the epoch.
+    pub created: i64,
+    /// The units of the store database the image carries
+    /// (`--localstatedir`), named as in the image; empty without one.
+    pub image_database: &'a [Unit],
+}
+
 impl Job {
-    /// The SBOM job of a build of `closure` (`roots` given, the first the
-    /// main item) to `destination`, named `image_name`, created at
-    /// `created`; `None` when no SBOM is asked for.  Everything that can
-    /// fail before the image is written fails here: the files' names, the
-    /// hashes, the licences, the extra files.
-    pub fn new(
-        roots: &[StoreItem],
-        closure: &Closure,
-        image_name: &str,
-        created: i64,
-        options: &ImageOptions,
-        destination: &Destination,
-    ) -> Result<Option<Job>> {
+    /// The SBOM job of a build of `contents` to `destination`; `None` when
+    /// no SBOM is asked for.  `platform` is the system (`aarch64-linux`) of
+    /// one image of a multi-platform image of several: its
+    /// `--sbom-output` files are then `FILE.SYSTEM.spdx.json` and
+    /// `FILE.SYSTEM.cdx.json`.  Everything that can fail before the image
+    /// is written fails here: the files' names, the hashes, the licences,
+    /// the extra files.
+    pub fn new(contents: &Contents, options: &ImageOptions, destination: &Destination, platform: Option<&str>) -> Result<Option<Job>> {
         let asked = &options.sbom;
         if asked.formats.is_empty() {
             if asked.output.is_some() {
@@ -80,7 +90,7 @@ impl Job {
             }
             return Ok(None);
         }
-        let files = output_files(&asked.formats, asked.output.as_deref(), destination)?;
+        let files = output_files(&asked.formats, asked.output.as_deref(), destination, platform)?;
         let image_output = destination.output();
         for (_, file) in &files {
             let out = Output::Path(file.clone());
@@ -89,7 +99,7 @@ impl Job {
                 refuse_inputs(&out, &[Input { what: "image output", path: image }], None)?;
             }
         }
-        let model = Model::new(roots, closure, image_name, created, options)?;
+        let model = Model::new(contents.roots, contents.closure, contents.image_name, contents.created, options, contents.image_database)?;
         Ok(Some(Job { model, formats: asked.formats.clone(), files }))
     }
 
@@ -114,17 +124,27 @@ pub fn render(model: &Model, format: SbomFormat, image_digest: &str) -> Vec<u8> 
 }
 
 /// Where the documents go besides the image: `--sbom-output FILE` (with
-/// several formats, `FILE.spdx.json`, `FILE.cdx.json`); without it, beside
-/// a docker-archive file (`IMAGE.spdx.json`, ...), and nowhere else for an
-/// OCI destination (the layout holds them).
-fn output_files(formats: &[SbomFormat], output: Option<&Path>, destination: &Destination) -> Result<Vec<(SbomFormat, PathBuf)>> {
+/// several formats, `FILE.spdx.json`, `FILE.cdx.json`; for the image of
+/// `platform`, one of several, `FILE.SYSTEM.spdx.json`, ... whatever the
+/// formats); without it, beside a docker-archive file (`IMAGE.spdx.json`,
+/// ...), and nowhere else for an OCI destination (the layout holds them)
+/// or a registry (which gets them as artifacts).
+fn output_files(
+    formats: &[SbomFormat],
+    output: Option<&Path>,
+    destination: &Destination,
+    platform: Option<&str>,
+) -> Result<Vec<(SbomFormat, PathBuf)>> {
     let with_suffix = |base: &Path, f: SbomFormat| {
         let mut name = base.as_os_str().to_owned();
+        if let Some(system) = platform {
+            name.push(format!(".{system}"));
+        }
         name.push(f.suffix());
         PathBuf::from(name)
     };
     match (output, destination) {
-        (Some(file), _) if formats.len() == 1 => Ok(vec![(formats[0], file.to_path_buf())]),
+        (Some(file), _) if formats.len() == 1 && platform.is_none() => Ok(vec![(formats[0], file.to_path_buf())]),
         (Some(file), _) => Ok(formats.iter().map(|&f| (f, with_suffix(file, f))).collect()),
         (None, Destination::DockerArchive(Output::Path(image)))
             if descriptor_of(image).is_none() && std::fs::metadata(image).map_or(true, |m| m.is_file()) =>
@@ -176,6 +196,12 @@ impl PreparedFiles {
             self.committed.extend(regular);
         }
         Ok(())
+    }
+
+    /// Takes `other`'s files in with these.
+    pub fn absorb(&mut self, mut other: PreparedFiles) {
+        self.pending.append(&mut other.pending);
+        self.committed.append(&mut other.committed);
     }
 
     /// The image is there: the files stay.

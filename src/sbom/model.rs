@@ -13,7 +13,7 @@ use super::{nar_hash, name};
 use crate::closure::database;
 use crate::closure::Closure;
 use crate::error::{Error, ErrorKind, Result};
-use crate::layers::archive_name;
+use crate::layers::{archive_name, Unit};
 use crate::options::ImageOptions;
 use crate::store::StoreItem;
 
@@ -75,6 +75,19 @@ pub enum ExtraKind {
     Symlink { target: String },
     /// A host file copied in, with the SHA-256 of its content.
     File { sha256: [u8; 32] },
+    /// The store database `--localstatedir` puts in, registering the
+    /// closure, with the SHA-256 of its content.
+    StoreDatabase { sha256: [u8; 32] },
+}
+
+impl ExtraKind {
+    /// The SHA-256 of a file's content.
+    pub fn sha256(&self) -> Option<&[u8; 32]> {
+        match self {
+            ExtraKind::File { sha256 } | ExtraKind::StoreDatabase { sha256 } => Some(sha256),
+            _ => None,
+        }
+    }
 }
 
 /// A directory, symlink or file the options add.
@@ -88,14 +101,23 @@ pub struct Extra {
 impl Model {
     /// The model of an image of `closure` (whose `roots` were given,
     /// `roots[0]` the main item), named `image_name`, created at `created`,
-    /// with the extras and licences of `options` and, when
+    /// with the extras and licences of `options`, the units of the store
+    /// database the image carries (`--localstatedir`: `image_database`, its
+    /// directories, GC-root symlinks and the database file) and, when
     /// `options.database` is set, the NAR hashes it holds.
     ///
     /// Errors: a licence for an item outside the closure
     /// (`InvalidArgument`); a hash column that is not a SHA-256 in Guix's
     /// or Nix's form (`Database`, naming the item); an extra file that
     /// cannot be read (`Io`).
-    pub fn new(roots: &[StoreItem], closure: &Closure, image_name: &str, created: i64, options: &ImageOptions) -> Result<Model> {
+    pub fn new(
+        roots: &[StoreItem],
+        closure: &Closure,
+        image_name: &str,
+        created: i64,
+        options: &ImageOptions,
+        image_database: &[Unit],
+    ) -> Result<Model> {
         for item in options.sbom.licenses.keys() {
             if !closure.items.iter().any(|i| i.path == *item) {
                 return Err(Error::invalid_argument(format!(
@@ -127,7 +149,7 @@ impl Model {
             created,
             items,
             roots: root_indices,
-            extras: extras(&roots[0], options)?,
+            extras: extras(&roots[0], options, image_database)?,
             database: options.database.clone(),
         })
     }
@@ -162,12 +184,23 @@ fn nar_hashes(file: &Path, items: &[StoreItem]) -> Result<Vec<[u8; 32]>> {
         .collect()
 }
 
-/// The directories, symlinks and files `options` add, sorted by path; a
-/// relative symlink target is relative to `main`, as in the image.
-fn extras(main: &StoreItem, options: &ImageOptions) -> Result<Vec<Extra>> {
+/// The directories, symlinks and files `options` add, and the units of
+/// the image's store database (`image_database`, named as in the image
+/// already), sorted by path; a relative `-S` target is relative to `main`,
+/// as in the image.
+fn extras(main: &StoreItem, options: &ImageOptions, image_database: &[Unit]) -> Result<Vec<Extra>> {
     let t = &options.transformations;
     let path_in_image = |path: &str| -> Result<String> { Ok(format!("/{}", String::from_utf8_lossy(&archive_name(path, t)?))) };
     let mut extras = BTreeMap::new();
+    for unit in image_database {
+        let kind = match unit {
+            Unit::Dir { mode, uid, gid, .. } => ExtraKind::Directory { mode: *mode, uid: *uid, gid: *gid },
+            Unit::Symlink { target, .. } => ExtraKind::Symlink { target: String::from_utf8_lossy(target).into_owned() },
+            Unit::File { source, .. } => ExtraKind::StoreDatabase { sha256: file_sha256(source)? },
+            Unit::Item { .. } => continue,
+        };
+        extras.insert(format!("/{}", String::from_utf8_lossy(unit.name())), kind);
+    }
     for d in &options.directories {
         let kind = ExtraKind::Directory { mode: d.mode, uid: d.uid, gid: d.gid };
         extras.insert(path_in_image(&d.path)?, kind);

@@ -94,7 +94,7 @@ pub fn document(model: &Model, image_digest: &str) -> Vec<u8> {
             "licenseDeclared": NOASSERTION,
             "copyrightText": NOASSERTION,
         });
-        if let ExtraKind::File { sha256 } = &extra.kind {
+        if let Some(sha256) = extra.kind.sha256() {
             p["checksums"] = json!([checksum(&hex::encode(sha256))]);
         }
         packages.push(p);
@@ -165,6 +165,7 @@ pub(super) fn describe_extra(kind: &ExtraKind) -> (&'static str, String) {
         ExtraKind::Directory { mode, uid, gid } => ("OTHER", format!("A directory, mode {mode:o}, owner {uid}:{gid}.")),
         ExtraKind::Symlink { target } => ("OTHER", format!("A symbolic link to {target}.")),
         ExtraKind::File { .. } => ("FILE", "A file copied into the image.".to_string()),
+        ExtraKind::StoreDatabase { .. } => ("FILE", "The store database, registering the image's store items.".to_string()),
     }
 }
 

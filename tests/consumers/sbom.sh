@@ -8,8 +8,12 @@
 # with the NAR hash its database row holds (Guix's base16 and Nix's
 # nix-base32 forms alike) and a DEPENDS_ON per row of Refs; in oci: and
 # oci-archive: destinations the artifacts are found from the image (index
-# entry and subject) and validated again; a malformed hash column is refused
-# naming the item, leaving nothing; builds are reproducible.
+# entry and subject) and validated again; pushed to a registry (Debian's
+# docker-registry 2.8, no referrers API) the artifacts are found by the
+# referrers tag sha256-<hex>, fetched with curl and validated again, later
+# pushes adding to the tag's index; a multi-platform image has one SBOM per
+# platform, about that platform's manifest; a malformed hash column is
+# refused naming the item, leaving nothing; builds are reproducible.
 #
 #   bash tests/consumers/sbom.sh        (as root, after cargo build --release)
 #
@@ -21,13 +25,18 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../lib/checks.sh
 source "$ROOT/tests/lib/checks.sh"
+# shellcheck source=../lib/registry.sh
+source "$ROOT/tests/lib/registry.sh"
 
 BIN=$ROOT/target/release/guix-docker-native
 SAMPLE_STORE=$ROOT/target/release/gdn-sample-store
 SBOM_TOOLS=${GDN_SBOM_TOOLS:-/opt/gdn-sbom-tools}
 
 WORK=
-cleanup() { [ -z "${WORK:-}" ] || rm -rf "$WORK"; }
+cleanup() {
+    gdn_registry_stop_all
+    [ -z "${WORK:-}" ] || rm -rf "$WORK"
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -37,7 +46,7 @@ trap 'exit 143' TERM
 for program in "$BIN" "$SAMPLE_STORE"; do
     [ -x "$program" ] || die "$program is missing: run cargo build --release first"
 done
-for tool in umoci skopeo sqlite3 jq nix-hash tar; do
+for tool in umoci skopeo sqlite3 jq nix-hash tar docker-registry curl; do
     command -v "$tool" >/dev/null || die "$tool is not installed (tests/run-all.sh installs it)"
 done
 PYTHON=$SBOM_TOOLS/bin/python
@@ -49,6 +58,8 @@ WORK=/tmp/gdn-sbom-$$
 rm -rf "$WORK" && mkdir "$WORK" || die "cannot make $WORK"
 make_sample_store "$WORK/s"
 gdn() { "$BIN" -q --store-dir "$STORE" "$@"; }
+gdn_registry_start plain "$WORK/reg" || die "could not start the registry"
+REG=$(gdn_registry_get "$WORK/reg" addr)
 
 # ---------------------------------------------------------------- helpers
 
@@ -149,6 +160,59 @@ artifact() {
         return 0
     done
     echo "no $type artifact whose subject is $image in $layout" >&2
+    return 1
+}
+
+# closure_of PATH: PATH's closure by the store database, sorted.
+closure_of() {
+    sqlite3 -readonly "$DB" "
+        WITH RECURSIVE c(id) AS (
+            SELECT id FROM ValidPaths WHERE path = '$1'
+            UNION SELECT Refs.reference FROM Refs JOIN c ON Refs.referrer = c.id)
+        SELECT path FROM ValidPaths WHERE id IN c ORDER BY path;"
+}
+
+# reg_fetch PATH FILE [ACCEPT]: GET http://$REG/v2/PATH into FILE.
+reg_fetch() {
+    curl -sf ${3:+-H "Accept: $3"} -o "$2" "http://$REG/v2/$1" || { echo "GET /v2/$1 failed" >&2; return 1; }
+}
+
+# manifest_digest REPO:TAG: the digest of the manifest (or index) TAG names.
+manifest_digest() {
+    local file=$WORK/m-$RANDOM
+    reg_fetch "${1%%:*}/manifests/${1#*:}" "$file" \
+        "application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json" || return 1
+    echo "sha256:$(sha256sum <"$file" | cut -c1-64)"
+}
+
+# registry_artifact REPO SUBJECT TYPE: the document of the SBOM of type
+# TYPE about the manifest SUBJECT in REPO, found as a client without the
+# referrers API finds it: the index under the tag sha256-<hex of SUBJECT>
+# (skopeo inspect --raw), its entry of artifactType TYPE, that manifest
+# (whose subject must be SUBJECT), its layer's blob (fetched with curl).
+registry_artifact() {
+    local repo=$1 subject=$2 type=$3 index d file blob
+    index=$(skopeo inspect --raw --tls-verify=false "docker://$REG/$repo:sha256-${subject#sha256:}") ||
+        { echo "no referrers tag sha256-${subject#sha256:} in $repo" >&2; return 1; }
+    [ "$(jq -r .mediaType <<<"$index")" = application/vnd.oci.image.index.v1+json ] || { echo "the tag is not an index: $index" >&2; return 1; }
+    for d in $(jq -r --arg t "$type" '.manifests[] | select(.artifactType == $t) | .digest' <<<"$index"); do
+        file=$WORK/artifact-$RANDOM.json
+        reg_fetch "$repo/manifests/$d" "$file" application/vnd.oci.image.manifest.v1+json || return 1
+        [ "sha256:$(sha256sum <"$file" | cut -c1-64)" = "$d" ] || { echo "manifest $d: digest" >&2; return 1; }
+        [ "$(jq -r .subject.digest "$file")" = "$subject" ] || { echo "manifest $d: subject $(jq -c .subject "$file")" >&2; return 1; }
+        [ "$(jq -r .artifactType "$file")" = "$type" ] || { echo "manifest $d: artifactType" >&2; return 1; }
+        [ "$(jq -r .config.mediaType "$file")" = application/vnd.oci.empty.v1+json ] || { echo "manifest $d: config" >&2; return 1; }
+        reg_fetch "$repo/blobs/$(jq -r .config.digest "$file")" "$file.config" || return 1
+        [ "$(cat "$file.config")" = "{}" ] || { echo "empty config blob" >&2; return 1; }
+        [ "$(jq -r '.layers | length' "$file")" = 1 ] && [ "$(jq -r .layers[0].mediaType "$file")" = "$type" ] ||
+            { echo "manifest $d: layers" >&2; return 1; }
+        blob=$file.blob
+        reg_fetch "$repo/blobs/$(jq -r .layers[0].digest "$file")" "$blob" || return 1
+        [ "sha256:$(sha256sum <"$blob" | cut -c1-64)" = "$(jq -r .layers[0].digest "$file")" ] || { echo "blob digest" >&2; return 1; }
+        cat "$blob"
+        return 0
+    done
+    echo "no $type entry in the index under sha256-${subject#sha256:}: $index" >&2
     return 1
 }
 
@@ -355,6 +419,136 @@ test_bench_store() {
     check_against_database "$WORK/bench.spdx.json" "$WORK/bench.cdx.json" "$bench/var/guix/db/db.sqlite" "$closure"
 }
 check "a benchmark store (bench/make-store.sh 20M): exact closure, hashes and references" test_bench_store
+
+test_registry_push() {
+    local repo=gdn-sbom/hello subject code types
+    gdn --database "$DB" --sbom spdx --sbom cyclonedx --sbom-output "$WORK/pushed" "${IMAGE_ARGS[@]}" \
+        --tls-verify=false -o "docker://$REG/$repo:1" "$MAIN" || return 1
+    subject=$(manifest_digest "$repo:1") || return 1
+    expect_equal "skopeo's digest" "$subject" "$(skopeo inspect --tls-verify=false "docker://$REG/$repo:1" | jq -r .Digest)" || return 1
+    # This registry has no referrers API: the tag schema is what is used.
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/$repo/referrers/$subject")
+    expect_equal "GET referrers" 404 "$code" || return 1
+    registry_artifact "$repo" "$subject" application/spdx+json >"$WORK/reg.spdx.json" || return 1
+    registry_artifact "$repo" "$subject" application/vnd.cyclonedx+json >"$WORK/reg.cdx.json" || return 1
+    validate_spdx "$WORK/reg.spdx.json" && validate_cyclonedx "$WORK/reg.cdx.json" || return 1
+    check_against_database "$WORK/reg.spdx.json" "$WORK/reg.cdx.json" "$DB" "$CLOSURE" || return 1
+    expect_equal "SPDX image checksum" "${subject#sha256:}" \
+        "$(jq -r '.packages[] | select(.SPDXID == "SPDXRef-Image") | .checksums[0].checksumValue' "$WORK/reg.spdx.json")" || return 1
+    expect_equal "CycloneDX image hash" "${subject#sha256:}" "$(jq -r '.metadata.component.hashes[0].content' "$WORK/reg.cdx.json")" || return 1
+    cmp "$WORK/pushed.spdx.json" "$WORK/reg.spdx.json" && cmp "$WORK/pushed.cdx.json" "$WORK/reg.cdx.json" || return 1
+    # The same push again, and another tag of it: the index lists each SBOM once.
+    gdn --database "$DB" --sbom spdx --sbom cyclonedx "${IMAGE_ARGS[@]}" --tls-verify=false -o "docker://$REG/$repo:2" "$MAIN" || return 1
+    expect_equal "the same image" "$subject" "$(manifest_digest "$repo:2")" || return 1
+    types=$(skopeo inspect --raw --tls-verify=false "docker://$REG/$repo:sha256-${subject#sha256:}" | jq -c '[.manifests[].artifactType]')
+    expect_equal "the referrers index" '["application/spdx+json","application/vnd.cyclonedx+json"]' "$types"
+}
+check "docker://: SBOMs pushed as artifacts, found by the referrers tag, valid and exact, listed once" test_registry_push
+
+test_registry_push_adds_to_the_index() {
+    local repo=gdn-sbom/adds subject types
+    gdn --database "$DB" --sbom cyclonedx "${IMAGE_ARGS[@]}" --tls-verify=false -o "docker://$REG/$repo:1" "$MAIN" || return 1
+    subject=$(manifest_digest "$repo:1") || return 1
+    types=$(skopeo inspect --raw --tls-verify=false "docker://$REG/$repo:sha256-${subject#sha256:}" | jq -c '[.manifests[].artifactType]')
+    expect_equal "after the first push" '["application/vnd.cyclonedx+json"]' "$types" || return 1
+    # A later push of the same image with another SBOM keeps the first's.
+    gdn --database "$DB" --sbom spdx "${IMAGE_ARGS[@]}" --tls-verify=false -o "docker://$REG/$repo:1" "$MAIN" || return 1
+    types=$(skopeo inspect --raw --tls-verify=false "docker://$REG/$repo:sha256-${subject#sha256:}" | jq -c '[.manifests[].artifactType]')
+    expect_equal "after the second push" '["application/vnd.cyclonedx+json","application/spdx+json"]' "$types" || return 1
+    registry_artifact "$repo" "$subject" application/spdx+json >"$WORK/adds.spdx.json" &&
+        registry_artifact "$repo" "$subject" application/vnd.cyclonedx+json >"$WORK/adds.cdx.json" || return 1
+    validate_spdx "$WORK/adds.spdx.json" && validate_cyclonedx "$WORK/adds.cdx.json"
+}
+check "docker://: a later push adds its SBOM to the referrers index, keeping the earlier one" test_registry_push_adds_to_the_index
+
+test_registry_sbom_push_fails() {
+    local repo=gdn-sbom/fails subject
+    # The referrers tag of the image taken by something that is not an
+    # index (the image itself): the SBOM cannot be listed, the push fails
+    # naming it, and the tag asked for does not move.
+    gdn --database "$DB" "${IMAGE_ARGS[@]}" --tls-verify=false -o "docker://$REG/$repo:old" "$MAIN" || return 1
+    subject=$(manifest_digest "$repo:old") || return 1
+    skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+        "docker://$REG/$repo:old" "docker://$REG/$repo:sha256-${subject#sha256:}" || return 1
+    expect_refusal 7 "the referrers tag sha256-${subject#sha256:}" \
+        gdn --database "$DB" --sbom spdx "${IMAGE_ARGS[@]}" --tls-verify=false -o "docker://$REG/$repo:new" "$MAIN" || return 1
+    grep -q "SPDX SBOM" "$WORK/refusal.err" || { cat "$WORK/refusal.err"; return 1; }
+    ! skopeo inspect --raw --tls-verify=false "docker://$REG/$repo:new" >/dev/null 2>&1 || { echo "the tag new was pushed"; return 1; }
+}
+check "docker://: a failed SBOM push is an error naming it, and moves no tag" test_registry_sbom_push_fails
+
+test_multi_platform_sboms() {
+    local hello hello_closure layout=$WORK/multi archive=$WORK/multi.tar index d system closure
+    hello=$(printf '%s\n' "$CLOSURE" | grep -- '-hello-2.12.1$')
+    hello_closure=$(closure_of "$hello")
+    local platforms=(--platform "x86_64-linux=$MAIN" --platform "aarch64-linux=$hello")
+    gdn --database "$DB" --sbom spdx --sbom cyclonedx --sbom-output "$WORK/multi-out" "${platforms[@]}" \
+        --entry-point bin/hello -o "oci:$layout:m" || return 1
+    # --sbom-output FILE with several platforms: FILE.SYSTEM.spdx.json, FILE.SYSTEM.cdx.json.
+    expect_equal "the files" "$(printf '%s\n' multi-out.aarch64-linux.cdx.json multi-out.aarch64-linux.spdx.json \
+        multi-out.x86_64-linux.cdx.json multi-out.x86_64-linux.spdx.json)" "$(cd "$WORK" && ls -1 multi-out.*)" || return 1
+    index=$layout/blobs/sha256/$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "m") | .digest | ltrimstr("sha256:")' "$layout/index.json")
+    for system in x86_64-linux aarch64-linux; do
+        case $system in
+            x86_64-linux) d=$(jq -r '.manifests[] | select(.platform.architecture == "amd64") | .digest' "$index"); closure=$CLOSURE ;;
+            *) d=$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' "$index"); closure=$hello_closure ;;
+        esac
+        # Each platform's SBOMs in the layout, about its manifest.
+        local spdx cdx
+        spdx=$(jq -r --arg d "$d" '.manifests[] | select(.annotations["guix-docker-native.sbom.subject"] == $d and .artifactType == "application/spdx+json") | .digest' "$layout/index.json")
+        cdx=$(jq -r --arg d "$d" '.manifests[] | select(.annotations["guix-docker-native.sbom.subject"] == $d and .artifactType == "application/vnd.cyclonedx+json") | .digest' "$layout/index.json")
+        [ -n "$spdx" ] && [ -n "$cdx" ] || { echo "no SBOM entries for $system ($d)"; return 1; }
+        for a in $spdx $cdx; do
+            expect_equal "$system subject" "$d" "$(jq -r .subject.digest "$layout/blobs/sha256/${a#sha256:}")" || return 1
+        done
+        cp "$layout/blobs/sha256/$(jq -r '.layers[0].digest | ltrimstr("sha256:")' "$layout/blobs/sha256/${spdx#sha256:}")" "$WORK/multi-$system.spdx.json" &&
+            cp "$layout/blobs/sha256/$(jq -r '.layers[0].digest | ltrimstr("sha256:")' "$layout/blobs/sha256/${cdx#sha256:}")" "$WORK/multi-$system.cdx.json" || return 1
+        validate_spdx "$WORK/multi-$system.spdx.json" && validate_cyclonedx "$WORK/multi-$system.cdx.json" || return 1
+        check_against_database "$WORK/multi-$system.spdx.json" "$WORK/multi-$system.cdx.json" "$DB" "$closure" || return 1
+        expect_equal "$system image checksum" "${d#sha256:}" \
+            "$(jq -r '.packages[] | select(.SPDXID == "SPDXRef-Image") | .checksums[0].checksumValue' "$WORK/multi-$system.spdx.json")" || return 1
+        cmp "$WORK/multi-out.$system.spdx.json" "$WORK/multi-$system.spdx.json" || return 1
+    done
+    # The oci-archive holds the same artifacts.
+    gdn --database "$DB" --sbom spdx --sbom cyclonedx "${platforms[@]}" --entry-point bin/hello -o "oci-archive:$archive:m" || return 1
+    mkdir "$WORK/multi-x" && tar -xf "$archive" -C "$WORK/multi-x" || return 1
+    expect_equal "the archive's artifacts" "$(jq -c '[.manifests[] | select(.artifactType)]' "$layout/index.json")" \
+        "$(jq -c '[.manifests[] | select(.artifactType)]' "$WORK/multi-x/index.json")" || return 1
+    # Pushed: each platform's SBOMs under its manifest's referrers tag.
+    gdn --database "$DB" --sbom spdx --sbom cyclonedx "${platforms[@]}" --entry-point bin/hello \
+        --tls-verify=false -o "docker://$REG/gdn-sbom/multi:1" || return 1
+    for system in x86_64-linux aarch64-linux; do
+        case $system in
+            x86_64-linux) d=$(jq -r '.manifests[] | select(.platform.architecture == "amd64") | .digest' "$index") ;;
+            *) d=$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' "$index") ;;
+        esac
+        case $system in x86_64-linux) closure=$CLOSURE ;; *) closure=$hello_closure ;; esac
+        registry_artifact gdn-sbom/multi "$d" application/spdx+json >"$WORK/multi-reg-$system.spdx.json" || return 1
+        registry_artifact gdn-sbom/multi "$d" application/vnd.cyclonedx+json >"$WORK/multi-reg-$system.cdx.json" || return 1
+        validate_spdx "$WORK/multi-reg-$system.spdx.json" && validate_cyclonedx "$WORK/multi-reg-$system.cdx.json" || return 1
+        check_against_database "$WORK/multi-reg-$system.spdx.json" "$WORK/multi-reg-$system.cdx.json" "$DB" "$closure" || return 1
+        expect_equal "$system image checksum" "${d#sha256:}" \
+            "$(jq -r '.metadata.component.hashes[0].content' "$WORK/multi-reg-$system.cdx.json")" || return 1
+        # A pushed image's SBOM names it by where it was pushed.
+        expect_equal "$system image name" "$REG/gdn-sbom/multi" "$(jq -r .metadata.component.name "$WORK/multi-reg-$system.cdx.json")" || return 1
+    done
+}
+check "--platform: one SBOM per platform image, about its manifest, in the layout, the archive, the registry and the files" test_multi_platform_sboms
+
+test_localstatedir_listed() {
+    gdn --database "$DB" --localstatedir --sbom spdx --sbom cyclonedx -o "$WORK/lsd.tar" "$MAIN" || return 1
+    validate_spdx "$WORK/lsd.tar.spdx.json" && validate_cyclonedx "$WORK/lsd.tar.cdx.json" || return 1
+    local db_hash
+    db_hash=$(tar -xOf "$WORK/lsd.tar" "$(tar -xOf "$WORK/lsd.tar" manifest.json | jq -r '.[0].Layers[0]')" |
+        tar -xO var/guix/db/db.sqlite | sha256sum | cut -c1-64)
+    expect_equal "SPDX database checksum" "$db_hash" \
+        "$(jq -r '.packages[] | select(.name == "/var/guix/db/db.sqlite") | .checksums[0].checksumValue' "$WORK/lsd.tar.spdx.json")" || return 1
+    expect_equal "CycloneDX database hash" "$db_hash" \
+        "$(jq -r '.components[] | select(.name == "/var/guix/db/db.sqlite") | .hashes[0].content' "$WORK/lsd.tar.cdx.json")" || return 1
+    expect_equal "the GC root" "A symbolic link to guix-profile-1-link." \
+        "$(jq -r '.packages[] | select(.name == "/var/guix/profiles/per-user/root/guix-profile") | .description' "$WORK/lsd.tar.spdx.json")"
+}
+check "--localstatedir: the store database and its GC roots are listed among the extras, with the database's hash" test_localstatedir_listed
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

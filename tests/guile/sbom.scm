@@ -2,7 +2,9 @@
 ;;; #:sbom-licenses of build-docker-image and build-docker-image/item, on the
 ;;; sample store with its database: the documents list exactly the closure
 ;;; with the database's hashes, carry the licences given, and a bad request
-;;; leaves nothing.  (tests/consumers/sbom.sh validates the documents with
+;;; leaves nothing; pushed to a registry (tests/lib/registry.sh's plain
+;;; one, when docker-registry is installed) with the destination string,
+;;; the SPDX artifact is found by the referrers tag, about the manifest.  (tests/consumers/sbom.sh validates the documents with
 ;;; the formats' own tools.)
 
 (use-modules (guix docker-native)
@@ -134,6 +136,69 @@
          . "MIT")))
       "not an item of the image's closure")
      ((#:sbom-output "x.json") "no SBOM format"))))
+
+(define (registry-script . commands)
+  (command-output "bash" "-c"
+                  (string-append ". tests/lib/registry.sh && "
+                                 (string-join commands " "))))
+
+(define (have? program)
+  (zero? (status:exit-val
+          (system* "/bin/sh" "-c"
+                   (string-append "command -v " program " >/dev/null")))))
+
+(if (and (have? "docker-registry") (have? "curl"))
+    (let* ((registry (string-append root "/registry"))
+           (_ (registry-script "gdn_registry_start plain" registry))
+           (addr (string-trim-both
+                  (call-with-input-file (string-append registry "/addr")
+                    get-string-all)))
+           (v2 (string-append "http://" addr "/v2/guile/sbom/"))
+           (accept-manifest "Accept: application/vnd.oci.image.manifest.v1+json"))
+      (define (get path . headers)
+        (apply command-output "curl" "-sf"
+               (append (append-map (cut list "-H" <>) headers)
+                       (list (string-append v2 path)))))
+      (test-group "pushed with #:sbom"
+        (build-image/options (string-append "docker://" addr "/guile/sbom:1")
+                             main
+                             (make-image-options #:store-directory store
+                                                 #:database database
+                                                 #:sbom '(spdx)
+                                                 #:tls-verify? #f))
+        (let* ((manifest (get "manifests/1" accept-manifest))
+               (digest (string-append
+                        "sha256:"
+                        (string-take (command-output
+                                      "sh" "-c"
+                                      (string-append "curl -sf -H '" accept-manifest
+                                                     "' " v2 "manifests/1 | sha256sum"))
+                                     64)))
+               (index (json-read-string
+                       (get (string-append "manifests/sha256-"
+                                           (string-drop digest 7))
+                            "Accept: application/vnd.oci.image.index.v1+json")))
+               (entry (json-ref index "manifests" 0))
+               (artifact (json-read-string
+                          (get (string-append "manifests/" (json-ref entry "digest"))
+                               accept-manifest)))
+               (document (json-read-string
+                          (get (string-append "blobs/"
+                                              (json-ref artifact "layers" 0 "digest"))))))
+          (test-assert "the image is there" (string? manifest))
+          (test-equal "one artifact under the referrers tag" 1
+            (vector-length (json-ref index "manifests")))
+          (test-equal "its type" "application/spdx+json"
+            (json-ref entry "artifactType"))
+          (test-equal "its subject is the image's manifest" digest
+            (json-ref artifact "subject" "digest"))
+          (test-equal "the document lists the closure" closure
+            (spdx-items document))))
+      (registry-script "gdn_registry_stop" registry))
+    (begin
+      (format #t "# no docker-registry or curl: the push is not tried~%")
+      (test-skip 1)
+      (test-assert "pushed with #:sbom (docker-registry missing)" #f)))
 
 (delete-directory root)
 (test-suite-end "sbom")
