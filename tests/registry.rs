@@ -500,17 +500,6 @@ fn digest_of(registry: &Registry, reference: &str) -> String {
 /// named, and the error says which tags moved and which did not.
 #[test]
 fn several_tags_move_together_or_are_put_back() {
-/// The index under a manifest's referrers tag (`sha256-<hex>`), fetched
-/// as a client without the referrers API does.
-fn referrers_index(registry: &Registry, repository: &str, digest: &str) -> Option<Value> {
-    inspect(registry, &format!("{repository}:sha256-{}", digest.trim_start_matches("sha256:")), true)
-}
-
-/// With `--manifest-format docker` the SBOM is still an OCI artifact
-/// manifest, its subject the Docker schema 2 manifest, listed under the
-/// referrers tag.
-#[test]
-fn sboms_of_a_docker_schema_2_push_are_oci_artifacts_about_it() {
     if !tools() {
         return;
     }
@@ -740,6 +729,24 @@ fn client_certificates_from_the_cert_dir() {
     ok(push(&store, &["--cert-dir", certs.to_str().unwrap(), "-C", "gzip", "--max-layers", "2", "-o", &d]));
     let options = vec![format!("--src-cert-dir={}", certs.display())];
     check_unpacks_from(&registry.addr, options, "mtls/app:1", &store);
+}
+
+/// The index under a manifest's referrers tag (`sha256-<hex>`), fetched
+/// as a client without the referrers API does.
+fn referrers_index(registry: &Registry, repository: &str, digest: &str) -> Option<Value> {
+    inspect(registry, &format!("{repository}:sha256-{}", digest.trim_start_matches("sha256:")), true)
+}
+
+/// With `--manifest-format docker` the SBOM is still an OCI artifact
+/// manifest, its subject the Docker schema 2 manifest, listed under the
+/// referrers tag.
+#[test]
+fn sboms_of_a_docker_schema_2_push_are_oci_artifacts_about_it() {
+    if !tools() {
+        return;
+    }
+    let registry = Registry::plain();
+    let store = SampleStore::new();
     let d = format!("{}:1", dest(&registry, "dockersbom"));
     ok(push(&store, &["-C", "gzip", "--manifest-format", "docker", "--sbom", "spdx", "--tls-verify=false", "-o", &d]));
     let raw = inspect(&registry, "dockersbom:1", true).unwrap();
