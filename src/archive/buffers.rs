@@ -84,8 +84,13 @@ pub(super) fn write_chunks(rx: Receiver<Chunk>, mut sink: Box<dyn Sink>, pool: &
         pool.give(chunk.buf);
     }
     // A build that failed elsewhere is not worth finishing (a compressor
-    // would still compress what it holds).
-    if failure.is_none() && !abort.load(Ordering::Relaxed) {
+    // would still compress what it holds); an unfinished sink is no
+    // success either: its layer is not whole, and must not be reported as
+    // done (a push's blob would have no digest).
+    if failure.is_none() {
+        if abort.load(Ordering::Relaxed) {
+            return Err(Error::knock_on(ErrorKind::Cancelled, format!("{}: stopped: another part of the build failed", output.display())));
+        }
         failure = sink.flush().and_then(|()| sink.finish()).err();
     }
     match failure {

@@ -412,7 +412,11 @@ impl Packaging for PushPackaging<'_> {
     /// known; its upload may still be finishing on its thread (waited for
     /// in the tail).
     fn layer_done(&self, index: usize, _layer: &ProducedLayer) -> Result<()> {
-        let (digest, size) = self.results[index].blob().expect("a finished stream has its digest");
+        let Some((digest, size)) = self.results[index].blob() else {
+            // The stream was stopped before its end (another upload failed).
+            let failed = self.failure.lock().unwrap().clone();
+            return Err(failed.unwrap_or_else(|| Error::knock_on(ErrorKind::Cancelled, "stopped before its end")));
+        };
         self.progress.update(|r| {
             let layer = &mut r.layers[self.offset + index];
             layer.digest = Some(digest.clone());
