@@ -4,7 +4,14 @@
 //! of a known layer (strace); an item changed under the same path (with
 //! and without a store database) is never served from a stale entry; a
 //! damaged entry or a read-only cache is a warning and a correct build;
-//! builds sharing a cache at once stay correct.
+//! builds sharing a cache at once stay correct.  Pushes to a real
+//! registry (Debian's `docker-registry`): a warm push to a repository that
+//! has every blob reads no store file and pushes the same manifest as a
+//! `--no-cache` push; to another repository of the registry, it mounts
+//! every layer; to another registry, it uploads them; an item rebuilt
+//! between two pushes is pushed with its new contents.
+
+mod registry_support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,6 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use registry_support::{have, Registry};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -548,4 +556,154 @@ fn the_cache_lives_under_xdg_cache_home_else_home() {
     c.arg("-o").arg(work.join("image.tar")).arg(&s.app).env("HOME", &other).env_remove("XDG_CACHE_HOME");
     assert!(c.output().unwrap().status.success());
     assert!(!other.exists());
+}
+
+fn registry_tools() -> bool {
+    have("docker-registry") && have("skopeo") && have("strace")
+}
+
+/// The manifest `docker://HOST/REFERENCE` names, its bytes as the registry
+/// serves them (`skopeo inspect --raw`).
+fn manifest_bytes(registry: &Registry, reference: &str) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/{reference}", registry.host))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo inspect {reference}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// The files of the image `docker://HOST/REFERENCE`, copied out by skopeo
+/// into an OCI layout under `work`.
+fn pulled_files(registry: &Registry, reference: &str, work: &Path) -> BTreeMap<String, Vec<u8>> {
+    let layout = tempfile::tempdir_in(work).unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/{reference}", registry.host))
+        .arg(format!("oci:{}:pulled", layout.path().display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy {reference}: {}", String::from_utf8_lossy(&out.stderr));
+    layout_files(layout.path(), "pulled")
+}
+
+fn push_dest(registry: &Registry, reference: &str) -> String {
+    format!("docker://{}/{reference}", registry.host)
+}
+
+#[test]
+fn a_warm_push_to_a_repository_with_every_blob_reads_no_store_file_and_pushes_the_same_manifest() {
+    if !registry_tools() {
+        return;
+    }
+    for compression in ["gzip", "zstd"] {
+        for with_database in [false, true] {
+            let what = format!("{compression}, database: {with_database}");
+            let s = make_store(with_database);
+            let work = s.dir.path();
+            let registry = Registry::plain();
+            let cache_arg = format!("--cache-dir={}", path_str(&work.join("cache")));
+            let args = |extra: &[&str], dest: &str| {
+                let mut v: Vec<String> = vec!["-C".into(), compression.into(), "--tls-verify=false".into(), "-o".into(), dest.into()];
+                v.extend(extra.iter().map(|s| s.to_string()));
+                v
+            };
+            let run = |extra: &[&str], dest: &str, trace: Option<&Path>| {
+                let a = args(extra, dest);
+                ok(gdn_with(&s, &a.iter().map(String::as_str).collect::<Vec<_>>(), trace))
+            };
+            run(&["--no-cache"], &push_dest(&registry, "reference:1"), None);
+            let trace = work.join("trace");
+            run(&[&cache_arg], &push_dest(&registry, "app:1"), Some(&trace));
+            let mut cold = store_files_opened(&trace);
+            cold.sort();
+            assert_eq!(cold, ["cache-test-app", "cache-test-data", "cache-test-doc", "cache-test-lib.so"], "{what}");
+            let uploads = registry.requests("POST", "app/blobs/uploads/");
+            // Warm, the repository has every blob: no store file is read,
+            // nothing is uploaded, the manifest is the same.
+            run(&[&cache_arg], &push_dest(&registry, "app:1"), Some(&trace));
+            assert_eq!(store_files_opened(&trace), Vec::<String>::new(), "{what}: warm");
+            assert_eq!(registry.requests("POST", "app/blobs/uploads/"), uploads, "{what}: nothing uploaded\n{}", registry.log());
+            assert!(manifest_bytes(&registry, "app:1") == manifest_bytes(&registry, "reference:1"), "{what}: the --no-cache push's manifest");
+            assert_eq!(pulled_files(&registry, "app:1", work)[&format!("{}/bin/cache-test-app", archive_name(&s.app))], app_program('1'));
+        }
+    }
+}
+
+#[test]
+fn a_warm_push_mounts_from_the_repositories_the_cache_knows_and_uploads_to_another_registry() {
+    if !registry_tools() {
+        return;
+    }
+    let s = make_store(true);
+    let work = s.dir.path();
+    let registry = Registry::plain();
+    let cache_arg = format!("--cache-dir={}", path_str(&work.join("cache")));
+    let push = |registry: &Registry, reference: &str, trace: Option<&Path>| {
+        let dest = push_dest(registry, reference);
+        ok(gdn_with(&s, &[&cache_arg, "-C", "zstd", "--tls-verify=false", "-o", &dest], trace))
+    };
+    push(&registry, "first:1", None);
+    let reference = manifest_bytes(&registry, "first:1");
+    let expected = pulled_files(&registry, "first:1", work);
+    // Another repository of the registry: every layer mounted from the
+    // first, no store file read, the same image.
+    let trace = work.join("trace");
+    push(&registry, "second:1", Some(&trace));
+    assert_eq!(store_files_opened(&trace), Vec::<String>::new(), "mounted, not read");
+    assert_eq!(registry.requests("POST", "second/blobs/uploads/?mount="), 4, "{}", registry.log());
+    assert_eq!(registry.requests("PATCH", "second/blobs/uploads/"), 0);
+    assert!(manifest_bytes(&registry, "second:1") == reference);
+    assert!(pulled_files(&registry, "second:1", work) == expected);
+    // Another registry, which has none of the blobs the cache knows: they
+    // are produced and uploaded, and the image is whole there.
+    let other = Registry::plain();
+    push(&other, "first:1", Some(&trace));
+    assert_eq!(store_files_opened(&trace).len(), 4, "every layer read again");
+    assert!(manifest_bytes(&other, "first:1") == reference);
+    assert!(pulled_files(&other, "first:1", work) == expected);
+    // The cache now knows both registries: a third repository of the
+    // second mounts from it.
+    push(&other, "third:1", Some(&trace));
+    assert_eq!(store_files_opened(&trace), Vec::<String>::new());
+    assert_eq!(other.requests("POST", "third/blobs/uploads/?mount="), 4, "{}", other.log());
+    for e in entries(&work.join("cache")) {
+        assert_entry_valid(&e);
+    }
+}
+
+#[test]
+fn an_item_rebuilt_between_two_pushes_is_pushed_with_its_new_contents() {
+    if !registry_tools() {
+        return;
+    }
+    for with_database in [true, false] {
+        let s = make_store(with_database);
+        let work = s.dir.path();
+        let registry = Registry::plain();
+        let cache_arg = format!("--cache-dir={}", path_str(&work.join("cache")));
+        let dest = push_dest(&registry, "app:1");
+        let program = format!("{}/bin/cache-test-app", archive_name(&s.app));
+        for _ in 0..2 {
+            ok(gdn(&s, &[&cache_arg, "-C", "gzip", "--tls-verify=false", "-o", &dest]));
+        }
+        assert!(pulled_files(&registry, "app:1", work)[&program] == app_program('1'));
+        // Deleted and built again with other contents of the same size
+        // (and, with a database, registered again; without one, with the
+        // old mtime put back: only the ctime and inode tell).
+        let mtime = fs::metadata(s.app.join("bin/cache-test-app")).unwrap().modified().unwrap();
+        fs::remove_dir_all(&s.app).unwrap();
+        write_app(&s.app, &s.lib, '2');
+        std::os::unix::fs::symlink(&s.doc, s.app.join("share/doc")).unwrap();
+        fs::File::options().write(true).open(s.app.join("bin/cache-test-app")).unwrap().set_modified(mtime).unwrap();
+        if with_database {
+            s.reregister(&s.app, &format!("sha256:{:064x}", 7));
+        }
+        ok(gdn(&s, &[&cache_arg, "-C", "gzip", "--tls-verify=false", "-o", &dest]));
+        let pulled = pulled_files(&registry, "app:1", work);
+        assert!(pulled[&program] == app_program('2'), "database: {with_database}: the new program is pushed");
+        ok(gdn(&s, &["--no-cache", "-C", "gzip", "--tls-verify=false", "-o", &push_dest(&registry, "reference:1")]));
+        assert!(manifest_bytes(&registry, "app:1") == manifest_bytes(&registry, "reference:1"), "database: {with_database}");
+    }
 }

@@ -19,7 +19,8 @@ fn tools() -> bool {
 }
 
 /// Runs the program on the sample store's profile with `args`, no auth
-/// file of the machine's in sight.
+/// file of the machine's in sight, and the layer cache of the store's own
+/// (so that a second push of one store is warm, as it is for a user).
 fn push(store: &SampleStore, args: &[&str]) -> Output {
     push_with(store, args, &[])
 }
@@ -32,7 +33,8 @@ fn push_with(store: &SampleStore, args: &[&str], env: &[(&str, &Path)]) -> Outpu
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("XDG_RUNTIME_DIR")
         .env("XDG_CONFIG_HOME", &nowhere)
-        .env("DOCKER_CONFIG", &nowhere);
+        .env("DOCKER_CONFIG", &nowhere)
+        .env("XDG_CACHE_HOME", store.dir.path().join("cache"));
     for (name, value) in env {
         command.env(name, value);
     }
@@ -408,6 +410,7 @@ fn a_multi_platform_image_is_pushed_as_an_index() {
     };
     let (x86, arm) = (hello("1zyxwvsrqpnmlkjihgfdcba987654321", "x86"), hello("2abcdfghijklmnpqrsvwxyz012345678", "arm"));
     let mut options = ImageOptions::new();
+    options.set_cache_dir(&dir.path().join("cache")).unwrap();
     options.set_store_dir(&store).unwrap();
     options.set_entry_point("bin/hello").unwrap();
     options.set_max_layers(10).unwrap();
@@ -460,6 +463,9 @@ fn blobs_known_elsewhere_are_mounted() {
     let raw = inspect(&registry, "first:1", true).unwrap();
 
     let mut options = ImageOptions::new();
+    // A cache of its own, which knows nothing of the first push: the
+    // mounts come from the hints.
+    options.set_cache_dir(&store.dir.path().join("another-cache")).unwrap();
     options.set_store_dir(&store.store).unwrap();
     options.set_database(&store.database).unwrap();
     options.set_entry_point("bin/hello").unwrap();

@@ -41,8 +41,6 @@
 //! with what was known before and what this build learns, written back by
 //! [`PlanCache::save`] once the build succeeded.
 
-// Parts of the API are for the registry push (issue 11), not used yet.
-#![allow(dead_code, unused_imports)]
 
 pub mod key;
 pub mod options;
@@ -55,10 +53,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use key::{ItemIdentity, LAYER_FORMAT_VERSION};
 pub use options::CacheOptions;
 pub use plan::PlanCache;
-pub use record::{Blob, Location, Record};
+pub use record::Record;
 
 use crate::options::Compression;
 

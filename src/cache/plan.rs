@@ -107,16 +107,6 @@ impl PlanCache {
         f
     }
 
-    /// Whether the cache is on for this build.
-    pub fn is_active(&self) -> bool {
-        self.dir.is_some()
-    }
-
-    /// The cache directory, when the cache is on.
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_ref().map(|d| d.dir.as_path())
-    }
-
     /// The key of layer `index`, when it has one (the cache is on and the
     /// layer holds no host file).
     pub fn key(&self, index: usize) -> Option<[u8; 32]> {

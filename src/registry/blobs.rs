@@ -92,6 +92,14 @@ pub fn mount(client: &Client, digest: &str, from: &str, what: &str) -> Result<Op
     }
 }
 
+/// Gives up the upload the registry started at `location` when it
+/// declined a mount, so that it does not linger until the registry's
+/// clean-up; best effort (a registry that keeps it loses nothing).
+pub fn abandon(client: &Client, location: &str, what: &str) {
+    let what = format!("{what}: cancelling the upload a declined mount started");
+    let _ = client.send(Request::new("DELETE", location.to_string()), &what);
+}
+
 fn location(client: &Client, r: &Response, what: &str) -> Result<String> {
     match &r.location {
         Some(l) => Ok(client.absolute(l)),
@@ -162,6 +170,13 @@ impl UploadResult {
     /// The blob's digest and size, once its stream has ended.
     pub fn blob(&self) -> Option<(String, u64)> {
         self.blob.lock().unwrap().clone()
+    }
+
+    /// A blob that was not streamed (the layer cache knew it, and the
+    /// repository had it or mounted it): its digest, size and outcome.
+    pub fn settle(&self, digest: String, size: u64, outcome: Outcome) {
+        *self.blob.lock().unwrap() = Some((digest, size));
+        self.set_outcome(Ok(outcome));
     }
 
     fn set_outcome(&self, outcome: Result<Outcome>) {

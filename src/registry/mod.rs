@@ -7,15 +7,17 @@
 //! blobs are missing.
 //!
 //! What is skipped.  A blob is looked up (`HEAD`) when its digest is known
-//! before its bytes are sent: the config always, and a layer that ends
-//! within its first chunk ([`blobs::CHUNK_SIZE`], 8 MiB compressed), which
-//! is held in memory until its end.  A larger layer's digest is known only
-//! once it has been made, and its bytes have gone up by then: without a
-//! layer cache that remembers digests it is uploaded every time (the
-//! registry keeps one copy).  Blobs known to be in another repository of
-//! the registry ([`ImageOptions::add_mount_hint`], which a layer cache
-//! will feed) are mounted from there (`POST …?mount=…&from=…`), falling
-//! back to an upload when the registry declines (202).
+//! before its bytes are sent: the config always; a layer the layer cache
+//! knows, before it is produced ([`Packaging::reuse`]: a blob the
+//! repository has, or mounts from another repository the cache names, is
+//! not produced at all); and a layer that ends within its first chunk
+//! ([`blobs::CHUNK_SIZE`], 8 MiB compressed), which is held in memory until
+//! its end.  Any other layer's digest is known only once it has been made,
+//! and its bytes have gone up by then.  Blobs known to be in another
+//! repository of the registry ([`ImageOptions::add_mount_hint`], and the
+//! cache's locations) are mounted from there (`POST …?mount=…&from=…`),
+//! falling back to an upload when the registry declines (202).  After a
+//! push the cache learns each layer's blob and that the repository holds it.
 //!
 //! The parts: [`client`] (requests, authentication, retries, errors),
 //! [`blobs`] (lookups, mounts, uploads), [`tags`] (the manifest and its
@@ -109,10 +111,13 @@ fn push_images(
     let tags = tags_of(reference, &options.tags);
     let tls = tls::config(ro.cert_dir.as_deref(), ro.tls_verify())?;
     let (credentials, origin) = credentials_for(reference, ro)?;
+    // The repositories blobs may be mounted from (their pull scope is asked
+    // for with a token): the hints given, and those the layer cache knows.
     let mut mount_sources: Vec<String> = Vec::new();
-    for (_, repository) in &ro.mount_hints {
-        if repository != &reference.repository && !mount_sources.contains(repository) {
-            mount_sources.push(repository.clone());
+    let cached = images.iter().flat_map(|i| cached_locations(i.plan, i.options, reference));
+    for repository in ro.mount_hints.iter().map(|(_, r)| r.clone()).chain(cached) {
+        if repository != reference.repository && !mount_sources.contains(&repository) {
+            mount_sources.push(repository);
         }
     }
     let hints: Arc<Vec<(String, String)>> =
@@ -219,6 +224,19 @@ fn push_images(
     progress.update(|r| r.manifest = Some((digest.clone(), tags.clone())));
     progress.report();
     Ok(pushed)
+}
+
+/// The repositories of `reference`'s registry that the layer cache says
+/// hold one of `plan`'s layer blobs as `options` compress them.
+fn cached_locations(plan: &Plan, options: &ImageOptions, reference: &RegistryReference) -> Vec<String> {
+    let c = crate::oci::compressor(options, 1);
+    let mut out = Vec::new();
+    for index in 0..plan.layers.len() {
+        let Some(known) = plan.cache.known(index) else { continue };
+        let Some(blob) = plan.cache.blob(index, c.kind, c.level) else { continue };
+        out.extend(known.locations_in(&blob.digest, &reference.registry).map(String::from));
+    }
+    out
 }
 
 /// The tags pushed: the destination's, then each `-t`'s tag part, once
@@ -388,6 +406,63 @@ impl Packaging for PushPackaging<'_> {
         Ok(Schedule::Parallel)
     }
 
+    /// A layer the cache knows (its `diff_id`, and its blob as this
+    /// build's compressor makes it) is not produced when the repository
+    /// has the blob (its `HEAD` answers yes) or mounts it from a repository
+    /// of the same registry that the cache says holds it: no file of it is
+    /// read.  Otherwise it is produced and uploaded as any other layer.
+    fn reuse(&self, index: usize) -> Result<Option<ProducedLayer>> {
+        let cache = &self.plan.cache;
+        let c = self.compressor;
+        let (Some(diff_id), Some(known), Some(blob)) = (cache.diff_id(index), cache.known(index), cache.blob(index, c.kind, c.level))
+        else {
+            return Ok(None);
+        };
+        let digest = format!("sha256:{}", hex::encode(blob.digest));
+        let what = format!("{}layer {}", self.label, index + 1);
+        let outcome = if blobs::exists(&self.client, &digest, &what)? {
+            Outcome::Present
+        } else {
+            // The places the cache knows, newest first; the hints given by
+            // the caller after.
+            let known_places = known.locations_in(&blob.digest, &self.client.registry);
+            let hinted = self.hints.iter().filter(|(d, _)| *d == digest).map(|(_, r)| r.as_str());
+            let mut sources: Vec<&str> = Vec::new();
+            for from in known_places.chain(hinted) {
+                if from != self.client.repository && !sources.contains(&from) {
+                    sources.push(from);
+                }
+            }
+            let mut mounted = None;
+            for from in sources.into_iter().take(3) {
+                match blobs::mount(&self.client, &digest, from, &what)? {
+                    None => {
+                        mounted = Some(from.to_string());
+                        break;
+                    }
+                    Some(location) => blobs::abandon(&self.client, &location, &what),
+                }
+            }
+            match mounted {
+                Some(from) => Outcome::Mounted(from),
+                None => return Ok(None),
+            }
+        };
+        let state = match &outcome {
+            Outcome::Mounted(from) => LayerState::Mounted { from: from.clone() },
+            _ => LayerState::Skipped,
+        };
+        self.progress.update(|r| {
+            let layer = &mut r.layers[self.offset + index];
+            layer.state = state;
+            layer.digest = Some(digest.clone());
+            layer.size = Some(blob.size);
+        });
+        self.results[index].settle(digest.clone(), blob.size, outcome);
+        self.blobs.lock().unwrap()[index] = Some(Descriptor { media_type: self.layer_media_type().into(), digest, size: blob.size });
+        Ok(Some(ProducedLayer { diff_id, len: self.plan.layers[index].len }))
+    }
+
     fn layer_target(&self, index: usize) -> Result<LayerTarget<'_>> {
         let permit = self.permit()?;
         self.progress.set(self.offset + index, LayerState::Uploading { sent: 0 });
@@ -422,6 +497,10 @@ impl Packaging for PushPackaging<'_> {
             layer.digest = Some(digest.clone());
             layer.size = Some(size);
         });
+        if let Some(bytes) = digest_bytes(&digest) {
+            let c = self.compressor;
+            self.plan.cache.learn_blob(index, c.kind, c.level, &bytes, size);
+        }
         self.blobs.lock().unwrap()[index] = Some(Descriptor { media_type: self.layer_media_type().into(), digest, size });
         Ok(())
     }
@@ -446,6 +525,13 @@ impl Packaging for PushPackaging<'_> {
             return Err(self.failure.lock().unwrap().clone().unwrap_or(e));
         }
         let blobs: Vec<Descriptor> = self.blobs.lock().unwrap().iter().map(|b| b.clone().expect("every layer is up")).collect();
+        // Every layer's blob is in the repository now: the cache learns
+        // where, for the next push's lookups and mounts.
+        for (index, blob) in blobs.iter().enumerate() {
+            if let Some(bytes) = digest_bytes(&blob.digest) {
+                self.plan.cache.learn_location(index, &bytes, &self.client.registry, &self.client.repository);
+            }
+        }
         let infos: Vec<LayerInfo> = layers
             .iter()
             .zip(&self.plan.layers)
@@ -479,6 +565,13 @@ impl Packaging for PushPackaging<'_> {
         *self.manifest.lock().unwrap() = Some(manifest);
         Ok(())
     }
+}
+
+/// The 32 bytes of a `sha256:<hex>` digest.
+fn digest_bytes(digest: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(digest.strip_prefix("sha256:")?, &mut bytes).ok()?;
+    Some(bytes)
 }
 
 #[cfg(test)]
