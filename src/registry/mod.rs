@@ -34,8 +34,8 @@ pub mod referrers;
 pub mod tags;
 pub mod tls;
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -342,6 +342,9 @@ struct PushPackaging<'p> {
     offset: usize,
     /// `linux/arm64/v8 ` in a multi-platform push, for messages.
     label: String,
+    /// For each layer whose blob the cache knows, whether the repository
+    /// has it ([`PushPackaging::lookups`]).
+    lookups: OnceLock<Result<Vec<Option<bool>>>>,
 }
 
 impl<'p> PushPackaging<'p> {
@@ -373,7 +376,47 @@ impl<'p> PushPackaging<'p> {
             manifest: Mutex::new(None),
             offset,
             label,
+            lookups: OnceLock::new(),
         }
+    }
+
+    /// The digest of layer `index`'s blob, when the cache knows it and its
+    /// `diff_id` (a layer that may be reused).
+    fn cached_digest(&self, index: usize) -> Option<String> {
+        let c = self.compressor;
+        self.plan.cache.diff_id(index)?;
+        let blob = self.plan.cache.blob(index, c.kind, c.level)?;
+        Some(format!("sha256:{}", hex::encode(blob.digest)))
+    }
+
+    /// For each layer whose blob the cache knows, whether the repository
+    /// has it: looked up once, when the first layer asks, `--jobs`
+    /// requests at a time, so that a push of an image the registry has
+    /// waits for the answers side by side rather than one by one.
+    fn lookups(&self) -> Result<&[Option<bool>]> {
+        let found = self.lookups.get_or_init(|| {
+            let digests: Vec<Option<String>> = (0..self.plan.layers.len()).map(|i| self.cached_digest(i)).collect();
+            let wanted: Vec<usize> = (0..digests.len()).filter(|&i| digests[i].is_some()).collect();
+            let answers: Vec<Mutex<Option<Result<bool>>>> = digests.iter().map(|_| Mutex::new(None)).collect();
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..self.jobs.max.min(wanted.len()) {
+                    s.spawn(|| loop {
+                        let Some(&i) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
+                        let digest = digests[i].as_deref().expect("wanted");
+                        let what = format!("{}layer {}", self.label, i + 1);
+                        let answer = blobs::exists(&self.client, digest, &what);
+                        let failed = answer.is_err();
+                        *answers[i].lock().unwrap() = Some(answer);
+                        if failed {
+                            next.store(wanted.len(), Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            answers.into_iter().map(|a| a.into_inner().unwrap().transpose()).collect()
+        });
+        found.as_deref().map_err(Clone::clone)
     }
 
     /// Waits for a place among the uploads.
@@ -418,9 +461,10 @@ impl Packaging for PushPackaging<'_> {
         else {
             return Ok(None);
         };
+        let Some(present) = self.lookups()?[index] else { return Ok(None) };
         let digest = format!("sha256:{}", hex::encode(blob.digest));
         let what = format!("{}layer {}", self.label, index + 1);
-        let outcome = if blobs::exists(&self.client, &digest, &what)? {
+        let outcome = if present {
             Outcome::Present
         } else {
             // The places the cache knows, newest first; the hints given by
