@@ -8,8 +8,8 @@
 #   and a rewrite with nothing changed.
 # push: a cold push (empty cache) to a TLS registry on loopback
 #   (tests/lib/registry.sh's basic mode), then the same push again with
-#   nothing changed (at most 5% of the cold push, and, in a run of its own
-#   under strace, no store file opened), then again after one application
+#   nothing changed (the median of three runs: at most 5% of the cold push,
+#   and, in a run of its own under strace, no store file opened), then again after one application
 #   item changed (at most 20% of the cold push, and at least 5x faster
 #   than the path users have today redoing its archive and copy: the Guix
 #   pipeline's archive, bench/lib.sh's, then `skopeo copy docker-archive:…
@@ -201,7 +201,14 @@ want push && for c in ${compressions//,/ }; do
     push=(-C "$c" --cache-dir "$cache" --cert-dir "$certs" --creds "$creds" -o "docker://$addr/bench:$c")
     report "push, compression $c (registry $addr):"
     measure "push: cold (empty cache)" "${push[@]}"
-    measure "push: again, nothing changed" "${push[@]}"
+    # A push of under a second, so the median of three (the machine is
+    # shared: one stray second-long stall would be the whole measurement).
+    again=()
+    for run in 1 2 3; do
+        measure "push: again, nothing changed ($run)" "${push[@]}"
+        again+=("${times[push: again, nothing changed ($run)]}")
+    done
+    times[push: again, nothing changed]=$(printf '%s\n' "${again[@]}" | sort -n | sed -n 2p)
     # Not timed: the same push under strace, counting the store files opened.
     strace -f -qq -e trace=openat -o "$work/trace" "$binary" -q --store-dir "$store" --database "$db" \
         --max-layers "$layers" "${push[@]}" "$profile" >/dev/null 2>"$work/.stderr" || {
@@ -221,7 +228,7 @@ want push && for c in ${compressions//,/ }; do
     today=$(bench_ratio "${times[push: again, one item changed]}" "${times[today: guix archive + skopeo copy]}")
     files=met
     [ "$opened" = 0 ] || { files="NOT met"; status=1; }
-    report "  nothing changed / cold: $same (target <= 0.05: $(verdict "$same" 0.05)); store files opened: $opened (target 0: $files)"
+    report "  nothing changed (median of 3) / cold: $same (target <= 0.05: $(verdict "$same" 0.05)); store files opened: $opened (target 0: $files)"
     report "  one item changed / cold: $one (target <= 0.20: $(verdict "$one" 0.20))"
     report "  one item changed / today's path: $today (target <= 0.20, 5x faster: $(verdict "$today" 0.20))"
     report "  cache: $(find "$cache" -type f | wc -l) entries, $(du -sb "$cache" | cut -f1) bytes"

@@ -64,25 +64,25 @@ pub fn build_image(
         contents.image_name = name;
     }
     let sbom = sbom::Job::new(&contents, options, destination, None)?;
-    if let ImageDestination::Registry(reference) = destination {
-        let image = crate::registry::PlatformImage { plan, main_name: prepared.main().name(), options };
-        crate::registry::referrers::push_with_sboms(&[image], false, reference, options, &[sbom.as_ref()])?;
-        plan.cache.save();
-        return Ok(());
-    }
-    if destination.is_oci() {
-        crate::oci::write_image(plan, prepared.main().name(), destination, options, sbom.as_ref())?;
-        plan.cache.save();
-        return Ok(());
-    }
-    let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
-    let image_id = archive::write_docker_archive(plan, &out, options)?;
-    // The SBOM files are named just before the image, and removed if it fails.
-    let mut sbom_files = sbom::PreparedFiles::write(sbom.as_ref(), &image_id)?;
-    sbom_files.commit()?;
-    out.commit()?;
-    sbom_files.keep();
     // What the build learned is kept once it succeeded.
+    let write = || -> Result<()> {
+        if let ImageDestination::Registry(reference) = destination {
+            let image = crate::registry::PlatformImage { plan, main_name: prepared.main().name(), options };
+            return crate::registry::referrers::push_with_sboms(&[image], false, reference, options, &[sbom.as_ref()]);
+        }
+        if destination.is_oci() {
+            return crate::oci::write_image(plan, prepared.main().name(), destination, options, sbom.as_ref());
+        }
+        let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
+        let image_id = archive::write_docker_archive(plan, &out, options)?;
+        // The SBOM files are named just before the image, and removed if it fails.
+        let mut sbom_files = sbom::PreparedFiles::write(sbom.as_ref(), &image_id)?;
+        sbom_files.commit()?;
+        out.commit()?;
+        sbom_files.keep();
+        Ok(())
+    };
+    write()?;
     plan.cache.save();
     Ok(())
 }
@@ -197,34 +197,35 @@ pub fn build_platform_images(platforms: &[PlatformItem], destination: &ImageDest
             items_before += p.plan.items_total;
         }
     }
-    if let ImageDestination::Registry(reference) = destination {
-        let images: Vec<crate::registry::PlatformImage> = prepared
+    // What the build learned is kept once it succeeded.
+    let write = || -> Result<()> {
+        if let ImageDestination::Registry(reference) = destination {
+            let images: Vec<crate::registry::PlatformImage> = prepared
+                .iter()
+                .zip(&per_platform)
+                .map(|(p, o)| crate::registry::PlatformImage { plan: &p.plan, main_name: p.main().name(), options: o })
+                .collect();
+            let jobs: Vec<Option<&sbom::Job>> = sboms.iter().map(Option::as_ref).collect();
+            return crate::registry::referrers::push_with_sboms(&images, true, reference, options, &jobs);
+        }
+        if !destination.is_oci() {
+            let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
+            let image_id = archive::write_docker_archive(&prepared[0].plan, &out, &per_platform[0])?;
+            let mut sbom_files = sbom::PreparedFiles::write(sboms[0].as_ref(), &image_id)?;
+            sbom_files.commit()?;
+            out.commit()?;
+            sbom_files.keep();
+            return Ok(());
+        }
+        let images: Vec<crate::oci::Image> = prepared
             .iter()
             .zip(&per_platform)
-            .map(|(p, o)| crate::registry::PlatformImage { plan: &p.plan, main_name: p.main().name(), options: o })
+            .zip(&sboms)
+            .map(|((p, o), job)| crate::oci::Image { plan: &p.plan, main_name: p.main().name(), options: o, sbom: job.as_ref() })
             .collect();
-        let jobs: Vec<Option<&sbom::Job>> = sboms.iter().map(Option::as_ref).collect();
-        crate::registry::referrers::push_with_sboms(&images, true, reference, options, &jobs)?;
-        prepared.iter().for_each(|p| p.plan.cache.save());
-        return Ok(());
-    }
-    if !destination.is_oci() {
-        let out = OutputFile::open(&output.expect("a docker-archive has an output"))?;
-        let image_id = archive::write_docker_archive(&prepared[0].plan, &out, &per_platform[0])?;
-        let mut sbom_files = sbom::PreparedFiles::write(sboms[0].as_ref(), &image_id)?;
-        sbom_files.commit()?;
-        out.commit()?;
-        sbom_files.keep();
-        prepared[0].plan.cache.save();
-        return Ok(());
-    }
-    let images: Vec<crate::oci::Image> = prepared
-        .iter()
-        .zip(&per_platform)
-        .zip(&sboms)
-        .map(|((p, o), job)| crate::oci::Image { plan: &p.plan, main_name: p.main().name(), options: o, sbom: job.as_ref() })
-        .collect();
-    crate::oci::write_images(&images, crate::oci::Shape::PlatformIndex, destination)?;
+        crate::oci::write_images(&images, crate::oci::Shape::PlatformIndex, destination)
+    };
+    write()?;
     prepared.iter().for_each(|p| p.plan.cache.save());
     Ok(())
 }
