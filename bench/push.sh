@@ -10,10 +10,14 @@
 # skopeo's blob cache knows nothing of it (another port, another registry).
 #
 # Usage: bash bench/push.sh [--size 1G] [--layers 100] [--workdir DIR]
-#                           [--results FILE] [--no-build]
+#                           [--flat 200M,2G] [--results FILE] [--no-build]
 # One run of each.  As root (the registries' certificates, skopeo's cache).
 # Targets: ours / today's path <= 0.5 (2x faster), zstd and gzip; our peak
-# resident memory < 100 MiB.
+# resident memory < 100 MiB, and flat in the closure's size: our push of
+# each --flat store (made like the main one; `--flat none`: none) peaks
+# under 100 MiB too, and one of a larger store within 10% of the main
+# store's (bench/run.sh --memory-check's rule); a smaller store's peak is
+# shown beside it (lower: its layers do not fill the buffers).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -24,6 +28,7 @@ layers=100
 workdir=/var/tmp/gdn
 results=
 build=yes
+flat=200M,2G
 
 die() { echo "bench/push: $*" >&2; exit 1; }
 note() { echo "bench/push: $*" >&2; }
@@ -34,13 +39,22 @@ while [ $# -gt 0 ]; do
         --layers) layers=${2:?--layers needs a value}; shift 2 ;;
         --workdir) workdir=${2:?--workdir needs a value}; shift 2 ;;
         --results) results=${2:?--results needs a value}; shift 2 ;;
+        --flat) flat=${2:?--flat needs a value}; shift 2 ;;
         --no-build) build=no; shift ;;
-        --help | -h) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --help | -h) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
 [[ $size =~ ^[1-9][0-9]*[KMGT]$ ]] || die "--size '$size': expected a number and K, M, G or T, e.g. 1G"
 [[ $layers =~ ^[1-9][0-9]*$ ]] && [ "$layers" -le 125 ] || die "--layers '$layers': 1 to 125"
+flat_sizes=()
+if [ "$flat" != none ]; then
+    IFS=, read -r -a flat_sizes <<<"$flat"
+    for s in "${flat_sizes[@]}"; do
+        [[ $s =~ ^[1-9][0-9]*[KMGT]$ ]] && [ "$s" != "$size" ] ||
+            die "--flat '$flat': expected sizes like 200M,2G (none: not measured), other than --size"
+    done
+fi
 for tool in skopeo docker-registry htpasswd openssl curl tar sha256sum /usr/bin/time; do
     command -v "$tool" >/dev/null || die "$tool is not installed (tests/run-all.sh's PACKAGES has it)"
 done
@@ -66,7 +80,6 @@ report() { printf '%s\n' "$*" | tee -a "$results"; }
 root=$workdir/$size
 bash "$here/make-store.sh" "$size" "$root" >&2
 store=$root/gnu/store
-db=$root/var/guix/db/db.sqlite
 profile=$(cat "$root/profile")
 sed 's,^/,,' "$root/closure" >"$root/closure.rel"
 
@@ -109,7 +122,9 @@ report "store:   $size requested, $root"
 sed 's/^/  /' "$root/summary" | tee -a "$results"
 report "registry: docker-registry on 127.0.0.1, TLS + htpasswd, a fresh one for every push; one run of each"
 
-ours="'$binary' --store-dir '$store' --database '$db' --max-layers $layers --cert-dir \"\$CERTS\" --creds \"\$CREDS\" -q"
+# ours_on ROOT: our push's command for the store made at ROOT.
+ours_on() { echo "'$binary' --store-dir '$1/gnu/store' --database '$1/var/guix/db/db.sqlite' --max-layers $layers --cert-dir \"\$CERTS\" --creds \"\$CREDS\" -q"; }
+ours=$(ours_on "$root")
 # bench/run.sh's guix pipeline: one reproducible layer, its sha256, the
 # archive's small files, the archive; then skopeo pushes it.
 det='--sort=name --mtime=@1 --owner=0 --group=0 --numeric-owner --hard-dereference'
@@ -127,8 +142,23 @@ for compression in zstd gzip; do
             'docker-archive:$out/guix.tar' \"docker://\$ADDR/bench:$compression\""
 done
 
+# Our push of each --flat store, zstd and gzip (no baseline: only our
+# memory is compared).
+for s in "${flat_sizes[@]}"; do
+    r=$workdir/$s
+    bash "$here/make-store.sh" "$s" "$r" >&2
+    report "store:   $s requested (flatness), $r"
+    sed 's/^/  /' "$r/summary" | tee -a "$results"
+    note "warming the page cache: reading $r once"
+    tar -C / -cf - "${r#/}/gnu/store" | cat >/dev/null
+    for compression in zstd gzip; do
+        measure "ours-push-$s-$compression" "$(ours_on "$r") -C $compression -o \"docker://\$ADDR/bench:$compression\" '$(cat "$r/profile")'"
+    done
+done
+
 describe() {
     case $1 in
+        ours-push-*-*) local rest=${1#ours-push-}; echo "ours: push, $layers layers, ${rest#*-}, ${rest%-*} store" ;;
         ours-push-*) echo "ours: push, $layers layers, ${1##*-}" ;;
         guix-skopeo-*) echo "guix archive + skopeo copy, ${1##*-}" ;;
     esac
@@ -157,6 +187,20 @@ peak=$(for c in zstd gzip; do echo "${rsss[ours-push-$c]}"; done | sort -n | tai
 pass=$(awk -v k="$peak" 'BEGIN { print (k < 100 * 1024) ? "PASS" : "FAIL" }')
 verdict "$pass"
 report "$(printf '%-46s %s MiB (limit < 100 MiB)  %s' "our peak memory while pushing, $size store" "$(mib "$peak")" "$pass")"
+bytes() { numfmt --from=iec "$1"; }
+for s in "${flat_sizes[@]}"; do
+    if [ "$(bytes "$s")" -gt "$(bytes "$size")" ]; then limit=1.1; else limit=; fi
+    for compression in zstd gzip; do
+        other=${rsss[ours-push-$s-$compression]} main=${rsss[ours-push-$compression]}
+        ratio=$(awk -v a="$other" -v b="$main" 'BEGIN { printf "%.2f", a / b }')
+        pass=$(awk -v k="$other" -v r="$ratio" -v l="$limit" 'BEGIN {
+            print (k < 100 * 1024 && (l == "" || r <= l)) ? "PASS" : "FAIL" }')
+        verdict "$pass"
+        report "$(printf '%-46s %s / %s MiB = %s (limit < 100 MiB%s)  %s' \
+            "peak memory $compression, $s store / $size store" "$(mib "$other")" "$(mib "$main")" \
+            "$ratio" "${limit:+, <= $limit}" "$pass")"
+    done
+done
 
 report ""
 report "commands (bash -o pipefail -c; ADDR, CERTS, CREDS: the fresh registry's):"
@@ -164,5 +208,5 @@ for name in "${measured[@]}"; do
     report "  $name: $(tr -s ' \n' ' ' <<<"${commands[$name]}")"
 done
 report ""
-report "targets: $((3 - failed)) passed, $failed failed"
+report "targets: $((3 + 2 * ${#flat_sizes[@]} - failed)) passed, $failed failed"
 report "results written to $results"

@@ -22,6 +22,8 @@ use cli::signals::{signal_name, Interrupts};
 const PROGRAM: &str = "guix-docker-native";
 
 fn main() {
+    // Before any thread starts (src/cli/malloc.rs says why).
+    cli::malloc::tune();
     std::process::exit(run());
 }
 

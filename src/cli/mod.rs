@@ -2,6 +2,7 @@
 //! the library: they are compiled into the binary only.
 
 pub mod args;
+pub mod malloc;
 pub mod progress;
 pub mod signals;
 pub mod stdio;
