@@ -620,11 +620,19 @@ fn a_warm_push_to_a_repository_with_every_blob_reads_no_store_file_and_pushes_th
             cold.sort();
             assert_eq!(cold, ["cache-test-app", "cache-test-data", "cache-test-doc", "cache-test-lib.so"], "{what}");
             let uploads = registry.requests("POST", "app/blobs/uploads/");
+            let lookups = registry.requests("HEAD", "app/blobs/");
             // Warm, the repository has every blob: no store file is read,
-            // nothing is uploaded, the manifest is the same.
+            // nothing is uploaded, the manifest is the same.  The
+            // repository holds the manifest the push makes, so no layer is
+            // even looked up (the config is, as always).
             run(&[&cache_arg], &push_dest(&registry, "app:1"), Some(&trace));
             assert_eq!(store_files_opened(&trace), Vec::<String>::new(), "{what}: warm");
             assert_eq!(registry.requests("POST", "app/blobs/uploads/"), uploads, "{what}: nothing uploaded\n{}", registry.log());
+            assert_eq!(registry.requests("HEAD", "app/blobs/"), lookups + 1, "{what}: the config alone looked up\n{}", registry.log());
+            // Under another tag (the same manifest, so again no lookup).
+            run(&[&cache_arg], &push_dest(&registry, "app:2"), None);
+            assert_eq!(registry.requests("HEAD", "app/blobs/"), lookups + 2);
+            assert!(manifest_bytes(&registry, "app:2") == manifest_bytes(&registry, "reference:1"));
             assert!(manifest_bytes(&registry, "app:1") == manifest_bytes(&registry, "reference:1"), "{what}: the --no-cache push's manifest");
             assert_eq!(pulled_files(&registry, "app:1", work)[&format!("{}/bin/cache-test-app", archive_name(&s.app))], app_program('1'));
         }

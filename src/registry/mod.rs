@@ -380,6 +380,61 @@ impl<'p> PushPackaging<'p> {
         }
     }
 
+    /// The image's config (and its descriptor) and its manifest (and the
+    /// manifest's media type), given each layer's `diff_id` and blob.
+    fn documents(&self, diff_ids: &[[u8; 32]], blobs: &[Descriptor]) -> (Vec<u8>, Descriptor, (Vec<u8>, &'static str)) {
+        let infos: Vec<LayerInfo> = diff_ids
+            .iter()
+            .zip(&self.plan.layers)
+            .map(|(diff_id, layer)| LayerInfo {
+                file: String::new(),
+                diff_id: format!("sha256:{}", hex::encode(diff_id)),
+                comment: layer.comment.clone(),
+            })
+            .collect();
+        let image = &self.plan.image;
+        let config = config::image_config(self.options, &image.entry_point, image.created, &infos);
+        let docker = self.options.registry.manifest_format == ManifestFormat::Docker;
+        let config_type = if docker { DOCKER_CONFIG_MEDIA_TYPE } else { documents::CONFIG_MEDIA_TYPE };
+        let config_descriptor = Descriptor::of(config_type, &config);
+        let manifest = if docker {
+            let descriptor = |d: &Descriptor| json!({ "mediaType": d.media_type, "digest": d.digest, "size": d.size });
+            let value = json!({
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST_MEDIA_TYPE,
+                "config": descriptor(&config_descriptor),
+                "layers": blobs.iter().map(descriptor).collect::<Vec<_>>(),
+            });
+            (serde_json::to_vec(&value).expect("JSON of strings"), DOCKER_MANIFEST_MEDIA_TYPE)
+        } else {
+            (documents::manifest(&config_descriptor, blobs, image.created, self.main_name), documents::MANIFEST_MEDIA_TYPE)
+        };
+        (config, config_descriptor, manifest)
+    }
+
+    /// Whether the repository holds the manifest this push would make
+    /// when the cache knows every layer: then it holds every blob that
+    /// manifest names (a registry accepts a manifest only once its blobs
+    /// are in the repository, and keeps the blobs a manifest names), and
+    /// none needs looking up.  `false` when some layer is unknown.
+    fn manifest_present(&self) -> Result<bool> {
+        let n = self.plan.layers.len();
+        let mut diff_ids = Vec::with_capacity(n);
+        let mut blobs = Vec::with_capacity(n);
+        for index in 0..n {
+            let c = self.compressor;
+            let (Some(diff_id), Some(blob)) = (self.plan.cache.diff_id(index), self.plan.cache.blob(index, c.kind, c.level)) else {
+                return Ok(false);
+            };
+            diff_ids.push(diff_id);
+            let digest = format!("sha256:{}", hex::encode(blob.digest));
+            blobs.push(Descriptor { media_type: self.layer_media_type().into(), digest, size: blob.size });
+        }
+        let (_, _, (manifest, media_type)) = self.documents(&diff_ids, &blobs);
+        let digest = Descriptor::of(media_type, &manifest).digest;
+        tags::manifest_exists(&self.client, &digest, &format!("{}the manifest", self.label))
+    }
+
     /// The digest of layer `index`'s blob, when the cache knows it and its
     /// `diff_id` (a layer that may be reused).
     fn cached_digest(&self, index: usize) -> Option<String> {
@@ -390,12 +445,17 @@ impl<'p> PushPackaging<'p> {
     }
 
     /// For each layer whose blob the cache knows, whether the repository
-    /// has it: looked up once, when the first layer asks, `--jobs`
-    /// requests at a time, so that a push of an image the registry has
-    /// waits for the answers side by side rather than one by one.
+    /// has it: looked up once, when the first layer asks.  When the
+    /// repository holds the very manifest this push makes, it has them all
+    /// ([`PushPackaging::manifest_present`]: one request); else each blob
+    /// is looked up, `--jobs` requests at a time, so that the answers are
+    /// waited for side by side rather than one by one.
     fn lookups(&self) -> Result<&[Option<bool>]> {
         let found = self.lookups.get_or_init(|| {
             let digests: Vec<Option<String>> = (0..self.plan.layers.len()).map(|i| self.cached_digest(i)).collect();
+            if self.manifest_present()? {
+                return Ok(digests.iter().map(|d| d.as_ref().map(|_| true)).collect());
+            }
             let wanted: Vec<usize> = (0..digests.len()).filter(|&i| digests[i].is_some()).collect();
             let answers: Vec<Mutex<Option<Result<bool>>>> = digests.iter().map(|_| Mutex::new(None)).collect();
             let next = AtomicUsize::new(0);
@@ -576,36 +636,12 @@ impl Packaging for PushPackaging<'_> {
                 self.plan.cache.learn_location(index, &bytes, &self.client.registry, &self.client.repository);
             }
         }
-        let infos: Vec<LayerInfo> = layers
-            .iter()
-            .zip(&self.plan.layers)
-            .map(|(p, layer)| LayerInfo {
-                file: String::new(),
-                diff_id: format!("sha256:{}", hex::encode(p.diff_id)),
-                comment: layer.comment.clone(),
-            })
-            .collect();
-        let image = &self.plan.image;
-        let config = config::image_config(self.options, &image.entry_point, image.created, &infos);
-        let docker = self.options.registry.manifest_format == ManifestFormat::Docker;
-        let config_type = if docker { DOCKER_CONFIG_MEDIA_TYPE } else { documents::CONFIG_MEDIA_TYPE };
-        let config_descriptor = Descriptor::of(config_type, &config);
+        let diff_ids: Vec<[u8; 32]> = layers.iter().map(|l| l.diff_id).collect();
+        let (config, config_descriptor, manifest) = self.documents(&diff_ids, &blobs);
         let hint = self.hints.iter().find(|(d, _)| *d == config_descriptor.digest).map(|(_, r)| r.as_str());
         let what = format!("{}the config", self.label);
         let outcome = blobs::put_whole(&self.client, &config, &config_descriptor.digest, hint, &what)?;
         self.progress.update(|r| r.config_present = Some(outcome != Outcome::Uploaded));
-        let manifest = if docker {
-            let descriptor = |d: &Descriptor| json!({ "mediaType": d.media_type, "digest": d.digest, "size": d.size });
-            let value = json!({
-                "schemaVersion": 2,
-                "mediaType": DOCKER_MANIFEST_MEDIA_TYPE,
-                "config": descriptor(&config_descriptor),
-                "layers": blobs.iter().map(descriptor).collect::<Vec<_>>(),
-            });
-            (serde_json::to_vec(&value).expect("JSON of strings"), DOCKER_MANIFEST_MEDIA_TYPE)
-        } else {
-            (documents::manifest(&config_descriptor, &blobs, image.created, self.main_name), documents::MANIFEST_MEDIA_TYPE)
-        };
         *self.manifest.lock().unwrap() = Some(manifest);
         Ok(())
     }

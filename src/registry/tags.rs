@@ -40,6 +40,18 @@ pub fn put_manifest(client: &Client, manifest: &[u8], media_type: &str, referenc
     }
 }
 
+/// Whether the repository holds the manifest `digest` (`what`, in errors).
+pub fn manifest_exists(client: &Client, digest: &str, what: &str) -> Result<bool> {
+    let what = format!("{what} {digest}: HEAD");
+    let r = client.send(Request::new("HEAD", client.url(&format!("manifests/{digest}"))).header("accept", ACCEPT), &what)?;
+    match r.status {
+        200 => Ok(true),
+        404 => Ok(false),
+        401 | 403 => Err(client.unauthorized(&what, &r)),
+        _ => Err(client.error(&what, &r, "")),
+    }
+}
+
 /// The digest of the manifest `tag` names now, `None` when it names none.
 pub fn current(client: &Client, tag: &str) -> Result<Option<String>> {
     let what = format!("tag {tag}: HEAD (what it names before it is moved)");
