@@ -66,6 +66,8 @@ if [ "$build" = yes ]; then
 fi
 [ -x "$binary" ] || die "$binary: not built"
 
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 # shellcheck source=../tests/lib/registry.sh
 source "$project/tests/lib/registry.sh"
 trap gdn_registry_stop_all EXIT
@@ -125,16 +127,9 @@ report "registry: docker-registry on 127.0.0.1, TLS + htpasswd, a fresh one for 
 # ours_on ROOT: our push's command for the store made at ROOT.
 ours_on() { echo "'$binary' --store-dir '$1/gnu/store' --database '$1/var/guix/db/db.sqlite' --max-layers $layers --cert-dir \"\$CERTS\" --creds \"\$CREDS\" -q"; }
 ours=$(ours_on "$root")
-# bench/run.sh's guix pipeline: one reproducible layer, its sha256, the
-# archive's small files, the archive; then skopeo pushes it.
-det='--sort=name --mtime=@1 --owner=0 --group=0 --numeric-owner --hard-dereference'
-guix_archive="d='$out/guix' && mkdir -p \"\$d/layer\" &&
-    tar $det -C / -cf \"\$d/layer/layer.tar\" -T '$root/closure.rel' &&
-    sha256sum \"\$d/layer/layer.tar\" >\"\$d/sha\" && h=\$(cut -d' ' -f1 \"\$d/sha\") && rm \"\$d/sha\" &&
-    echo 1.0 >\"\$d/layer/VERSION\" && printf '{\"id\":\"layer\"}' >\"\$d/layer/json\" &&
-    printf '{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%s\"]}}' \"\$h\" >\"\$d/config.json\" &&
-    printf '[{\"Config\":\"config.json\",\"RepoTags\":[\"profile:latest\"],\"Layers\":[\"layer/layer.tar\"]}]' >\"\$d/manifest.json\" &&
-    tar $det -C \"\$d\" -cf '$out/guix.tar' . && rm -rf \"\$d\""
+# bench/run.sh's guix pipeline (bench/lib.sh): one reproducible layer, its
+# sha256, the archive's small files, the archive; then skopeo pushes it.
+guix_archive=$(bench_guix_archive_command "$out" "$root")
 for compression in zstd gzip; do
     measure "ours-push-$compression" "$ours -C $compression -o \"docker://\$ADDR/bench:$compression\" '$profile'"
     measure "guix-skopeo-$compression" "$guix_archive &&
