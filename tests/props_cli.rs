@@ -133,7 +133,7 @@ fn value() -> impl Strategy<Value = String> {
         "[+-]?[0-9]{1,13}(/(tcp|udp|sctp|icmp))?",
         "@[0-9]{1,13}",
         "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|z|\\+00:00|\\+01:00|)",
-        "(x86_64|i686|armhf|aarch64|mips64el|riscv64|sparc|ppc64le)-linux",
+        "(x86_64|i686|armhf|aarch64|mips64el|riscv64|sparc|ppc64le|powerpc64le)-linux",
         "(none|gzip|zstd|xz|Gzip)",
         "[A-Za-z_][A-Za-z0-9_]{0,6}=[^\u{0}]{0,6}",
     ]
@@ -231,6 +231,7 @@ proptest! {
                     "aarch64" => "arm64",
                     "mips64el" | "mips64" => "mips64le",
                     "riscv64" => "riscv64",
+                    "powerpc64le" | "ppc64le" => "ppc64le",
                     _ if cpu.starts_with("arm") => "arm",
                     _ => return Err(TestCaseError::fail(format!("system {v:?} accepted"))),
                 };
